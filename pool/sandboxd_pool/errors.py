@@ -1,0 +1,31 @@
+"""Errors the engine raises. User code failing never raises: it is an Outcome with a Verdict.
+
+    SandboxError
+    ├── InvalidRequest       the request itself is bad; `.field` names the offending field
+    ├── PoolClosed           execute() after close() (or while draining)
+    └── RuntimeUnavailable   the runtime is unhealthy (boot keeps failing) or no worker in time
+"""
+
+from __future__ import annotations
+
+
+class SandboxError(Exception):
+    """Base of every error the engine raises."""
+
+
+class InvalidRequest(SandboxError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class PoolClosed(SandboxError):
+    pass
+
+
+class RuntimeUnavailable(SandboxError):
+    def __init__(self, runtime: str, reason: str) -> None:
+        super().__init__(f"runtime {runtime} unavailable: {reason}")
+        self.runtime = runtime
+        self.reason = reason
