@@ -1,0 +1,26 @@
+"""Entry point: `python -m bench <subcommand>`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from bench import pool_command
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    pool = sub.add_parser(
+        "pool",
+        help="warm pool vs bare spawn, per-request bwrap and unshare; latency, throughput, PSS",
+        description=pool_command.__doc__,
+    )
+    pool_command.add_arguments(pool)
+    pool.set_defaults(func=pool_command.run)
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
