@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Install the Debian packages the tests and the demo need, only if they are missing.
+# Idempotent and quick when everything is present (no apt-get call at all then).
+#
+#   node              the JavaScript runtime the pool runs (Debian package `nodejs`)
+#   libseccomp.so.2   loaded by pyseccomp (ctypes) to build the seccomp filter
+set -euo pipefail
+
+missing=()
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+if ! /sbin/ldconfig -p 2>/dev/null | grep -q 'libseccomp\.so\.2 '; then
+    missing+=(libseccomp2)
+fi
+
+if [ ${#missing[@]} -eq 0 ]; then
+    exit 0
+fi
+
+echo "install-system-deps: installing ${missing[*]}" >&2
+if [ "$(id -u)" -eq 0 ]; then
+    sudo=()
+elif command -v sudo >/dev/null 2>&1; then
+    sudo=(sudo -n)
+else
+    echo "install-system-deps: need root (or sudo) to apt-get install ${missing[*]}" >&2
+    exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -q
+"${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
