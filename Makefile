@@ -7,7 +7,8 @@
 #
 # Everything installs into the environment of $(PYTHON) (override: `make test PYTHON=...`).
 # Installs are remembered by stamp files under .make/ (one set per interpreter), so a second
-# `make test` skips pip entirely unless requirements-dev.txt or a pyproject.toml changed.
+# `make test` skips pip entirely unless requirements-dev.txt or a pyproject.toml changed, or
+# the editable installs no longer point at this checkout (scripts/editable_installed.py).
 
 PYTHON ?= python3
 PIP := $(PYTHON) -m pip --disable-pip-version-check
@@ -21,7 +22,12 @@ STAMPS := .make/$(PY_ENV_ID)
 
 DISTRIBUTIONS := pool/pyproject.toml client/pyproject.toml pyproject.toml
 
-.PHONY: demo test lint bench system-deps install install-dev clean
+# Reinstall the distributions if they are missing or installed from another checkout.
+ifneq ($(shell $(PYTHON) -I scripts/editable_installed.py 2>/dev/null && echo ok),ok)
+$(STAMPS)/packages: FORCE
+endif
+
+.PHONY: demo test lint bench system-deps install install-dev clean FORCE
 
 demo: system-deps install
 	$(PYTHON) -m sandboxd demo
@@ -53,6 +59,8 @@ $(STAMPS)/packages: $(DISTRIBUTIONS)
 $(STAMPS)/dev-requirements: requirements-dev.txt
 	$(PIP) install -r requirements-dev.txt
 	@mkdir -p $(@D) && touch $@
+
+FORCE:
 
 clean:
 	rm -rf .make build .mypy_cache .ruff_cache .pytest_cache
