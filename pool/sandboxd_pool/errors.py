@@ -1,9 +1,9 @@
 """Errors the engine raises. User code failing never raises: it is an Outcome with a Verdict.
 
-    SandboxError
-    ├── InvalidRequest       the request itself is bad; `.field` names the offending field
-    ├── PoolClosed           execute() after close() (or while draining)
-    └── RuntimeUnavailable   the runtime is unhealthy (boot keeps failing) or no worker in time
+SandboxError
+├── InvalidRequest       the request itself is bad; `.field` names the offending field
+├── PoolClosed           execute() after close() (or while draining)
+└── RuntimeUnavailable   the runtime is unhealthy (boot keeps failing) or no worker in time
 """
 
 from __future__ import annotations

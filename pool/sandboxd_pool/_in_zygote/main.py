@@ -1,0 +1,337 @@
+"""The zygote: a small single-threaded root process that makes jailed workers and reaps them.
+
+It is exec'd fresh by the pool (so it never inherits the pool's threads), compiles the seccomp
+programs once, then loops over four kinds of event:
+
+    requests from the pool     spawn a worker: clone into new namespaces, map its uid, put it
+                               in its cgroup, release it; hand the pool its fds
+    worker setup sockets       the child's seccomp listener fd arrives (or its setup error)
+    seccomp listeners          a worker made a blocked syscall: record the name, kill it
+    SIGCHLD                    reap: read wait status, rusage and cgroup facts, remove the
+                               cgroup, report "exited" to the pool
+
+EOF on the pool socket (the pool closed or died) kills and reaps every worker, then exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import zygote_protocol as proto
+from ..jail import namespaces, seccomp
+from ..jail.cgroups import CgroupSetup, WorkerCgroup
+from ..jail.enter import enter_and_exec
+from ..jail.policy import SANDBOX_UID, JailPlan
+from ..seccomp_policy import SeccompProgram, build_program
+
+
+@dataclass
+class Child:
+    pid: int
+    runtime: str
+    slot: int
+    pidfd: int
+    setup: socket.socket | None  # zygote end of the setup socket; None once closed
+    cgroup: WorkerCgroup | None
+    listener: int = -1
+    blocked_syscall: str | None = None
+    boot_error: str = ""
+    spawn_id: int = 0
+    reported_spawned: bool = False
+    pool_fds: list[int] = field(default_factory=list)
+
+
+class Zygote:
+    def __init__(self, plan: JailPlan, pool: socket.socket) -> None:
+        self.plan = plan
+        self.pool = pool
+        self.programs: dict[str, SeccompProgram] = {
+            name: build_program(name) for name in plan.runtimes
+        }
+        self.cgroups = (
+            CgroupSetup(version=plan.cgroup_version, parents=plan.cgroup_parent)
+            if plan.cgroup_version
+            else None
+        )
+        self.children: dict[int, Child] = {}
+        self.free_slots = list(range(plan.uid_slots - 1, -1, -1))
+        self.seq = 0
+        self.running = True
+        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def run(self) -> None:
+        signal.set_wakeup_fd(self.wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.signal(signal.SIGTERM, lambda *_: None)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        swept = self.cgroups.sweep() if self.cgroups else []
+        proto.send(self.pool, {"op": "hello", "pid": os.getpid(), "swept": swept})
+        while self.running or self.children:
+            self.poll_once()
+        os._exit(0)
+
+    def poll_once(self) -> None:
+        poller = select.poll()
+        if self.running:
+            poller.register(self.pool.fileno(), select.POLLIN)
+        poller.register(self.wake_r, select.POLLIN)
+        owners: dict[int, tuple[str, Child]] = {}
+        for child in self.children.values():
+            if child.setup is not None:
+                poller.register(child.setup.fileno(), select.POLLIN)
+                owners[child.setup.fileno()] = ("setup", child)
+            if child.listener >= 0:
+                poller.register(child.listener, select.POLLIN)
+                owners[child.listener] = ("listener", child)
+        events = poller.poll(None if self.running else 100)
+        for fd, mask in events:
+            if fd == self.pool.fileno():
+                self.on_pool_message()
+            elif fd == self.wake_r:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(self.wake_r, 4096)
+            elif fd in owners:
+                kind, child = owners[fd]
+                if kind == "setup":
+                    self.on_setup_message(child)
+                else:
+                    self.on_notification(child, mask)
+        self.reap()
+
+    # -- pool requests ----------------------------------------------------------------------
+
+    def on_pool_message(self) -> None:
+        got = proto.receive(self.pool)
+        if got is None:
+            self.shutdown()
+            return
+        message, fds = got
+        for fd in fds:
+            os.close(fd)
+        op = message.get("op")
+        if op == "spawn":
+            try:
+                self.spawn(int(message["id"]), str(message["runtime"]))
+            except Exception as e:  # noqa: BLE001 - reported to the pool
+                proto.send(
+                    self.pool,
+                    {
+                        "op": "spawn_failed",
+                        "id": message["id"],
+                        "error": f"{type(e).__name__}: {e}",
+                    },
+                )
+        elif op == "shutdown":
+            self.shutdown()
+
+    def shutdown(self) -> None:
+        self.running = False
+        for child in self.children.values():
+            self.kill(child)
+
+    # -- spawning -----------------------------------------------------------------------------
+
+    def spawn(self, spawn_id: int, runtime_name: str) -> None:
+        runtime = self.plan.runtimes[runtime_name]
+        program = self.programs[runtime_name]
+        if not self.free_slots:
+            raise RuntimeError("no free uid slot")
+        slot = self.free_slots.pop()
+        self.seq += 1
+        cgroup = self.cgroups.worker(f"z{os.getpid()}-{self.seq}") if self.cgroups else None
+        opened: list[int] = []
+        try:
+            if cgroup:
+                cgroup.create()
+                cgroup.set_limits(self.plan.boot_memory_bytes, self.plan.boot_pids)
+            stdin_r, stdin_w = os.pipe2(os.O_CLOEXEC)
+            stdout_r, stdout_w = os.pipe2(os.O_CLOEXEC)
+            stderr_r, stderr_w = os.pipe2(os.O_CLOEXEC)
+            ctl_pool, ctl_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            setup_z, setup_c = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            opened = [stdin_r, stdin_w, stdout_r, stdout_w, stderr_r, stderr_w]
+            pid = namespaces.clone_into_namespaces()
+            if pid == 0:
+                enter_and_exec(
+                    self.plan,
+                    runtime,
+                    program.bpf,
+                    self.plan.uid_base + slot,
+                    (stdin_r, stdout_w, stderr_w, ctl_child.fileno()),
+                    setup_c.fileno(),
+                )
+                os._exit(127)  # not reached
+            for fd in (stdin_r, stdout_w, stderr_w):
+                os.close(fd)
+            ctl_child.close()
+            setup_c.close()
+            pidfd = os.pidfd_open(pid)
+            child = Child(
+                pid=pid,
+                runtime=runtime_name,
+                slot=slot,
+                pidfd=pidfd,
+                setup=setup_z,
+                cgroup=cgroup,
+                spawn_id=spawn_id,
+                pool_fds=[stdin_w, stdout_r, stderr_r, ctl_pool.detach()],
+            )
+            self.children[pid] = child
+            if cgroup:
+                cgroup.add_pid(pid)
+            child.setup.send(b"go")
+        except BaseException:
+            self.free_slots.append(slot)
+            for fd in opened:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            if cgroup and not any(c.cgroup is cgroup for c in self.children.values()):
+                with contextlib.suppress(OSError):
+                    cgroup.remove()
+            raise
+
+    def on_setup_message(self, child: Child) -> None:
+        assert child.setup is not None
+        try:
+            data, fds, _, _ = socket.recv_fds(child.setup, 4096, 1)
+        except OSError:
+            data, fds = b"", []
+        if data == b"map":
+            try:
+                namespaces.write_id_maps(child.pid, SANDBOX_UID, self.plan.uid_base + child.slot)
+                child.setup.send(b"mapped")
+            except OSError as e:
+                child.boot_error = f"writing the uid map: {e}"
+                self.kill(child)
+            return
+        if data == b"ok" and fds:
+            child.listener = fds[0]
+            self.report_spawned(child)
+            return
+        for fd in fds:
+            os.close(fd)
+        if data:
+            child.boot_error = data.decode(errors="replace").removeprefix("err ")
+        # EOF: exec happened (setup socket is close-on-exec) or the child died.
+        child.setup.close()
+        child.setup = None
+        if not child.reported_spawned:
+            self.report_spawned(child)
+
+    def report_spawned(self, child: Child) -> None:
+        child.reported_spawned = True
+        message: dict[str, Any] = {
+            "op": "spawned",
+            "id": child.spawn_id,
+            "pid": child.pid,
+            "slot": child.slot,
+            "runtime": child.runtime,
+            "cgroup": dict(child.cgroup.paths) if child.cgroup else {},
+        }
+        fds = [child.pidfd, *child.pool_fds]
+        proto.send(self.pool, message, fds)
+        for fd in child.pool_fds:
+            os.close(fd)
+        child.pool_fds = []
+
+    # -- seccomp ----------------------------------------------------------------------------
+
+    def on_notification(self, child: Child, mask: int) -> None:
+        if mask & (select.POLLHUP | select.POLLERR):
+            os.close(child.listener)
+            child.listener = -1
+            return
+        notification = seccomp.receive_notification(child.listener)
+        if notification is None:
+            return
+        if child.blocked_syscall is None:
+            names = self.programs[child.runtime].notify_names
+            child.blocked_syscall = names.get(notification.nr, f"syscall_{notification.nr}")
+        self.kill(child)
+
+    # -- reaping ----------------------------------------------------------------------------
+
+    def kill(self, child: Child) -> None:
+        with contextlib.suppress(OSError):
+            signal.pidfd_send_signal(child.pidfd, signal.SIGKILL)
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status, rusage = os.wait4(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            child = self.children.pop(pid, None)
+            if child is None:
+                continue
+            self.finish(child, status, rusage)
+
+    def finish(self, child: Child, status: int, rusage: Any) -> None:
+        facts: dict[str, int] = {}
+        if child.cgroup:
+            child.cgroup.kill_all()
+            f = child.cgroup.facts()
+            facts = {
+                "peak_memory_bytes": f.peak_memory_bytes,
+                "oom_kills": f.oom_kills,
+                "cpu_time_ns": f.cpu_time_ns,
+                "pids_limit_hits": f.pids_limit_hits,
+            }
+            if not child.cgroup.remove():
+                print(f"sandboxd zygote: cgroup {child.cgroup.paths} not removed", file=sys.stderr)
+        if child.setup is not None:
+            if not child.boot_error:
+                child.setup.setblocking(False)
+                with contextlib.suppress(OSError):
+                    data = child.setup.recv(4096)
+                    if data.startswith(b"err "):
+                        child.boot_error = data[4:].decode(errors="replace")
+            child.setup.close()
+        for fd in (child.listener, child.pidfd, *child.pool_fds):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self.free_slots.append(child.slot)
+        if self.running:
+            proto.send(
+                self.pool,
+                {
+                    "op": "exited",
+                    "pid": child.pid,
+                    "status": status,
+                    "rusage": {
+                        "utime_us": int(rusage.ru_utime * 1e6),
+                        "stime_us": int(rusage.ru_stime * 1e6),
+                        "maxrss_kb": rusage.ru_maxrss,
+                    },
+                    "facts": facts,
+                    "blocked_syscall": child.blocked_syscall,
+                    "boot_error": child.boot_error,
+                    "reported_spawned": child.reported_spawned,
+                    "spawn_id": child.spawn_id,
+                },
+            )
+
+
+def main() -> None:
+    plan = JailPlan.from_json(sys.stdin.read())
+    pool = socket.socket(fileno=int(sys.argv[1]))  # the pool's end: the fd number is argv[1]
+    started = time.monotonic()
+    zygote = Zygote(plan, pool)
+    print(
+        f"sandboxd zygote {os.getpid()}: ready in {(time.monotonic() - started) * 1000:.0f} ms",
+        file=sys.stderr,
+    )
+    zygote.run()

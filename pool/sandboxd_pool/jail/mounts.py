@@ -1,0 +1,229 @@
+"""A fresh root on tmpfs holding only read-only binds of what the runtime needs.
+
+Layout inside the jail:
+    /usr/bin /usr/lib ... read-only binds of the host (plus the runtime's own prefix)
+    /opt/sandboxd         the in-worker bootstraps, read-only
+    /work /tmp /dev/shm   one size-capped tmpfs ("scratch"), owned by the sandbox user
+    /dev                  null, zero, random, urandom (binds of the host nodes), fd symlinks
+    /proc                 a fresh proc of the worker's own PID namespace
+    /etc                  passwd, group, hosts, ... written for the jail
+No /sys, no other host path. The root itself is remounted read-only at the end.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from collections.abc import Iterable, Mapping
+
+from ._libc import SYS_pivot_root, check, libc
+from .policy import WORK_DIR, Bind
+
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_REMOUNT = 0x20
+MS_BIND = 0x1000
+MS_REC = 0x4000
+MS_PRIVATE = 0x40000
+MNT_DETACH = 0x2
+
+# statvfs f_flag bits that are locked on mounts inherited into a user namespace: a read-only
+# remount of a bind must keep them or the kernel refuses it.
+_ST_LOCKED = {
+    os.ST_NOSUID: MS_NOSUID,
+    os.ST_NODEV: MS_NODEV,
+    os.ST_NOEXEC: MS_NOEXEC,
+}
+
+NEW_ROOT = "/tmp"  # any existing directory: the new root tmpfs is mounted over it, privately
+SCRATCH = "/run/sandbox-scratch"
+DEVICES = ("null", "zero", "random", "urandom")
+BOOT_MOUNT = "/opt/sandboxd"  # the in-worker bootstraps
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str = "") -> None:
+    check(
+        libc.mount(
+            source.encode() if source else None,
+            target.encode(),
+            fstype.encode() if fstype else None,
+            ctypes.c_ulong(flags),
+            data.encode() if data else None,
+        ),
+        f"mount {source or fstype} on {target}",
+    )
+
+
+def umount(target: str, flags: int = 0) -> None:
+    check(libc.umount2(target.encode(), flags), f"umount {target}")
+
+
+def _locked_flags(path: str) -> int:
+    st = os.statvfs(path)
+    return sum(ms for st_flag, ms in _ST_LOCKED.items() if st.f_flag & st_flag)
+
+
+def bind_readonly(source: str, target: str, is_dir: bool) -> None:
+    if is_dir:
+        os.makedirs(target, exist_ok=True)
+    else:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(target, "a"):
+            pass
+    mount(source, target, None, MS_BIND | MS_REC)
+    flags = MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | _locked_flags(source)
+    mount(None, target, None, flags)
+
+
+def mask_dir(target: str) -> None:
+    """Hide a directory behind an empty read-only tmpfs."""
+    if os.path.isdir(target):
+        mount(
+            "tmpfs",
+            target,
+            "tmpfs",
+            MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY,
+            "size=4k,mode=0555",
+        )
+
+
+def _jail_path(root: str, path: str) -> str:
+    return root + "/" + path.lstrip("/")
+
+
+def build_root(
+    binds: Iterable[Bind],
+    boot_dir: str,
+    masked_dirs: Iterable[str],
+    symlinks: Mapping[str, str],
+    etc_files: Mapping[str, str],
+    scratch_bytes: int,
+    owner_uid: int,
+) -> None:
+    """Build the jail's filesystem and pivot into it.
+
+    Runs as real root in fresh mount and PID namespaces that belong to the host's user
+    namespace, before the child enters its own user namespace: the mounts are then locked for
+    the program (it holds no capability over that mount namespace, even as root of its own
+    user namespace), and host paths such as a pyenv prefix under /root (0700) can be bound."""
+    mount(None, "/", None, MS_REC | MS_PRIVATE)
+    root = NEW_ROOT
+    mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
+
+    for bind in binds:
+        if os.path.lexists(bind.path):
+            bind_readonly(os.path.realpath(bind.path), _jail_path(root, bind.path), bind.is_dir)
+    bind_readonly(boot_dir, _jail_path(root, BOOT_MOUNT), True)
+    for path in masked_dirs:
+        mask_dir(_jail_path(root, path))
+    for link, target in symlinks.items():
+        os.symlink(target, _jail_path(root, link))
+
+    _make_scratch(root, scratch_bytes, owner_uid)
+    _make_dev(root)
+    _make_etc(root, etc_files)
+
+    # /proc is mounted before pivot_root, while the host's /proc is still visible in this mount
+    # namespace (DESIGN §5: after pivot_root a user namespace may not mount a new proc).
+    os.mkdir(_jail_path(root, "/proc"), 0o555)
+    mount("proc", _jail_path(root, "/proc"), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+    old = _jail_path(root, "/.old-root")
+    os.mkdir(old)
+    check(libc.syscall(SYS_pivot_root, root.encode(), old.encode()), "pivot_root")
+    os.chdir("/")
+    umount("/.old-root", MNT_DETACH)
+    os.rmdir("/.old-root")
+    mount(None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    os.chdir(WORK_DIR)
+
+
+def _make_scratch(root: str, scratch_bytes: int, owner_uid: int) -> None:
+    """One tmpfs behind /work, /tmp and /dev/shm so a single size cap bounds all three."""
+    scratch = _jail_path(root, SCRATCH)
+    os.makedirs(scratch)
+    mount(
+        "tmpfs",
+        scratch,
+        "tmpfs",
+        MS_NOSUID | MS_NODEV,
+        f"size={max(scratch_bytes, 4096)},mode=0755",
+    )
+    for name, jail_path in (("work", WORK_DIR), ("tmp", "/tmp"), ("shm", "/dev/shm")):
+        src = f"{scratch}/{name}"
+        os.mkdir(src)
+        os.chown(src, owner_uid, owner_uid)  # the host uid the sandbox user maps to
+        os.chmod(src, 0o700 if name == "work" else 0o1777)
+        dst = _jail_path(root, jail_path)
+        os.makedirs(dst, exist_ok=True)
+        mount(src, dst, None, MS_BIND)
+    umount(scratch, MNT_DETACH)
+    os.rmdir(scratch)
+    os.rmdir(os.path.dirname(scratch))
+
+
+def _make_dev(root: str) -> None:
+    dev = _jail_path(root, "/dev")
+    os.makedirs(dev, exist_ok=True)
+    for name in DEVICES:
+        bind_readonly_dev(f"/dev/{name}", f"{dev}/{name}")
+    for name, target in (
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ):
+        os.symlink(target, f"{dev}/{name}")
+
+
+def bind_readonly_dev(source: str, target: str) -> None:
+    """Device nodes cannot be created in a user namespace; bind the host's instead."""
+    with open(target, "w"):
+        pass
+    mount(source, target, None, MS_BIND)
+    mount(None, target, None, MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NOEXEC | _locked_flags(source))
+
+
+def _make_etc(root: str, etc_files: Mapping[str, str]) -> None:
+    etc = _jail_path(root, "/etc")
+    os.makedirs(etc, exist_ok=True)
+    for name, content in etc_files.items():
+        path = f"{etc}/{name}"
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        if content.startswith("symlink:"):
+            os.symlink(content.removeprefix("symlink:"), path)
+        else:
+            with open(path, "w") as f:
+                f.write(content)
+
+
+FSPICK_CLOEXEC = 0x1
+FSCONFIG_SET_STRING = 1
+FSCONFIG_CMD_RECONFIGURE = 7
+
+
+def resize_scratch(pid: int, size_bytes: int) -> None:
+    """Set the size cap of a running worker's scratch tmpfs (/work, /tmp, /dev/shm), from outside.
+
+    fspick(2) on the worker's /work through /proc/PID/root, then reconfigure: no namespace is
+    entered, so this is safe from a multi-threaded process."""
+    from ._libc import SYS_fsconfig, SYS_fspick
+
+    fd = check(
+        libc.syscall(SYS_fspick, -100, f"/proc/{pid}/root{WORK_DIR}".encode(), FSPICK_CLOEXEC),
+        "fspick",
+    )
+    try:
+        check(
+            libc.syscall(
+                SYS_fsconfig, fd, FSCONFIG_SET_STRING, b"size", str(size_bytes).encode(), 0
+            ),
+            "fsconfig size",
+        )
+        check(
+            libc.syscall(SYS_fsconfig, fd, FSCONFIG_CMD_RECONFIGURE, None, None, 0), "reconfigure"
+        )
+    finally:
+        os.close(fd)

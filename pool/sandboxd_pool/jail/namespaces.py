@@ -1,0 +1,78 @@
+"""User, PID, mount, net, IPC, UTS and cgroup namespaces.
+
+The zygote creates the worker with clone(2) and the PID, mount, net, IPC and UTS flags, so the
+worker is PID 1 of its own PID namespace and the zygote is its parent (it reaps it and reads
+the kernel's facts). The child then unshares the cgroup namespace (after the zygote has moved
+it into its own cgroup, so it sees that cgroup as its root) and, once its filesystem is built,
+the user namespace, whose one-uid map the zygote writes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import signal
+
+from ._libc import SYS_clone, check, libc, libc_gil
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+# The user namespace is unshared later by the child itself (see enter.py).
+WORKER_CLONE_FLAGS = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
+
+PR_SET_PDEATHSIG = 1
+
+_pythonapi = ctypes.pythonapi
+
+
+def clone_into_namespaces(flags: int = WORKER_CLONE_FLAGS) -> int:
+    """fork(2) that also creates namespaces. Returns 0 in the child, the child's pid in the parent.
+
+    Python's fork bookkeeping (import lock, after-fork hooks) is run around the raw syscall just
+    as os.fork() does. Only safe in a single-threaded process: the zygote.
+    """
+    _pythonapi.PyOS_BeforeFork()
+    pid = libc_gil.syscall(
+        ctypes.c_long(SYS_clone),
+        ctypes.c_ulong(flags | signal.SIGCHLD),
+        None,
+        None,
+        None,
+        None,
+    )
+    if pid == 0:
+        _pythonapi.PyOS_AfterFork_Child()
+        return 0
+    err = ctypes.get_errno()
+    _pythonapi.PyOS_AfterFork_Parent()
+    if pid < 0:
+        raise OSError(err, f"clone: {__import__('os').strerror(err)}")
+    return int(pid)
+
+
+def unshare(flags: int) -> None:
+    check(libc.unshare(ctypes.c_int(flags)), "unshare")
+
+
+def set_parent_death_signal(sig: int = signal.SIGKILL) -> None:
+    check(libc.prctl(PR_SET_PDEATHSIG, ctypes.c_ulong(sig), 0, 0, 0), "prctl(PDEATHSIG)")
+
+
+def write_id_maps(pid: int, inside_id: int, outside_id: int) -> None:
+    """Map one id inside the child's user namespace to one unprivileged id outside.
+
+    Written by the zygote (root in the parent namespace, so it may map any id)."""
+    line = f"{inside_id} {outside_id} 1\n"
+    for name in ("uid_map", "gid_map"):
+        with open(f"/proc/{pid}/{name}", "w") as f:
+            f.write(line)
+
+
+def set_hostname(name: str) -> None:
+    raw = name.encode()
+    check(libc.sethostname(raw, len(raw)), "sethostname")

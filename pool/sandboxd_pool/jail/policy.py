@@ -1,0 +1,88 @@
+"""What a worker's jail is made of: frozen plans, built by the pool and carried to the zygote as JSON."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+
+SANDBOX_UID = 1000  # the uid and gid inside every worker's user namespace
+SANDBOX_HOSTNAME = "sandbox"
+WORK_DIR = "/work"
+
+
+@dataclass(frozen=True)
+class Bind:
+    """A read-only bind of a host path into the new root, at the same path."""
+
+    path: str
+    is_dir: bool = True
+
+
+@dataclass(frozen=True)
+class RlimitPlan:
+    nofile: int = 1024
+    stack_bytes: int = 8 * 1024 * 1024
+    fsize_bytes: int = 1024 * 1024 * 1024
+    nproc: int = 1024
+    data_bytes: int = 0  # 0: unlimited. Set only when no memory cgroup is available.
+
+
+@dataclass(frozen=True)
+class RuntimePlan:
+    """How to start one runtime inside the jail."""
+
+    name: str  # "python" | "javascript"
+    argv: tuple[str, ...]
+    binds: tuple[Bind, ...]
+    masked_dirs: tuple[str, ...] = ()  # empty read-only tmpfs over these (e.g. site-packages)
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JailPlan:
+    runtimes: Mapping[str, RuntimePlan]
+    common_binds: tuple[Bind, ...]
+    symlinks: Mapping[str, str]  # path in the jail -> target (e.g. /lib -> usr/lib)
+    boot_dir: str  # host dir holding the in-worker bootstraps, bound read-only at /opt/sandboxd
+    etc_files: Mapping[str, str]
+    scratch_bytes: int  # size of the tmpfs behind /work, /tmp and /dev/shm at boot
+    rlimits: RlimitPlan
+    uid_base: int
+    uid_slots: int
+    cgroup_parent: Mapping[str, str]  # controller (or "unified") -> path of the parent cgroup
+    cgroup_version: int  # 1, 2, or 0 when no cgroup is writable (rlimit fallback)
+    boot_memory_bytes: int  # memory limit of a warm worker before its request arrives
+    boot_pids: int
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @staticmethod
+    def from_json(text: str) -> JailPlan:
+        raw = json.loads(text)
+        runtimes = {
+            name: RuntimePlan(
+                name=r["name"],
+                argv=tuple(r["argv"]),
+                binds=tuple(Bind(**b) for b in r["binds"]),
+                masked_dirs=tuple(r["masked_dirs"]),
+                env=r["env"],
+            )
+            for name, r in raw["runtimes"].items()
+        }
+        return JailPlan(
+            runtimes=runtimes,
+            common_binds=tuple(Bind(**b) for b in raw["common_binds"]),
+            symlinks=raw["symlinks"],
+            boot_dir=raw["boot_dir"],
+            etc_files=raw["etc_files"],
+            scratch_bytes=raw["scratch_bytes"],
+            rlimits=RlimitPlan(**raw["rlimits"]),
+            uid_base=raw["uid_base"],
+            uid_slots=raw["uid_slots"],
+            cgroup_parent=raw["cgroup_parent"],
+            cgroup_version=raw["cgroup_version"],
+            boot_memory_bytes=raw["boot_memory_bytes"],
+            boot_pids=raw["boot_pids"],
+        )

@@ -1,0 +1,372 @@
+"""Pool: per-runtime queues of warm, jailed, single-use workers, refilled in the background.
+
+execute(request)      validate -> take a concurrency slot -> take a ready worker (or wait
+                      for one: a cold start) -> run it once -> classify -> destroy it
+replenisher thread    reap dead ready workers, top up each runtime, watch boots, report
+                      health; a runtime whose boots keep failing is marked unhealthy with
+                      the reason and retried slowly, never in a hot loop
+close()               drain in-flight executions, kill the rest, stop the zygote, remove
+                      cgroups: nothing is left behind
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import os
+import select
+import threading
+import time
+import uuid
+import weakref
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
+
+from .config import PoolConfig, build_jail_plan
+from .errors import PoolClosed, RuntimeUnavailable
+from .jail.cgroups import CgroupSetup
+from .types import ExecutionRequest, Outcome, Runtime, RuntimeHealth, Verdict
+from .validation import validate
+from .worker import Worker
+from .zygote import SpawnedWorker, ZygoteClient
+
+log = logging.getLogger("sandboxd_pool")
+
+IDLE_TICK_S = 0.5
+
+
+@dataclass
+class _RuntimeState:
+    runtime: Runtime
+    ready: deque[Worker] = field(default_factory=deque)
+    booting: dict[int, tuple[Worker, float]] = field(
+        default_factory=dict
+    )  # control fd -> (w, deadline)
+    spawning: int = 0
+    consecutive_failures: int = 0
+    reason: str = ""
+    retry_at: float = 0.0
+
+    @property
+    def healthy(self) -> bool:
+        return bool(self.ready) or not self.reason
+
+
+class Pool:
+    def __init__(self, config: PoolConfig | None = None) -> None:
+        self.config = config or PoolConfig()
+        self.cgroups = CgroupSetup.detect(self.config.cgroup_root)
+        if self.cgroups.version == 0:
+            self.cgroup_warning = (
+                "sandboxd: WARNING: no writable cgroup hierarchy "
+                f"({self.cgroups.reason}); falling back to rlimits: memory is bounded per "
+                "process by RLIMIT_DATA, processes by RLIMIT_NPROC, CPU by RLIMIT_CPU, and "
+                "peak memory is the largest process's RSS"
+            )
+            log.warning(self.cgroup_warning)
+        else:
+            self.cgroup_warning = ""
+        self._plan = build_jail_plan(self.config, self.cgroups)
+        self._zygote = ZygoteClient(self.config, self._plan)
+        self._zygote.start()
+        self._lock = threading.Condition()
+        self._states = {rt: _RuntimeState(rt) for rt in self.config.runtimes}
+        self._slots = threading.BoundedSemaphore(self.config.max_concurrent_executions)
+        self._in_flight = 0
+        self._closed = False
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._replenisher = threading.Thread(
+            target=self._replenish_loop, name="sandboxd-replenisher", daemon=True
+        )
+        self._replenisher.start()
+        self._atexit = weakref.WeakMethod(self.close)
+        atexit.register(_close_at_exit, self._atexit)
+
+    # -- public API -----------------------------------------------------------------------------
+
+    def __enter__(self) -> Pool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def zygote_pid(self) -> int:
+        return self._zygote.pid
+
+    def health(self) -> dict[Runtime, RuntimeHealth]:
+        with self._lock:
+            return {
+                rt: RuntimeHealth(
+                    runtime=rt,
+                    healthy=st.healthy and not self._closed,
+                    ready_workers=len(st.ready),
+                    reason="pool is closed" if self._closed else st.reason,
+                    consecutive_boot_failures=st.consecutive_failures,
+                )
+                for rt, st in self._states.items()
+            }
+
+    def worker_pids(self) -> dict[Runtime, list[int]]:
+        """PIDs (host view) of the ready workers, per runtime."""
+        with self._lock:
+            return {rt: [w.pid for w in st.ready] for rt, st in self._states.items()}
+
+    def wait_until_ready(self, timeout_s: float = 30.0) -> bool:
+        """Block until every runtime has its full complement of warm workers (or is unhealthy)."""
+        deadline = time.monotonic() + timeout_s
+        target = self.config.warm_workers_per_runtime
+        with self._lock:
+            while True:
+                if all(len(st.ready) >= target or st.reason for st in self._states.values()):
+                    return all(len(st.ready) >= target for st in self._states.values())
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._lock.wait(left)
+
+    def execute(self, request: ExecutionRequest) -> Outcome:
+        arrived = time.monotonic()
+        if self._closed:
+            raise PoolClosed("the pool is closed")
+        limits = validate(request, self.config)
+        with self._slots:
+            with self._lock:
+                if self._closed:
+                    raise PoolClosed("the pool is closed")
+                self._in_flight += 1
+            try:
+                worker, cold = self._take_worker(request.runtime)
+                queue_wait_us = int((time.monotonic() - arrived) * 1e6)
+                try:
+                    outcome = worker.run(request, limits).outcome
+                except Exception:
+                    log.exception("internal error running a worker")
+                    worker.kill()
+                    worker.close()
+                    outcome = Outcome(
+                        verdict=Verdict.INTERNAL_ERROR,
+                        stderr=b"sandboxd: internal error (see the pool's log)\n",
+                    )
+            finally:
+                with self._lock:
+                    self._in_flight -= 1
+                    self._lock.notify_all()
+        return replace(
+            outcome,
+            cold_start=cold,
+            queue_wait_us=queue_wait_us,
+            execution_id=uuid.uuid4().hex,
+        )
+
+    def close(self, grace_s: float = 30.0) -> None:
+        """Stop taking work, let in-flight executions finish (up to grace_s), leave nothing."""
+        with self._lock:
+            if self._closed and not self._replenisher.is_alive():
+                return
+            self._closed = True
+            deadline = time.monotonic() + grace_s
+            while self._in_flight and time.monotonic() < deadline:
+                self._lock.wait(deadline - time.monotonic())
+            self._lock.notify_all()
+        self._wake()
+        if self._replenisher is not threading.current_thread():
+            self._replenisher.join(timeout=10)
+        with self._lock:
+            workers = [w for st in self._states.values() for w in st.ready]
+            workers += [w for st in self._states.values() for w, _ in st.booting.values()]
+            for st in self._states.values():
+                st.ready.clear()
+                st.booting.clear()
+        for w in workers:
+            w.kill()
+            w.close()
+        self._zygote.close()
+        for parent in self.cgroups.parents.values():
+            with contextlib.suppress(OSError):
+                os.rmdir(parent)
+        for fd in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        with contextlib.suppress(Exception):
+            atexit.unregister(_close_at_exit)
+
+    # -- taking a worker ---------------------------------------------------------------------------
+
+    def _take_worker(self, runtime: Runtime) -> tuple[Worker, bool]:
+        deadline = time.monotonic() + self.config.boot_timeout_ms / 1000
+        state = self._states[runtime]
+        cold = False
+        with self._lock:
+            while True:
+                while state.ready:
+                    worker = state.ready.popleft()
+                    if _alive(worker):
+                        self._wake()
+                        return worker, cold
+                    worker.close()
+                if self._closed:
+                    raise PoolClosed("the pool is closed")
+                if state.reason:
+                    raise RuntimeUnavailable(runtime.value, state.reason)
+                cold = True
+                self._wake()
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise RuntimeUnavailable(runtime.value, "no worker became ready in time")
+                self._lock.wait(left)
+
+    # -- the replenisher -------------------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"x")
+
+    def _replenish_loop(self) -> None:
+        while not self._closed:
+            try:
+                self._restart_zygote_if_dead()
+                self._top_up()
+                self._watch_boots()
+            except Exception:
+                log.exception("replenisher error")
+                time.sleep(0.1)
+
+    def _restart_zygote_if_dead(self) -> None:
+        if self._zygote.alive():
+            return
+        with self._lock:
+            stale = [w for st in self._states.values() for w in st.ready]
+            for st in self._states.values():
+                st.ready.clear()
+        for w in stale:
+            w.close()
+        try:
+            self._zygote.ensure_started()
+        except Exception as e:
+            log.error("zygote restart failed: %s", e)
+            time.sleep(1.0)
+
+    def _top_up(self) -> None:
+        now = time.monotonic()
+        target = self.config.warm_workers_per_runtime
+        with self._lock:
+            for state in self._states.values():
+                if state.reason and now < state.retry_at:
+                    continue
+                want = target - len(state.ready) - len(state.booting) - state.spawning
+                if state.reason:
+                    want = min(want, 1 - len(state.booting) - state.spawning)
+                    state.retry_at = now + self.config.unhealthy_retry_ms / 1000
+                for _ in range(max(want, 0)):
+                    state.spawning += 1
+                    started = time.monotonic()
+                    future = self._zygote.spawn(state.runtime.value)
+                    future.add_done_callback(
+                        lambda f, st=state, t0=started: self._on_spawned(st, f, t0)
+                    )
+
+    def _on_spawned(self, state: _RuntimeState, future: Future[SpawnedWorker], t0: float) -> None:
+        try:
+            spawned = future.result()
+        except Exception as e:
+            with self._lock:
+                state.spawning -= 1
+                self._boot_failed(state, f"spawn failed: {e}")
+            self._wake()
+            return
+        worker = Worker(spawned, t0)
+        with self._lock:
+            state.spawning -= 1
+            if self._closed:
+                worker.kill()
+                worker.close()
+                return
+            deadline = time.monotonic() + self.config.boot_timeout_ms / 1000
+            state.booting[worker.control_fd()] = (worker, deadline)
+        self._wake()
+
+    def _watch_boots(self) -> None:
+        poller = select.poll()
+        poller.register(self._wake_r, select.POLLIN)
+        with self._lock:
+            booting = {
+                fd: (st, w, dl)
+                for st in self._states.values()
+                for fd, (w, dl) in st.booting.items()
+            }
+        for fd in booting:
+            poller.register(fd, select.POLLIN)
+        now = time.monotonic()
+        timeout = min([dl - now for _, _, dl in booting.values()] + [IDLE_TICK_S])
+        for fd, _ in poller.poll(max(timeout, 0) * 1000):
+            if fd == self._wake_r:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(self._wake_r, 4096)
+                continue
+            state, worker, _ = booting[fd]
+            with self._lock:
+                state.booting.pop(fd, None)
+            if worker.on_ready_byte():
+                self._boot_succeeded(state, worker)
+            else:
+                self._fail_boot(state, worker)
+        now = time.monotonic()
+        for fd, (state, worker, deadline) in booting.items():
+            if now > deadline and fd in state.booting:
+                with self._lock:
+                    state.booting.pop(fd, None)
+                self._fail_boot(state, worker, f"not ready within {self.config.boot_timeout_ms} ms")
+
+    def _boot_succeeded(self, state: _RuntimeState, worker: Worker) -> None:
+        with self._lock:
+            if self._closed:
+                worker.kill()
+                worker.close()
+                return
+            if state.reason:
+                log.warning("runtime %s is healthy again", state.runtime.value)
+            state.consecutive_failures = 0
+            state.reason = ""
+            state.ready.append(worker)
+            self._lock.notify_all()
+
+    def _fail_boot(self, state: _RuntimeState, worker: Worker, why: str = "") -> None:
+        reason = why or worker.boot_failure_reason()
+        if why:
+            worker.kill()
+            worker.close()
+        with self._lock:
+            self._boot_failed(state, reason)
+
+    def _boot_failed(self, state: _RuntimeState, reason: str) -> None:
+        """Call with the lock held."""
+        if self._closed:
+            return
+        state.consecutive_failures += 1
+        log.warning(
+            "%s worker failed to boot (%d in a row): %s",
+            state.runtime.value,
+            state.consecutive_failures,
+            reason,
+        )
+        if state.consecutive_failures >= self.config.max_boot_failures:
+            if not state.reason:
+                log.error("runtime %s marked unhealthy: %s", state.runtime.value, reason)
+            state.reason = reason
+            state.retry_at = time.monotonic() + self.config.unhealthy_retry_ms / 1000
+        self._lock.notify_all()
+
+
+def _alive(worker: Worker) -> bool:
+    poller = select.poll()
+    poller.register(worker.spawned.pidfd, select.POLLIN)
+    return not poller.poll(0)
+
+
+def _close_at_exit(ref: weakref.WeakMethod) -> None:  # type: ignore[type-arg]
+    method = ref()
+    if method is not None:
+        method(grace_s=0)

@@ -1,0 +1,108 @@
+"""Request validation: a bad request raises InvalidRequest naming the field; nothing runs."""
+
+from __future__ import annotations
+
+import posixpath
+
+from .config import PoolConfig
+from .errors import InvalidRequest
+from .types import ExecutionRequest, Limits, Runtime
+
+MIN_LIMITS = Limits(
+    wall_time_ms=1,
+    cpu_time_ms=1,
+    memory_bytes=64 * 1024 * 1024,  # below this even a bare interpreter cannot start
+    max_output_bytes=1,
+    max_processes=4,
+    tmpfs_bytes=1024 * 1024,
+)
+MAX_PATH_BYTES = 1024
+MAX_ARG_BYTES = 128 * 1024
+MAX_ENV_ENTRIES = 1024
+
+
+def validate(request: ExecutionRequest, config: PoolConfig) -> Limits:
+    """Check the request; return its effective limits (zeros filled from the defaults)."""
+    if not isinstance(request.runtime, Runtime):
+        raise InvalidRequest("runtime", f"unknown runtime {request.runtime!r}")
+    if request.runtime not in config.runtimes:
+        raise InvalidRequest("runtime", f"runtime {request.runtime.value} is not enabled")
+    if not isinstance(request.code, str):
+        raise InvalidRequest("code", "must be a string")
+    try:
+        code_bytes = len(request.code.encode("utf-8"))
+    except UnicodeEncodeError as e:
+        raise InvalidRequest("code", f"is not encodable as UTF-8 ({e.reason})") from None
+    if code_bytes > config.max_code_bytes:
+        raise InvalidRequest("code", f"{code_bytes} bytes exceeds {config.max_code_bytes}")
+    if not isinstance(request.stdin, bytes | bytearray | memoryview):
+        raise InvalidRequest("stdin", "must be bytes")
+    if len(request.stdin) > config.max_stdin_bytes:
+        raise InvalidRequest(
+            "stdin", f"{len(request.stdin)} bytes exceeds {config.max_stdin_bytes}"
+        )
+    for i, arg in enumerate(request.args):
+        _check_text(f"args[{i}]", arg, MAX_ARG_BYTES)
+    if len(request.env) > MAX_ENV_ENTRIES:
+        raise InvalidRequest("env", f"more than {MAX_ENV_ENTRIES} entries")
+    for key, value in request.env.items():
+        _check_text(f"env[{key!r}]", key, MAX_ARG_BYTES)
+        if not key or "=" in key:
+            raise InvalidRequest(f"env[{key!r}]", "a name must be non-empty and contain no '='")
+        _check_text(f"env[{key!r}]", value, MAX_ARG_BYTES)
+    _check_files(request, config)
+    return _check_limits(request.limits, config)
+
+
+def _check_text(field: str, value: object, max_bytes: int) -> None:
+    if not isinstance(value, str):
+        raise InvalidRequest(field, "must be a string")
+    if "\x00" in value:
+        raise InvalidRequest(field, "contains a NUL character")
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidRequest(field, "is not encodable as UTF-8") from None
+    if size > max_bytes:
+        raise InvalidRequest(field, f"{size} bytes exceeds {max_bytes}")
+
+
+def _check_files(request: ExecutionRequest, config: PoolConfig) -> None:
+    if len(request.files) > config.max_files:
+        raise InvalidRequest("files", f"more than {config.max_files} files")
+    total = 0
+    main = "main.py" if request.runtime is Runtime.PYTHON else "main.js"
+    for path, data in request.files.items():
+        field = f"files[{path!r}]"
+        _check_text(field, path, MAX_PATH_BYTES)
+        if not path or path.startswith("/"):
+            raise InvalidRequest(field, "must be a non-empty relative path")
+        normalized = posixpath.normpath(path)
+        parts = path.split("/")
+        if ".." in parts or normalized.startswith("..") or normalized in (".", ""):
+            raise InvalidRequest(field, "must not contain '..' or name the work dir itself")
+        if any(part == "" for part in parts[:-1]) or path.endswith("/"):
+            raise InvalidRequest(field, "must name a file (no empty path components)")
+        if normalized == main:
+            raise InvalidRequest(field, f"{main} is where the code is written")
+        if not isinstance(data, bytes | bytearray):
+            raise InvalidRequest(field, "content must be bytes")
+        total += len(data)
+    if total > config.max_files_bytes:
+        raise InvalidRequest("files", f"{total} bytes in all exceeds {config.max_files_bytes}")
+
+
+def _check_limits(requested: Limits, config: PoolConfig) -> Limits:
+    limits = config.limits_for(requested)
+    for name in Limits.__dataclass_fields__:
+        value = getattr(requested, name)
+        if not isinstance(value, int) or value < 0:
+            raise InvalidRequest(f"limits.{name}", "must be a non-negative integer")
+        effective = getattr(limits, name)
+        ceiling = getattr(config.ceiling_limits, name)
+        if effective > ceiling:
+            raise InvalidRequest(f"limits.{name}", f"{effective} exceeds the ceiling {ceiling}")
+        minimum = getattr(MIN_LIMITS, name)
+        if effective < minimum:
+            raise InvalidRequest(f"limits.{name}", f"{effective} is below the minimum {minimum}")
+    return limits

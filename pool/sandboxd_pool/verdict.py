@@ -1,0 +1,58 @@
+"""One pure function from kernel facts to a Verdict."""
+
+from __future__ import annotations
+
+import enum
+import os
+import signal
+from dataclasses import dataclass
+
+from .types import Verdict
+
+
+class KillReason(enum.Enum):
+    """Why the parent killed the worker, if it did."""
+
+    NONE = "none"
+    TIMEOUT = "timeout"
+    CPU = "cpu"
+    OUTPUT = "output"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True)
+class ExitFacts:
+    wait_status: int | None  # None: no exit report (the zygote died): internal error
+    kill_reason: KillReason = KillReason.NONE
+    oom_kills: int = 0
+    blocked_syscall: str | None = None
+    cpu_time_us: int = 0
+    cpu_limit_us: int = 0
+
+
+def classify(facts: ExitFacts) -> Verdict:
+    if facts.wait_status is None:
+        return Verdict.INTERNAL_ERROR
+    if facts.blocked_syscall:
+        return Verdict.SYSCALL_BLOCKED
+    if facts.kill_reason is KillReason.OUTPUT:
+        return Verdict.OUTPUT_LIMIT
+    if facts.kill_reason is KillReason.TIMEOUT:
+        return Verdict.TIMEOUT
+    if facts.kill_reason is KillReason.CPU:
+        return Verdict.CPU_TIME_LIMIT
+    if facts.kill_reason is KillReason.CANCELLED:
+        return Verdict.KILLED
+    if facts.oom_kills > 0:
+        return Verdict.MEMORY_LIMIT
+    status = facts.wait_status
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        if sig == signal.SIGXCPU or (
+            sig == signal.SIGKILL and facts.cpu_limit_us and facts.cpu_time_us >= facts.cpu_limit_us
+        ):
+            return Verdict.CPU_TIME_LIMIT
+        if sig == signal.SIGSYS:
+            return Verdict.SYSCALL_BLOCKED
+        return Verdict.KILLED
+    return Verdict.OK if os.waitstatus_to_exitcode(status) == 0 else Verdict.RUNTIME_ERROR

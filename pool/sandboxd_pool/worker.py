@@ -1,0 +1,322 @@
+"""The parent's handle on one warm worker: dispatch its one request and collect the facts.
+
+Runs in the pool (any thread). It writes the request frame, feeds stdin, drains stdout and
+stderr up to the cap, enforces the wall and CPU deadlines by killing the worker's PID 1 (its
+whole PID namespace dies with it), then takes the zygote's exit report (wait status, rusage,
+cgroup facts, blocked syscall) and classifies. A worker runs exactly one request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import socket
+import threading
+import time
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from typing import Any
+
+from . import request_frame
+from .jail import mounts, rlimits
+from .types import ExecutionRequest, Limits, Outcome, Usage, Verdict
+from .verdict import ExitFacts, KillReason, classify
+from .zygote import SpawnedWorker, ZygoteDied
+
+READ_CHUNK = 256 * 1024
+CPU_POLL_S = 0.02
+DRAIN_GRACE_S = 2.0
+EXIT_REPORT_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class RunResult:
+    outcome: Outcome
+    exit_report: dict[str, Any] | None
+
+
+class Worker:
+    def __init__(self, spawned: SpawnedWorker, spawn_started: float) -> None:
+        self.spawned = spawned
+        self.pid = spawned.pid
+        self.runtime = spawned.runtime
+        self.spawn_started = spawn_started
+        self.boot_us = 0
+        self._closed = False
+        self._stdin_closed = False
+        self._lock = threading.Lock()
+
+    # -- boot -----------------------------------------------------------------------------------
+
+    def control_fd(self) -> int:
+        return self.spawned.control
+
+    def on_ready_byte(self) -> bool:
+        """Read the worker's readiness byte; False if it died instead."""
+        try:
+            data = os.read(self.spawned.control, 1)
+        except OSError:
+            return False
+        if data != b"R":
+            return False
+        self.boot_us = int((time.monotonic() - self.spawn_started) * 1e6)
+        return True
+
+    def boot_failure_reason(self) -> str:
+        """Best account of why the worker died while booting: zygote report, then its stderr."""
+        self.kill()
+        report: dict[str, Any] = {}
+        with contextlib.suppress(FutureTimeout, ZygoteDied):
+            report = self.spawned.exit_report.result(timeout=EXIT_REPORT_TIMEOUT_S)
+        stderr = b""
+        with contextlib.suppress(OSError):
+            os.set_blocking(self.spawned.stderr, False)
+            stderr = os.read(self.spawned.stderr, 4096)
+        self.close()
+        if report.get("boot_error"):
+            return str(report["boot_error"])
+        status = report.get("status")
+        tail = stderr.decode(errors="replace").strip().splitlines()[-3:]
+        detail = f"exit status {_describe(status)}" if status is not None else "no exit report"
+        return f"worker died while booting ({detail}){': ' + ' | '.join(tail) if tail else ''}"
+
+    # -- one execution ----------------------------------------------------------------------------
+
+    def kill(self) -> None:
+        with contextlib.suppress(OSError):
+            signal.pidfd_send_signal(self.spawned.pidfd, signal.SIGKILL)
+
+    def run(
+        self, request: ExecutionRequest, limits: Limits, cancel: threading.Event | None = None
+    ) -> RunResult:
+        try:
+            return self._run(request, limits, cancel)
+        finally:
+            self.kill()
+            self.close()
+
+    def _apply_limits(self, limits: Limits) -> tuple[int, int]:
+        """Per-request limits on the running worker. Returns CPU baselines (cgroup ns, proc us)."""
+        cg = self.spawned.cgroup
+        if cg is not None:
+            cg.set_limits(limits.memory_bytes, limits.max_processes)
+        mounts.resize_scratch(self.pid, limits.tmpfs_bytes)
+        proc_cpu_us = _proc_cpu_us(self.pid)
+        cpu_s = (proc_cpu_us // 1_000_000) + (limits.cpu_time_ms + 999) // 1000 + 1
+        rlimits.limit_running_worker(
+            self.pid, cpu_s, limits.max_processes, 0 if cg else limits.memory_bytes
+        )
+        return (cg.cpu_time_ns() if cg else 0), proc_cpu_us
+
+    def _run(
+        self, request: ExecutionRequest, limits: Limits, cancel: threading.Event | None
+    ) -> RunResult:
+        sp = self.spawned
+        cg = sp.cgroup
+        cpu_base_ns, proc_cpu_base_us = self._apply_limits(limits)
+        cpu_limit_ns = limits.cpu_time_ms * 1_000_000
+        started = time.monotonic()
+        deadline = started + limits.wall_time_ms / 1000
+        self._send_frame(request, deadline)
+
+        stdin = memoryview(request.stdin)
+        stdin_open = True
+        if not stdin:
+            stdin_open = self._close_stdin()
+        else:
+            os.set_blocking(sp.stdin, False)
+        os.set_blocking(sp.stdout, False)
+        os.set_blocking(sp.stderr, False)
+        out = _Capture(limits.max_output_bytes)
+        err = _Capture(limits.max_output_bytes)
+        streams = {sp.stdout: out, sp.stderr: err}
+        kill_reason = KillReason.NONE
+        exited_at: float | None = None
+        poller = select.poll()
+        poller.register(sp.stdout, select.POLLIN)
+        poller.register(sp.stderr, select.POLLIN)
+        poller.register(sp.pidfd, select.POLLIN)
+        if stdin_open:
+            poller.register(sp.stdin, select.POLLOUT)
+        while streams:
+            now = time.monotonic()
+            if exited_at is None and kill_reason is KillReason.NONE:
+                if now >= deadline:
+                    kill_reason = self._kill_for(KillReason.TIMEOUT)
+                elif cancel is not None and cancel.is_set():
+                    kill_reason = self._kill_for(KillReason.CANCELLED)
+                elif cg is not None and cg.cpu_time_ns() - cpu_base_ns > cpu_limit_ns:
+                    kill_reason = self._kill_for(KillReason.CPU)
+            if exited_at is not None and now - exited_at > DRAIN_GRACE_S:
+                break
+            wait_s = min(max(deadline - now, 0.0), CPU_POLL_S if cg is not None else 0.1)
+            if exited_at is not None:
+                wait_s = 0.05
+            for fd, mask in poller.poll(wait_s * 1000):
+                if fd == sp.pidfd:
+                    poller.unregister(sp.pidfd)
+                    exited_at = time.monotonic()
+                    if stdin_open:
+                        poller.unregister(sp.stdin)
+                        stdin_open = self._close_stdin()
+                elif fd == sp.stdin and stdin_open:
+                    stdin = _feed(sp.stdin, stdin)
+                    if not stdin:
+                        stdin_open = self._close_stdin()
+                        poller.unregister(sp.stdin)
+                elif fd in streams:
+                    capture = streams[fd]
+                    if not capture.read_from(fd):
+                        poller.unregister(fd)
+                        del streams[fd]
+                    elif capture.overflowed and kill_reason is KillReason.NONE:
+                        kill_reason = self._kill_for(KillReason.OUTPUT)
+        if exited_at is None:
+            exited_at = time.monotonic()
+        wall_us = int((exited_at - started) * 1e6)
+        self._close_stdin()
+
+        report: dict[str, Any] | None
+        try:
+            report = sp.exit_report.result(timeout=EXIT_REPORT_TIMEOUT_S)
+        except (FutureTimeout, ZygoteDied):
+            report = None
+        facts = (report or {}).get("facts") or {}
+        rusage = (report or {}).get("rusage") or {}
+        if cg is not None and facts:
+            cpu_us = max(0, (int(facts.get("cpu_time_ns", 0)) - cpu_base_ns) // 1000)
+            peak = int(facts.get("peak_memory_bytes", 0))
+        else:
+            cpu_us = max(
+                0, rusage.get("utime_us", 0) + rusage.get("stime_us", 0) - proc_cpu_base_us
+            )
+            peak = int(rusage.get("maxrss_kb", 0)) * 1024
+        status = None if report is None else int(report["status"])
+        verdict = classify(
+            ExitFacts(
+                wait_status=status,
+                kill_reason=kill_reason,
+                oom_kills=int(facts.get("oom_kills", 0)),
+                blocked_syscall=(report or {}).get("blocked_syscall"),
+                cpu_time_us=cpu_us,
+                cpu_limit_us=limits.cpu_time_ms * 1000,
+            )
+        )
+        exit_code = signum = None
+        if status is not None:
+            if os.WIFSIGNALED(status):
+                signum = os.WTERMSIG(status)
+            else:
+                exit_code = os.waitstatus_to_exitcode(status)
+        outcome = Outcome(
+            verdict=verdict,
+            exit_code=exit_code,
+            signal=signum,
+            stdout=out.data(),
+            stderr=err.data()
+            if verdict is not Verdict.INTERNAL_ERROR or err.data()
+            else b"sandboxd: the worker's exit could not be observed\n",
+            stdout_truncated=out.overflowed,
+            stderr_truncated=err.overflowed,
+            blocked_syscall=(report or {}).get("blocked_syscall"),
+            usage=Usage(wall_time_us=wall_us, cpu_time_us=cpu_us, peak_memory_bytes=peak),
+            worker_boot_us=self.boot_us,
+        )
+        return RunResult(outcome=outcome, exit_report=report)
+
+    def _kill_for(self, reason: KillReason) -> KillReason:
+        self.kill()
+        return reason
+
+    def _send_frame(self, request: ExecutionRequest, deadline: float) -> None:
+        sock = socket.socket(fileno=os.dup(self.spawned.control))
+        try:
+            sock.settimeout(max(deadline - time.monotonic(), 0.001))
+            for part in request_frame.encode(request):
+                sock.sendall(part)
+        except OSError:
+            pass  # the worker died or stalled; the wait below reports what happened
+        finally:
+            sock.close()
+
+    def _close_stdin(self) -> bool:
+        """Close our end of the worker's stdin once (EOF for the program). Returns False."""
+        if not self._stdin_closed:
+            self._stdin_closed = True
+            with contextlib.suppress(OSError):
+                os.close(self.spawned.stdin)
+        return False
+
+    def close(self) -> None:
+        self._close_stdin()
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        sp = self.spawned
+        for fd in (sp.pidfd, sp.stdout, sp.stderr, sp.control):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+class _Capture:
+    def __init__(self, cap_bytes: int) -> None:
+        self.cap = cap_bytes
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.overflowed = False
+
+    def read_from(self, fd: int) -> bool:
+        """Read what is there; False at EOF."""
+        try:
+            chunk = os.read(fd, READ_CHUNK)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        if not chunk:
+            return False
+        room = self.cap - self.size
+        if len(chunk) > room:
+            chunk = chunk[:room]
+            self.overflowed = True
+        if chunk:
+            self.chunks.append(chunk)
+            self.size += len(chunk)
+        return True
+
+    def data(self) -> bytes:
+        return b"".join(self.chunks)
+
+
+def _feed(fd: int, data: memoryview) -> memoryview:
+    """Write what the pipe takes; empty when all is written or the reader is gone."""
+    try:
+        written = os.write(fd, data[:READ_CHUNK])
+    except BlockingIOError:
+        return data
+    except OSError:
+        return data[len(data) :]
+    return data[written:]
+
+
+def _proc_cpu_us(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        ticks = int(fields[11]) + int(fields[12])
+        return ticks * 1_000_000 // os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _describe(status: Any) -> str:
+    try:
+        st = int(status)
+    except (TypeError, ValueError):
+        return "unknown"
+    if os.WIFSIGNALED(st):
+        return f"signal {signal.Signals(os.WTERMSIG(st)).name}"
+    return f"code {os.waitstatus_to_exitcode(st)}"

@@ -1,0 +1,218 @@
+"""The pool's handle on its zygote process (the zygote itself is _in_zygote/main.py).
+
+The zygote is exec'd as a fresh interpreter, so it never inherits the pool's threads, and is
+started before the pool starts any of its own. One reader thread receives its messages and
+routes them: "spawned" to the caller waiting in spawn(), "exited" to the worker's ExitWaiter.
+If the zygote dies, every waiter is released with no report and the pool restarts it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import subprocess
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+from . import zygote_protocol as proto
+from .config import PoolConfig
+from .jail.cgroups import WorkerCgroup
+from .jail.policy import JailPlan
+
+log = logging.getLogger("sandboxd_pool.zygote")
+
+
+class ZygoteDied(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class SpawnedWorker:
+    pid: int
+    runtime: str
+    slot: int
+    cgroup: WorkerCgroup | None
+    pidfd: int
+    stdin: int
+    stdout: int
+    stderr: int
+    control: int
+    exit_report: Future[dict[str, Any]]
+
+
+class ZygoteClient:
+    def __init__(self, config: PoolConfig, plan: JailPlan) -> None:
+        self._config = config
+        self._plan = plan
+        self._lock = threading.Lock()
+        self._pending: dict[int, Future[SpawnedWorker]] = {}
+        self._exits: dict[int, Future[dict[str, Any]]] = {}
+        self._next_id = 0
+        self._sock: socket.socket | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._reader: threading.Thread | None = None
+        self.pid = 0
+        self.generation = 0
+        self.swept: list[str] = []
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+        process = subprocess.Popen(
+            [
+                self._config.python_path,
+                "-I",
+                "-m",
+                "sandboxd_pool._in_zygote",
+                str(theirs.fileno()),
+            ],
+            stdin=subprocess.PIPE,
+            pass_fds=(theirs.fileno(),),
+            env=env,
+            close_fds=True,
+        )
+        theirs.close()
+        assert process.stdin is not None
+        process.stdin.write(self._plan.to_json().encode())
+        process.stdin.close()
+        got = proto.receive(ours)
+        if got is None or got[0].get("op") != "hello":
+            process.kill()
+            process.wait()
+            raise ZygoteDied(f"zygote failed to start (exit status {process.poll()})")
+        hello = got[0]
+        self.swept = list(hello.get("swept", []))
+        if self.swept:
+            log.warning("removed %d stale worker cgroups: %s", len(self.swept), self.swept)
+        with self._lock:
+            self._sock, self._process, self.pid = ours, process, int(hello["pid"])
+            self.generation += 1
+        self._reader = threading.Thread(
+            target=self._read_loop, args=(ours, process), name="sandboxd-zygote-reader", daemon=True
+        )
+        self._reader.start()
+
+    def alive(self) -> bool:
+        with self._lock:
+            return self._sock is not None
+
+    def ensure_started(self) -> None:
+        if not self.alive():
+            log.warning("zygote is gone; starting a new one")
+            self.start()
+
+    def close(self) -> None:
+        """Ask the zygote to kill and reap every worker, then wait for it to exit."""
+        with self._lock:
+            sock, process = self._sock, self._process
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                proto.send(sock, {"op": "shutdown"})
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        if process is not None:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self._reader is not None and self._reader is not threading.current_thread():
+            self._reader.join(timeout=10)
+
+    # -- requests -----------------------------------------------------------------------------
+
+    def spawn(self, runtime: str) -> Future[SpawnedWorker]:
+        future: Future[SpawnedWorker] = Future()
+        with self._lock:
+            sock = self._sock
+            if sock is None:
+                future.set_exception(ZygoteDied("zygote is not running"))
+                return future
+            self._next_id += 1
+            spawn_id = self._next_id
+            self._pending[spawn_id] = future
+        try:
+            proto.send(sock, {"op": "spawn", "id": spawn_id, "runtime": runtime})
+        except OSError as e:
+            with self._lock:
+                self._pending.pop(spawn_id, None)
+            future.set_exception(ZygoteDied(f"zygote socket: {e}"))
+        return future
+
+    # -- the reader thread ----------------------------------------------------------------------
+
+    def _read_loop(self, sock: socket.socket, process: subprocess.Popen[bytes]) -> None:
+        try:
+            while True:
+                try:
+                    got = proto.receive(sock)
+                except OSError:
+                    got = None
+                if got is None:
+                    break
+                self._dispatch(*got)
+        finally:
+            self._on_death(sock, process)
+
+    def _dispatch(self, message: dict[str, Any], fds: list[int]) -> None:
+        op = message.get("op")
+        if op == "spawned":
+            exit_future: Future[dict[str, Any]] = Future()
+            pid = int(message["pid"])
+            with self._lock:
+                self._exits[pid] = exit_future
+                future = self._pending.pop(int(message["id"]), None)
+            paths = message.get("cgroup") or {}
+            worker = SpawnedWorker(
+                pid=pid,
+                runtime=str(message.get("runtime", "")),
+                slot=int(message["slot"]),
+                cgroup=WorkerCgroup(version=self._plan.cgroup_version, paths=paths)
+                if paths
+                else None,
+                pidfd=fds[0],
+                stdin=fds[1],
+                stdout=fds[2],
+                stderr=fds[3],
+                control=fds[4],
+                exit_report=exit_future,
+            )
+            if future is None or not future.set_running_or_notify_cancel():
+                for fd in fds:
+                    os.close(fd)
+                return
+            future.set_result(worker)
+        elif op == "spawn_failed":
+            with self._lock:
+                future = self._pending.pop(int(message["id"]), None)
+            if future is not None:
+                future.set_exception(RuntimeError(str(message.get("error"))))
+        elif op == "exited":
+            with self._lock:
+                exit_future = self._exits.pop(int(message["pid"]), None)
+            if exit_future is not None:
+                exit_future.set_result(message)
+        for fd in fds if op != "spawned" else ():
+            os.close(fd)
+
+    def _on_death(self, sock: socket.socket, process: subprocess.Popen[bytes]) -> None:
+        with self._lock:
+            if self._sock is sock:
+                self._sock = None
+            pending, self._pending = self._pending, {}
+            exits, self._exits = self._exits, {}
+        sock.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=5)
+        for spawn_future in pending.values():
+            if not spawn_future.done():
+                spawn_future.set_exception(ZygoteDied("zygote exited"))
+        for exit_future in exits.values():
+            if not exit_future.done():
+                exit_future.set_exception(ZygoteDied("zygote exited before reporting"))

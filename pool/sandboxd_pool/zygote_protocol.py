@@ -1,0 +1,40 @@
+"""Messages between the pool and its zygote: one JSON object per SOCK_SEQPACKET datagram, with
+file descriptors attached by SCM_RIGHTS. Both sides import this module.
+
+pool -> zygote                         zygote -> pool
+  {"op": "spawn", "id", "runtime"}       {"op": "spawned", "id", "pid", "slot", "cgroup"} + fds
+                                         {"op": "spawn_failed", "id", "error"}
+                                         {"op": "exited", "pid", "status", "rusage", "facts",
+                                          "blocked_syscall", "boot_error"}
+  {"op": "shutdown"} (or EOF)            {"op": "hello", "pid", "swept"}
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from typing import Any
+
+MAX_MESSAGE_BYTES = 64 * 1024
+MAX_FDS = 8
+
+# Order of the fds attached to a "spawned" message.
+SPAWNED_FDS = ("pidfd", "stdin", "stdout", "stderr", "control")
+
+
+def send(sock: socket.socket, message: dict[str, Any], fds: list[int] | None = None) -> None:
+    data = json.dumps(message).encode()
+    if fds:
+        socket.send_fds(sock, [data], fds)
+    else:
+        sock.send(data)
+
+
+def receive(sock: socket.socket) -> tuple[dict[str, Any], list[int]] | None:
+    """One message and its fds; None at EOF."""
+    data, fds, _flags, _addr = socket.recv_fds(sock, MAX_MESSAGE_BYTES, MAX_FDS)
+    if not data:
+        for fd in fds:
+            __import__("os").close(fd)
+        return None
+    return json.loads(data), list(fds)
