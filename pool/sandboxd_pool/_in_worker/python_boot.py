@@ -74,7 +74,7 @@ def _run(header, code, files):
         exec(compiled, main.__dict__)
     except SystemExit:
         raise
-    except BaseException as e:  # noqa: BLE001 - printed like the interpreter does
+    except BaseException as e:
         tb = e.__traceback__
         while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
             tb = tb.tb_next

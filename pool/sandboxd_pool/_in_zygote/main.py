@@ -122,7 +122,7 @@ class Zygote:
         if op == "spawn":
             try:
                 self.spawn(int(message["id"]), str(message["runtime"]))
-            except Exception as e:  # noqa: BLE001 - reported to the pool
+            except Exception as e:
                 proto.send(
                     self.pool,
                     {
@@ -167,6 +167,7 @@ class Zygote:
                     runtime,
                     program.bpf,
                     self.plan.uid_base + slot,
+                    cgroup,
                     (stdin_r, stdout_w, stderr_w, ctl_child.fileno()),
                     setup_c.fileno(),
                 )
@@ -187,8 +188,6 @@ class Zygote:
                 pool_fds=[stdin_w, stdout_r, stderr_r, ctl_pool.detach()],
             )
             self.children[pid] = child
-            if cgroup:
-                cgroup.add_pid(pid)
             child.setup.send(b"go")
         except BaseException:
             self.free_slots.append(slot)
@@ -239,7 +238,7 @@ class Zygote:
             "cgroup": dict(child.cgroup.paths) if child.cgroup else {},
         }
         fds = [child.pidfd, *child.pool_fds]
-        proto.send(self.pool, message, fds)
+        self.tell_pool(message, fds)
         for fd in child.pool_fds:
             os.close(fd)
         child.pool_fds = []
@@ -305,8 +304,7 @@ class Zygote:
                     os.close(fd)
         self.free_slots.append(child.slot)
         if self.running:
-            proto.send(
-                self.pool,
+            self.tell_pool(
                 {
                     "op": "exited",
                     "pid": child.pid,
@@ -321,8 +319,15 @@ class Zygote:
                     "boot_error": child.boot_error,
                     "reported_spawned": child.reported_spawned,
                     "spawn_id": child.spawn_id,
-                },
+                }
             )
+
+    def tell_pool(self, message: dict[str, Any], fds: list[int] | None = None) -> None:
+        """Send to the pool; if it is gone, stop (the EOF handler kills what is left)."""
+        try:
+            proto.send(self.pool, message, fds)
+        except OSError:
+            self.shutdown()
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """The one ordered entry into the jail, run in the cloned child. Seccomp last.
 
 Before this runs, clone(2) has made the PID, mount, net, IPC and UTS namespaces and the zygote
-has moved the child into its cgroup. Order here: cgroup namespace, filesystem (as real root),
+has created the child's cgroup. Order here: cgroup (the child moves itself in), its namespace, filesystem (as real root),
 hostname, user namespace (mapped by the zygote), rlimits, capabilities, no_new_privs, seccomp.
 """
 
@@ -11,6 +11,7 @@ import os
 import socket
 
 from . import capabilities, mounts, namespaces, rlimits, seccomp
+from .cgroups import WorkerCgroup
 from .policy import SANDBOX_HOSTNAME, SANDBOX_UID, JailPlan, RuntimePlan
 
 WORKER_FDS = 4  # 0 stdin, 1 stdout, 2 stderr, 3 control socket
@@ -21,6 +22,7 @@ def enter_and_exec(
     runtime: RuntimePlan,
     bpf: bytes,
     outside_uid: int,
+    cgroup: WorkerCgroup | None,
     fds: tuple[int, int, int, int],
     setup: int,
 ) -> None:
@@ -29,6 +31,8 @@ def enter_and_exec(
     try:
         namespaces.set_parent_death_signal()
         _wait_for(setup, b"go")
+        if cgroup is not None:
+            cgroup.enter_self()
         namespaces.unshare(namespaces.CLONE_NEWCGROUP)
         mounts.build_root(
             binds=plan.common_binds + runtime.binds,
@@ -56,7 +60,7 @@ def enter_and_exec(
         setup_sock.detach()
         os.close(listener)
         os.execve(runtime.argv[0], list(runtime.argv), dict(runtime.env))
-    except BaseException as e:  # noqa: BLE001 - everything is reported, then the child dies
+    except BaseException as e:
         try:
             os.write(report_fd, f"err {type(e).__name__}: {e}".encode())
         finally:
