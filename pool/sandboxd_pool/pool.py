@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import logging
 import os
+import queue
 import select
 import threading
 import time
@@ -77,6 +79,13 @@ class Pool:
         self._in_flight = 0
         self._closed = False
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        # Closing a used worker's fds releases its mount namespace, whose teardown takes
+        # milliseconds: done here, off the execution's path.
+        self._janitor: queue.SimpleQueue[Worker | None] = queue.SimpleQueue()
+        self._janitor_thread = threading.Thread(
+            target=self._janitor_loop, name="sandboxd-janitor", daemon=True
+        )
+        self._janitor_thread.start()
         self._replenisher = threading.Thread(
             target=self._replenish_loop, name="sandboxd-replenisher", daemon=True
         )
@@ -145,11 +154,12 @@ class Pool:
                 except Exception:
                     log.exception("internal error running a worker")
                     worker.kill()
-                    worker.close()
                     outcome = Outcome(
                         verdict=Verdict.INTERNAL_ERROR,
                         stderr=b"sandboxd: internal error (see the pool's log)\n",
                     )
+                finally:
+                    self._janitor.put(worker)
             finally:
                 with self._lock:
                     self._in_flight -= 1
@@ -183,6 +193,8 @@ class Pool:
         for w in workers:
             w.kill()
             w.close()
+        self._janitor.put(None)
+        self._janitor_thread.join(timeout=10)
         self._zygote.close()
         for parent in self.cgroups.parents.values():
             with contextlib.suppress(OSError):
@@ -192,6 +204,10 @@ class Pool:
                 os.close(fd)
         with contextlib.suppress(Exception):
             atexit.unregister(_close_at_exit)
+
+    def _janitor_loop(self) -> None:
+        while (worker := self._janitor.get()) is not None:
+            worker.close()
 
     # -- taking a worker ---------------------------------------------------------------------------
 
@@ -264,11 +280,9 @@ class Pool:
                     state.spawning += 1
                     started = time.monotonic()
                     future = self._zygote.spawn(state.runtime.value)
-                    future.add_done_callback(
-                        lambda f, st=state, t0=started: self._on_spawned(st, f, t0)
-                    )
+                    future.add_done_callback(functools.partial(self._on_spawned, state, started))
 
-    def _on_spawned(self, state: _RuntimeState, future: Future[SpawnedWorker], t0: float) -> None:
+    def _on_spawned(self, state: _RuntimeState, t0: float, future: Future[SpawnedWorker]) -> None:
         try:
             spawned = future.result()
         except Exception as e:

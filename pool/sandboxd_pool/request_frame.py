@@ -6,6 +6,7 @@ u32 big-endian header length | header JSON | code bytes | file bytes (in header 
 from __future__ import annotations
 
 import json
+import marshal
 
 from .jail.policy import WORK_DIR
 from .types import ExecutionRequest, Runtime
@@ -15,16 +16,18 @@ MAIN_FILE = {Runtime.PYTHON: "main.py", Runtime.JAVASCRIPT: "main.js"}
 
 def encode(request: ExecutionRequest) -> list[bytes]:
     """The frame as a list of buffers (no copy of large files)."""
-    code = request.code.encode("utf-8", errors="surrogateescape")
+    code = request.code.encode("utf-8")
     files = [(path, data) for path, data in request.files.items()]
-    header = json.dumps(
-        {
-            "workdir": WORK_DIR,
-            "main": MAIN_FILE[request.runtime],
-            "args": list(request.args),
-            "env": dict(request.env),
-            "code_size": len(code),
-            "files": [[path, len(data)] for path, data in files],
-        }
-    ).encode()
+    fields = {
+        "workdir": WORK_DIR,
+        "main": MAIN_FILE[request.runtime],
+        "args": list(request.args),
+        "env": dict(request.env),
+        "code_size": len(code),
+        "files": [[path, len(data)] for path, data in files],
+    }
+    if request.runtime is Runtime.PYTHON:
+        header = marshal.dumps(fields, 4)
+    else:
+        header = json.dumps(fields).encode()
     return [len(header).to_bytes(4, "big"), header, code, *(data for _, data in files)]

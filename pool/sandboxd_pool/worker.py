@@ -46,6 +46,7 @@ class Worker:
         self.boot_us = 0
         self._closed = False
         self._stdin_closed = False
+        self.mount_ns_fd = -1
         self._lock = threading.Lock()
 
     # -- boot -----------------------------------------------------------------------------------
@@ -62,6 +63,11 @@ class Worker:
         if data != b"R":
             return False
         self.boot_us = int((time.monotonic() - self.spawn_started) * 1e6)
+        # Hold the worker's mount namespace: otherwise its teardown (an RCU grace period,
+        # several ms here) runs inside the worker's exit, before the parent sees it exit.
+        # The pool closes this fd after the outcome is built (see Pool._janitor).
+        with contextlib.suppress(OSError):
+            self.mount_ns_fd = os.open(f"/proc/{self.pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
         return True
 
     def boot_failure_reason(self) -> str:
@@ -91,11 +97,11 @@ class Worker:
     def run(
         self, request: ExecutionRequest, limits: Limits, cancel: threading.Event | None = None
     ) -> RunResult:
+        """Run the one request. The caller must close() the worker afterwards."""
         try:
             return self._run(request, limits, cancel)
         finally:
             self.kill()
-            self.close()
 
     def _apply_limits(self, limits: Limits) -> tuple[int, int]:
         """Per-request limits on the running worker. Returns CPU baselines (cgroup ns, proc us)."""
@@ -154,7 +160,7 @@ class Worker:
             wait_s = min(max(deadline - now, 0.0), CPU_POLL_S if cg is not None else 0.1)
             if exited_at is not None:
                 wait_s = 0.05
-            for fd, mask in poller.poll(wait_s * 1000):
+            for fd, _events in poller.poll(wait_s * 1000):
                 if fd == sp.pidfd:
                     poller.unregister(sp.pidfd)
                     exited_at = time.monotonic()
@@ -256,7 +262,7 @@ class Worker:
                 return
             self._closed = True
         sp = self.spawned
-        for fd in (sp.pidfd, sp.stdout, sp.stderr, sp.control):
+        for fd in (sp.pidfd, sp.stdout, sp.stderr, sp.control, self.mount_ns_fd):
             with contextlib.suppress(OSError):
                 os.close(fd)
 

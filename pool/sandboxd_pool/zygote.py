@@ -195,9 +195,9 @@ class ZygoteClient:
                 future.set_exception(RuntimeError(str(message.get("error"))))
         elif op == "exited":
             with self._lock:
-                exit_future = self._exits.pop(int(message["pid"]), None)
-            if exit_future is not None:
-                exit_future.set_result(message)
+                finished = self._exits.pop(int(message["pid"]), None)
+            if finished is not None:
+                finished.set_result(message)
         for fd in fds if op != "spawned" else ():
             os.close(fd)
 

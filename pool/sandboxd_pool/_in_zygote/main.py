@@ -188,7 +188,7 @@ class Zygote:
                 pool_fds=[stdin_w, stdout_r, stderr_r, ctl_pool.detach()],
             )
             self.children[pid] = child
-            child.setup.send(b"go")
+            setup_z.send(b"go")
         except BaseException:
             self.free_slots.append(slot)
             for fd in opened:
@@ -288,8 +288,6 @@ class Zygote:
                 "cpu_time_ns": f.cpu_time_ns,
                 "pids_limit_hits": f.pids_limit_hits,
             }
-            if not child.cgroup.remove():
-                print(f"sandboxd zygote: cgroup {child.cgroup.paths} not removed", file=sys.stderr)
         if child.setup is not None:
             if not child.boot_error:
                 child.setup.setblocking(False)
@@ -302,7 +300,6 @@ class Zygote:
             if fd >= 0:
                 with contextlib.suppress(OSError):
                     os.close(fd)
-        self.free_slots.append(child.slot)
         if self.running:
             self.tell_pool(
                 {
@@ -321,6 +318,11 @@ class Zygote:
                     "spawn_id": child.spawn_id,
                 }
             )
+        # After the report, off the execution's critical path: the PID namespace is gone, so
+        # the cgroup is empty and the uid slot is free.
+        if child.cgroup and not child.cgroup.remove():
+            print(f"sandboxd zygote: cgroup {child.cgroup.paths} not removed", file=sys.stderr)
+        self.free_slots.append(child.slot)
 
     def tell_pool(self, message: dict[str, Any], fds: list[int] | None = None) -> None:
         """Send to the pool; if it is gone, stop (the EOF handler kills what is left)."""

@@ -1,7 +1,7 @@
 """The one ordered entry into the jail, run in the cloned child. Seccomp last.
 
-Before this runs, clone(2) has made the PID, mount, net, IPC and UTS namespaces and the zygote
-has created the child's cgroup. Order here: cgroup (the child moves itself in), its namespace, filesystem (as real root),
+Before this runs, clone(2) has made the PID namespace and the zygote has created the child's
+cgroup. Order here: cgroup (the child moves itself in), mount/net/IPC/UTS/cgroup namespaces, filesystem (as real root),
 hostname, user namespace (mapped by the zygote), rlimits, capabilities, no_new_privs, seccomp.
 """
 
@@ -33,7 +33,7 @@ def enter_and_exec(
         _wait_for(setup, b"go")
         if cgroup is not None:
             cgroup.enter_self()
-        namespaces.unshare(namespaces.CLONE_NEWCGROUP)
+        namespaces.unshare(namespaces.CHILD_UNSHARE_FLAGS)
         mounts.build_root(
             binds=plan.common_binds + runtime.binds,
             boot_dir=plan.boot_dir,

@@ -1,10 +1,10 @@
 """User, PID, mount, net, IPC, UTS and cgroup namespaces.
 
-The zygote creates the worker with clone(2) and the PID, mount, net, IPC and UTS flags, so the
-worker is PID 1 of its own PID namespace and the zygote is its parent (it reaps it and reads
-the kernel's facts). The child then unshares the cgroup namespace (after the zygote has moved
-it into its own cgroup, so it sees that cgroup as its root) and, once its filesystem is built,
-the user namespace, whose one-uid map the zygote writes.
+The zygote creates the worker with clone(CLONE_NEWPID), so the worker is PID 1 of its own PID
+namespace and the zygote is its parent (it reaps it and reads the kernel's facts). The child
+then moves itself into its cgroup and unshares the mount, net, IPC, UTS and cgroup namespaces
+(so it sees its cgroup as its root) and, once its filesystem is built, the user namespace,
+whose one-uid map the zygote writes.
 """
 
 from __future__ import annotations
@@ -22,8 +22,11 @@ CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 
-# The user namespace is unshared later by the child itself (see enter.py).
-WORKER_CLONE_FLAGS = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
+# Only the PID namespace must be made by clone(2) (so the worker is PID 1). The others are
+# unshared by the child itself: creating a network namespace and copying the mount table
+# cost milliseconds, which would otherwise stall the single-threaded zygote (see enter.py).
+WORKER_CLONE_FLAGS = CLONE_NEWPID
+CHILD_UNSHARE_FLAGS = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP
 
 PR_SET_PDEATHSIG = 1
 
