@@ -160,6 +160,7 @@ class Pool:
                     )
                 finally:
                     self._janitor.put(worker)
+                    self._wake()
             finally:
                 with self._lock:
                     self._in_flight -= 1
@@ -220,7 +221,11 @@ class Pool:
                 while state.ready:
                     worker = state.ready.popleft()
                     if _alive(worker):
-                        self._wake()
+                        # The replacement is requested when this execution ends (see execute):
+                        # a spawn blocks the zygote for ~2-3 ms, and would delay this
+                        # execution's exit report. Only an empty queue refills at once.
+                        if not state.ready:
+                            self._wake()
                         return worker, cold
                     worker.close()
                 if self._closed:

@@ -64,6 +64,7 @@ class Zygote:
         self.children: dict[int, Child] = {}
         self.free_slots = list(range(plan.uid_slots - 1, -1, -1))
         self.seq = 0
+        self.removals: list[WorkerCgroup] = []
         self.running = True
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 
@@ -78,6 +79,8 @@ class Zygote:
         proto.send(self.pool, {"op": "hello", "pid": os.getpid(), "swept": swept})
         while self.running or self.children:
             self.poll_once()
+        while self.removals:
+            self.remove_one_cgroup()
         os._exit(0)
 
     def poll_once(self) -> None:
@@ -93,13 +96,20 @@ class Zygote:
             if child.listener >= 0:
                 poller.register(child.listener, select.POLLIN)
                 owners[child.listener] = ("listener", child)
-        events = poller.poll(None if self.running else 100)
-        for fd, mask in events:
+        # Idle work (removing used cgroups, ~1-3 ms each) waits until nothing else is pending.
+        timeout = None if self.running else 100
+        events = poller.poll(0 if self.removals else timeout)
+        if not events and self.removals:
+            self.remove_one_cgroup()
+            return
+        # Exits first: a finished execution's report must not wait behind a spawn.
+        if any(fd == self.wake_r for fd, _ in events):
+            with contextlib.suppress(BlockingIOError):
+                os.read(self.wake_r, 4096)
+            self.reap()
+        for fd, mask in sorted(events, key=lambda e: e[0] == self.pool.fileno()):
             if fd == self.pool.fileno():
                 self.on_pool_message()
-            elif fd == self.wake_r:
-                with contextlib.suppress(BlockingIOError):
-                    os.read(self.wake_r, 4096)
             elif fd in owners:
                 kind, child = owners[fd]
                 if kind == "setup":
@@ -107,6 +117,11 @@ class Zygote:
                 else:
                     self.on_notification(child, mask)
         self.reap()
+
+    def remove_one_cgroup(self) -> None:
+        cgroup = self.removals.pop()
+        if not cgroup.remove():
+            print(f"sandboxd zygote: cgroup {cgroup.paths} not removed", file=sys.stderr)
 
     # -- pool requests ----------------------------------------------------------------------
 
@@ -318,10 +333,10 @@ class Zygote:
                     "spawn_id": child.spawn_id,
                 }
             )
-        # After the report, off the execution's critical path: the PID namespace is gone, so
-        # the cgroup is empty and the uid slot is free.
-        if child.cgroup and not child.cgroup.remove():
-            print(f"sandboxd zygote: cgroup {child.cgroup.paths} not removed", file=sys.stderr)
+        # The PID namespace is gone, so the uid slot is free and the cgroup empty; the cgroup
+        # is removed when the zygote is idle (or at exit), off the executions' path.
+        if child.cgroup:
+            self.removals.append(child.cgroup)
         self.free_slots.append(child.slot)
 
     def tell_pool(self, message: dict[str, Any], fds: list[int] | None = None) -> None:
