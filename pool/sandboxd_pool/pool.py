@@ -32,7 +32,7 @@ from .jail.cgroups import CgroupSetup
 from .types import ExecutionRequest, Outcome, Runtime, RuntimeHealth, Verdict
 from .validation import validate
 from .worker import Worker
-from .zygote import SpawnedWorker, ZygoteClient
+from .zygote import SpawnedWorker, ZygoteClient, ZygoteDied
 
 log = logging.getLogger("sandboxd_pool")
 
@@ -290,6 +290,11 @@ class Pool:
     def _on_spawned(self, state: _RuntimeState, t0: float, future: Future[SpawnedWorker]) -> None:
         try:
             spawned = future.result()
+        except ZygoteDied:
+            with self._lock:  # not the runtime's fault: the zygote is restarted
+                state.spawning -= 1
+            self._wake()
+            return
         except Exception as e:
             with self._lock:
                 state.spawning -= 1

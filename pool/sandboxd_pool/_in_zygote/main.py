@@ -112,9 +112,11 @@ class Zygote:
                 self.on_pool_message()
             elif fd in owners:
                 kind, child = owners[fd]
-                if kind == "setup":
+                if self.children.get(child.pid) is not child:
+                    continue  # reaped above: its fds are closed (and the number may be reused)
+                if kind == "setup" and child.setup is not None and child.setup.fileno() == fd:
                     self.on_setup_message(child)
-                else:
+                elif kind == "listener" and child.listener == fd:
                     self.on_notification(child, mask)
         self.reap()
 
