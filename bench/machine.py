@@ -71,6 +71,7 @@ def machine_info(runtimes: list[BenchRuntime]) -> dict[str, str]:
         "kernel": platform.release(),
         "os": _os_release(),
         "cgroups": _cgroup_version(),
+        "loadavg at start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
         "commit": _git_commit(),
         "bwrap": _run(["bwrap", "--version"]) or "missing",
         "unshare": _run(["unshare", "--version"]) or "missing",

@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -26,27 +27,38 @@ READY_POLL_S = 0.002
 POOL_DIR = Path(__file__).resolve().parent.parent / "pool"
 
 
-def load_engine() -> tuple[ModuleType | None, str]:
-    """(the sandboxd_pool module, "") or (None, why it cannot be used)."""
-    try:
-        return importlib.import_module("sandboxd_pool"), ""
-    except ImportError:
-        pass
-    # Not installed: use the checkout's copy (same as `pip install -e pool`).
-    if POOL_DIR.is_dir() and str(POOL_DIR) not in sys.path:
-        sys.path.insert(0, str(POOL_DIR))
+REQUIRED = ("Pool", "PoolConfig", "ExecutionRequest", "Runtime", "Verdict")
+
+
+def _import_engine() -> tuple[ModuleType | None, str]:
     try:
         module = importlib.import_module("sandboxd_pool")
     except Exception as exc:  # any failure means "engine not usable yet"
         return None, f"cannot import sandboxd_pool: {type(exc).__name__}: {exc}"
-    missing = [
-        name
-        for name in ("Pool", "PoolConfig", "ExecutionRequest", "Runtime")
-        if not hasattr(module, name)
-    ]
+    missing = [name for name in REQUIRED if not hasattr(module, name)]
     if missing:
-        return None, f"sandboxd_pool lacks {', '.join(missing)}"
+        where = getattr(module, "__file__", None) or list(getattr(module, "__path__", []))
+        return None, f"sandboxd_pool ({where}) lacks {', '.join(missing)}"
     return module, ""
+
+
+def load_engine() -> tuple[ModuleType | None, str]:
+    """(the sandboxd_pool module, "") or (None, why it cannot be used)."""
+    module, why = _import_engine()
+    if module is not None:
+        return module, ""
+    # Not installed (or a stray namespace package): use the checkout's copy, as
+    # `pip install -e pool` would.
+    if POOL_DIR.is_dir():
+        for name in [
+            m for m in sys.modules if m == "sandboxd_pool" or m.startswith("sandboxd_pool.")
+        ]:
+            del sys.modules[name]
+        if str(POOL_DIR) in sys.path:
+            sys.path.remove(str(POOL_DIR))
+        sys.path.insert(0, str(POOL_DIR))
+        module, why = _import_engine()
+    return module, why
 
 
 def engine_runtime(engine: ModuleType, runtime: BenchRuntime) -> Any:
@@ -76,8 +88,15 @@ def open_pool(
         yield pool
 
 
-def ready_workers(pool: Any) -> dict[Any, int]:
-    """{engine Runtime: ready worker count} from pool.health(), whatever shape it returns."""
+@dataclass(frozen=True)
+class RuntimeReadiness:
+    ready_workers: int
+    healthy: bool
+    reason: str
+
+
+def readiness(pool: Any) -> dict[Any, RuntimeReadiness]:
+    """{engine Runtime: readiness} from pool.health(), whatever shape it returns."""
     health = pool.health()
     if isinstance(health, dict):
         items = health.values()
@@ -86,17 +105,44 @@ def ready_workers(pool: Any) -> dict[Any, int]:
         items = runtimes.values() if isinstance(runtimes, dict) else runtimes
     else:
         items = health
-    return {item.runtime: int(item.ready_workers) for item in items}
+    return {
+        item.runtime: RuntimeReadiness(
+            ready_workers=int(item.ready_workers),
+            healthy=bool(getattr(item, "healthy", True)),
+            reason=str(getattr(item, "reason", "")),
+        )
+        for item in items
+    }
+
+
+def describe_readiness(pool: Any) -> str:
+    parts = []
+    for runtime, state in readiness(pool).items():
+        name = getattr(runtime, "value", str(runtime))
+        text = f"{name} {state.ready_workers} ready"
+        if not state.healthy:
+            text += f" (unhealthy: {state.reason})"
+        parts.append(text)
+    return ", ".join(parts)
 
 
 def wait_until_ready(pool: Any, runtimes: list[Any], count: int, timeout_s: float) -> bool:
-    """Poll health until every runtime has `count` ready workers. False on timeout."""
+    """Poll health until every healthy runtime has `count` ready workers.
+
+    An unhealthy runtime is not waited for (its boots keep failing; waiting would only
+    burn the timeout on every call). True when all of `runtimes` are full, False otherwise.
+    """
     deadline = time.monotonic() + timeout_s
     while True:
-        ready = ready_workers(pool)
-        if all(ready.get(rt, 0) >= count for rt in runtimes):
+        states = readiness(pool)
+        full = [rt in states and states[rt].ready_workers >= count for rt in runtimes]
+        settled = [
+            ok or (rt in states and not states[rt].healthy)
+            for rt, ok in zip(runtimes, full, strict=True)
+        ]
+        if all(full):
             return True
-        if time.monotonic() >= deadline:
+        if all(settled) or time.monotonic() >= deadline:
             return False
         time.sleep(READY_POLL_S)
 

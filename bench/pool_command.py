@@ -116,7 +116,7 @@ def measure_pool(
             f"Pool reached {settings.warm_workers} ready workers per runtime after {boot_s:.2f} s"
             if ready
             else f"Pool did not reach {settings.warm_workers} ready workers per runtime "
-            f"within {POOL_BOOT_TIMEOUT_S:.0f} s: {pool_bench.ready_workers(pool)}"
+            f"within {POOL_BOOT_TIMEOUT_S:.0f} s: {pool_bench.describe_readiness(pool)}"
         )
 
         # Memory first, while every worker is warm and idle and nothing has run yet.
@@ -141,6 +141,12 @@ def measure_pool(
             results[(runtime.name, "pool")] = warm
             results[(runtime.name, "pool-b2b")] = b2b
             name = runtime.name
+            refill()
+            probe = run_once()
+            if not probe.ok:
+                warm.skipped = b2b.skipped = f"does not run: {probe.error}"
+                log(f"  {name:10} pool     skipped: {warm.skipped}")
+                continue
             log(f"  {name:10} pool     warm latency ({settings.iterations} runs)...")
             warm.latency = harness.measure_latency(
                 run_once, settings.iterations, settings.warmup, before_each=refill

@@ -78,10 +78,10 @@ def _notes_for(result: SystemResult, pool_p50: float | None) -> tuple[str, str]:
     notes: list[str] = []
     run = result.back_to_back if result.system == "pool-b2b" else result.latency
     if result.skipped:
-        notes.append(f"skipped: {result.skipped}")
+        notes.append("not measured (see notes)")
     if run is not None:
         if run.failures:
-            notes.append(f"{run.failures} failed ({run.first_error})")
+            notes.append(f"{run.failures}/{run.failures + len_ok(run)} failed")
         if result.system.startswith("pool"):
             notes.append(f"{run.cold_starts} cold")
             if run.engine_wall is not None:
@@ -90,7 +90,7 @@ def _notes_for(result: SystemResult, pool_p50: float | None) -> tuple[str, str]:
                 notes.append(f"queue wait p50 {run.queue_wait.p50_ms:.2f} ms")
     for threads, tput in sorted(result.throughput.items()):
         if tput.failures:
-            notes.append(f"x{threads}: {tput.failures} failed ({tput.first_error})")
+            notes.append(f"x{threads}: {tput.failures} failed")
         if result.system == "pool" and tput.cold_starts:
             notes.append(f"x{threads}: {tput.cold_starts}/{tput.completed} cold")
     faster = "—"
@@ -103,6 +103,29 @@ def _notes_for(result: SystemResult, pool_p50: float | None) -> tuple[str, str]:
         ratio = run.stats.p50_ms / pool_p50
         faster = f"{ratio:.1f}x faster" if ratio >= 1 else f"{1 / ratio:.1f}x slower"
     return faster, "; ".join(notes)
+
+
+def len_ok(run: LatencyRun) -> int:
+    return run.stats.samples if run.stats is not None else 0
+
+
+def error_notes(report: Report) -> list[str]:
+    """One line per distinct failure, naming where it happened (tables only count them)."""
+    seen: dict[str, list[str]] = {}
+    for (runtime, system), result in report.results.items():
+        where = f"{runtime}/{system}"
+        errors = []
+        if result.skipped:
+            errors.append(f"not measured: {result.skipped}")
+        for run in (result.latency, result.back_to_back):
+            if run is not None and run.first_error:
+                errors.append(run.first_error)
+        errors += [t.first_error for t in result.throughput.values() if t.first_error]
+        for error in errors:
+            places = seen.setdefault(error, [])
+            if where not in places:
+                places.append(where)
+    return [f"{', '.join(places)}: {error}" for error, places in seen.items()]
 
 
 def runtime_table(report: Report, runtime: str) -> str:
@@ -217,8 +240,9 @@ def render(report: Report) -> str:
     lines += ["### Memory (PSS)", "", memory_table(report), ""]
     lines += [pool_memory_line(report.pool_memory), ""]
     lines += ["### Targets", "", targets_table(report.checks), ""]
-    if report.notes:
-        lines += ["### Notes", ""] + [f"- {note}" for note in report.notes] + [""]
+    notes = [*report.notes, *error_notes(report)]
+    if notes:
+        lines += ["### Notes", ""] + [f"- {note}" for note in notes] + [""]
     return "\n".join(lines)
 
 
