@@ -12,6 +12,7 @@ from .jail.policy import SANDBOX_UID, WORK_DIR, Bind, JailPlan, RlimitPlan, Runt
 from .types import CEILING_LIMITS, DEFAULT_LIMITS, Limits, Runtime
 
 BOOT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_in_worker")
+JAIL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "jail")
 JAIL_BOOT_DIR = "/opt/sandboxd"
 
 
@@ -46,6 +47,9 @@ class PoolConfig:
     uid_base: int = 3_000_000  # outside uid of worker slot n is uid_base + n
     cpu_cores_per_worker: float = 1.0  # cgroup CPU quota of one worker; 0: unlimited
     boot_memory_bytes: int = 512 * 1024 * 1024  # memory cap of a warm worker before its request
+    # Python workers are forked from a warm, jailed `python -I -S` template (no interpreter
+    # start per worker) rather than exec'd one by one. Node is always exec'd (V8 cannot fork).
+    python_template: bool = True
 
     def __post_init__(self) -> None:
         if self.warm_workers_per_runtime < 1:
@@ -120,6 +124,8 @@ def build_jail_plan(config: PoolConfig, cgroups: CgroupSetup) -> JailPlan:
         common_binds=tuple(common),
         symlinks=symlinks,
         boot_dir=BOOT_DIR,
+        jail_dir=JAIL_DIR,
+        python_template=config.python_template,
         etc_files={
             "passwd": _PASSWD,
             "group": _GROUP,

@@ -1,6 +1,7 @@
 """Python worker bootstrap: warm up, say ready, read one request, run it as __main__.
 
-Runs inside the jail as `python -I -S -B /opt/sandboxd/python_boot.py`. fd 3 is the control
+Runs inside the jail as `python -I -S -B /opt/sandboxd/python_boot.py`, or is imported by
+python_template.py, whose forked children call serve_one_request(). fd 3 is the control
 socket: this side writes b"R" when warm, then reads one frame:
     u32 big-endian header length | header (marshal) | code bytes | file bytes (header order)
 The header is marshal, not JSON, so that booting does not pay for importing json (and re,
@@ -21,6 +22,7 @@ if MYPY:  # for the type checker only: importing typing would cost every boot
     from typing import Any
 
 CONTROL_FD = 3
+BOOT_PREFIX = "/opt/sandboxd"  # frames of the bootstrap (and template) are not the user's
 
 
 def _read_exact(n: int) -> bytes:
@@ -64,7 +66,7 @@ def _print_exception(e: BaseException) -> None:
     import traceback
 
     tb = e.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(BOOT_PREFIX):
         tb = tb.tb_next
     traceback.print_exception(type(e), e, tb)
 
@@ -128,5 +130,11 @@ def _fast_exit(status: int) -> None:
     os._exit(status)
 
 
-_warm_up()
-_fast_exit(_run(*_receive_request()))
+def serve_one_request() -> None:
+    """Say ready, run the one request, exit. Never returns."""
+    _fast_exit(_run(*_receive_request()))
+
+
+if __name__ == "__main__":
+    _warm_up()
+    serve_one_request()

@@ -16,6 +16,8 @@ EOF on the pool socket (the pool closed or died) kills and reaps every worker, t
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import marshal
 import os
 import select
 import signal
@@ -26,9 +28,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import zygote_protocol as proto
-from ..jail import namespaces, seccomp
+from ..jail import mounts, namespaces, seccomp
 from ..jail.cgroups import CgroupSetup, WorkerCgroup
-from ..jail.enter import enter_and_exec
+from ..jail.enter import enter_and_exec, jail_extra_binds
 from ..jail.policy import SANDBOX_UID, JailPlan
 from ..seccomp_policy import SeccompProgram, build_program
 
@@ -50,6 +52,9 @@ class Child:
 
 
 class Zygote:
+    TEMPLATE_START_TIMEOUT_S = 20.0
+    TEMPLATE_REPLY_TIMEOUT_S = 10.0
+
     def __init__(self, plan: JailPlan, pool: socket.socket) -> None:
         self.plan = plan
         self.pool = pool
@@ -64,6 +69,7 @@ class Zygote:
         self.children: dict[int, Child] = {}
         self.free_slots = list(range(plan.uid_slots - 1, -1, -1))
         self.seq = 0
+        self.template: tuple[int, socket.socket] | None = None  # (pid, socket) once started
         self.removals: list[WorkerCgroup] = []
         self.running = True
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -153,14 +159,15 @@ class Zygote:
 
     def shutdown(self) -> None:
         self.running = False
+        self.stop_template()
         for child in self.children.values():
             self.kill(child)
 
     # -- spawning -----------------------------------------------------------------------------
 
     def spawn(self, spawn_id: int, runtime_name: str) -> None:
-        runtime = self.plan.runtimes[runtime_name]
-        program = self.programs[runtime_name]
+        if runtime_name not in self.plan.runtimes:
+            raise RuntimeError(f"unknown runtime {runtime_name!r}")
         if not self.free_slots:
             raise RuntimeError("no free uid slot")
         slot = self.free_slots.pop()
@@ -177,18 +184,18 @@ class Zygote:
             ctl_pool, ctl_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             setup_z, setup_c = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             opened = [stdin_r, stdin_w, stdout_r, stdout_w, stderr_r, stderr_w]
-            pid = namespaces.clone_into_namespaces()
-            if pid == 0:
-                enter_and_exec(
-                    self.plan,
-                    runtime,
-                    program.bpf,
-                    self.plan.uid_base + slot,
-                    cgroup,
-                    (stdin_r, stdout_w, stderr_w, ctl_child.fileno()),
-                    setup_c.fileno(),
-                )
-                os._exit(127)  # not reached
+            entry_fds = cgroup.open_for_entry() if cgroup else []
+            child_fds = (stdin_r, stdout_w, stderr_w, ctl_child.fileno(), setup_c.fileno())
+            try:
+                if runtime_name == "python" and self.plan.python_template:
+                    pid = self.template_spawn(self.plan.uid_base + slot, child_fds, entry_fds)
+                else:
+                    pid = self.exec_spawn(
+                        runtime_name, self.plan.uid_base + slot, child_fds, entry_fds
+                    )
+            finally:
+                for fd in entry_fds:
+                    os.close(fd)
             for fd in (stdin_r, stdout_w, stderr_w):
                 os.close(fd)
             ctl_child.close()
@@ -215,6 +222,103 @@ class Zygote:
                 with contextlib.suppress(OSError):
                     cgroup.remove()
             raise
+
+    def exec_spawn(
+        self, runtime_name: str, uid: int, fds: tuple[int, ...], entry_fds: list[int]
+    ) -> int:
+        pid = namespaces.clone_into_namespaces()
+        if pid == 0:
+            enter_and_exec(
+                self.plan,
+                self.plan.runtimes[runtime_name],
+                self.programs[runtime_name].bpf,
+                uid,
+                tuple(entry_fds),
+                (fds[0], fds[1], fds[2], fds[3]),
+                fds[4],
+            )
+            os._exit(127)  # not reached
+        return pid
+
+    # -- the Python template -------------------------------------------------------------------
+
+    def template_spawn(self, uid: int, fds: tuple[int, ...], entry_fds: list[int]) -> int:
+        if self.template is None:
+            self.template = self.start_template()
+        sock = self.template[1]
+        try:
+            socket.send_fds(sock, [marshal.dumps({"uid": uid})], [*fds, *entry_fds])
+            reply = sock.recv(4096)
+        except OSError as e:
+            self.stop_template()
+            raise RuntimeError(f"python template: {e}") from e
+        if not reply:
+            self.stop_template()
+            raise RuntimeError("python template exited")
+        answer = marshal.loads(reply)
+        if "pid" not in answer:
+            raise RuntimeError(f"python template could not fork: {answer.get('error')}")
+        return int(answer["pid"])
+
+    def start_template(self) -> tuple[int, socket.socket]:
+        """Clone the template: real root in its own mount namespace holding the jail's root."""
+        runtime = self.plan.runtimes["python"]
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = namespaces.clone_into_namespaces(0)
+        if pid == 0:
+            try:
+                namespaces.set_parent_death_signal()
+                namespaces.unshare(namespaces.CLONE_NEWNS)
+                mounts.build_root(
+                    binds=self.plan.common_binds + runtime.binds,
+                    extra_binds=jail_extra_binds(self.plan),
+                    masked_dirs=runtime.masked_dirs,
+                    symlinks=self.plan.symlinks,
+                    etc_files=self.plan.etc_files,
+                )
+                null = os.open("/dev/null", os.O_RDONLY)
+                os.dup2(null, 0)
+                os.dup2(theirs.fileno(), 3)
+                os.closerange(4, 1 << 20)
+                argv = [
+                    runtime.argv[0],
+                    "-I",
+                    "-S",
+                    "-B",
+                    f"{mounts.BOOT_MOUNT}/python_template.py",
+                ]
+                os.execve(argv[0], argv, dict(runtime.env))
+            except BaseException as e:
+                print(f"sandboxd python template: {type(e).__name__}: {e}", file=sys.stderr)
+            finally:
+                os._exit(127)
+        theirs.close()
+        config = {
+            "bpf": self.programs["python"].bpf,
+            "rlimits": dataclasses.asdict(self.plan.rlimits),
+            "scratch_bytes": self.plan.scratch_bytes,
+            "cgroup_version": self.plan.cgroup_version,
+        }
+        ours.settimeout(self.TEMPLATE_START_TIMEOUT_S)
+        try:
+            ours.send(marshal.dumps(config))
+            if ours.recv(16) != b"ready":
+                raise OSError("no ready message")
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+            ours.close()
+            raise RuntimeError(f"python template failed to start: {e}") from e
+        ours.settimeout(self.TEMPLATE_REPLY_TIMEOUT_S)
+        return pid, ours
+
+    def stop_template(self) -> None:
+        if self.template is not None:
+            pid, sock = self.template
+            self.template = None
+            sock.close()
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
 
     def on_setup_message(self, child: Child) -> None:
         assert child.setup is not None
@@ -289,6 +393,10 @@ class Zygote:
                 return
             if pid == 0:
                 return
+            if self.template is not None and pid == self.template[0]:
+                print(f"sandboxd zygote: python template exited ({status})", file=sys.stderr)
+                self.stop_template()
+                continue
             child = self.children.pop(pid, None)
             if child is None:
                 continue

@@ -99,15 +99,15 @@ class WorkerCgroup:
         for path in self.paths.values():
             _write(path, "cgroup.procs", str(pid))
 
-    def enter_self(self) -> None:
-        """Move the calling single-threaded process into this cgroup.
+    def open_for_entry(self) -> list[int]:
+        """fds through which a single-threaded process moves itself in (see enter_self).
 
         On v1 a thread writing "0" to `tasks` moves itself without the global threadgroup lock
         whose RCU synchronisation makes a write of another pid to cgroup.procs cost 8-27 ms
-        per hierarchy (measured here); the worker does this itself in well under 1 ms."""
+        per hierarchy (measured here); the worker does this itself in well under 1 ms. The fds
+        are opened by the zygote: the worker may already live in a root without /sys."""
         name = "tasks" if self.version == 1 else "cgroup.procs"
-        for path in self.paths.values():
-            _write(path, name, "0")
+        return [os.open(f"{p}/{name}", os.O_WRONLY | os.O_CLOEXEC) for p in self.paths.values()]
 
     def set_limits(self, memory_bytes: int, max_processes: int, cpu_cores: float = 0.0) -> None:
         if self.version == 2:
@@ -326,3 +326,10 @@ def _probe(setup: CgroupSetup) -> None:
         cg.set_limits(64 * 1024 * 1024, 16)
     finally:
         cg.remove()
+
+
+def enter_self(entry_fds: tuple[int, ...]) -> None:
+    """Move the calling single-threaded process into the cgroup opened by open_for_entry."""
+    for fd in entry_fds:
+        os.write(fd, b"0")
+        os.close(fd)

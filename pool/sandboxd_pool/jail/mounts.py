@@ -41,6 +41,7 @@ NEW_ROOT = "/tmp"  # any existing directory: the new root tmpfs is mounted over 
 SCRATCH = "/run/sandbox-scratch"
 DEVICES = ("null", "zero", "random", "urandom")
 BOOT_MOUNT = "/opt/sandboxd"  # the in-worker bootstraps
+JAIL_LIB_MOUNT = "/opt/sandboxd-lib"  # holds jail/ (this package), for the Python template
 
 
 def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str = "") -> None:
@@ -95,19 +96,18 @@ def _jail_path(root: str, path: str) -> str:
 
 def build_root(
     binds: Iterable[Bind],
-    boot_dir: str,
+    extra_binds: Mapping[str, str],
     masked_dirs: Iterable[str],
     symlinks: Mapping[str, str],
     etc_files: Mapping[str, str],
-    scratch_bytes: int,
-    owner_uid: int,
 ) -> None:
-    """Build the jail's filesystem and pivot into it.
+    """Build the jail's read-only filesystem and pivot into it (see mount_private for the rest).
 
-    Runs as real root in fresh mount and PID namespaces that belong to the host's user
-    namespace, before the child enters its own user namespace: the mounts are then locked for
-    the program (it holds no capability over that mount namespace, even as root of its own
-    user namespace), and host paths such as a pyenv prefix under /root (0700) can be bound."""
+    Runs as real root in a fresh mount namespace that belongs to the host's user namespace,
+    before the process enters its own user namespace: the mounts are then locked for the
+    program (it holds no capability over that mount namespace, even as root of its own user
+    namespace), and host paths such as a pyenv prefix under /root (0700) can be bound.
+    `extra_binds` maps jail paths to host directories (the bootstraps)."""
     mount(None, "/", None, MS_REC | MS_PRIVATE)
     root = NEW_ROOT
     mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
@@ -115,20 +115,16 @@ def build_root(
     for bind in binds:
         if os.path.lexists(bind.path):
             bind_readonly(os.path.realpath(bind.path), _jail_path(root, bind.path), bind.is_dir)
-    bind_readonly(boot_dir, _jail_path(root, BOOT_MOUNT), True)
+    for jail_path, host_path in extra_binds.items():
+        bind_readonly(host_path, _jail_path(root, jail_path), True)
     for path in masked_dirs:
         mask_dir(_jail_path(root, path))
     for link, target in symlinks.items():
         os.symlink(target, _jail_path(root, link))
-
-    _make_scratch(root, scratch_bytes, owner_uid)
     _make_dev(root)
     _make_etc(root, etc_files)
-
-    # /proc is mounted before pivot_root, while the host's /proc is still visible in this mount
-    # namespace (DESIGN §5: after pivot_root a user namespace may not mount a new proc).
-    os.mkdir(_jail_path(root, "/proc"), 0o555)
-    mount("proc", _jail_path(root, "/proc"), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    for mount_point in ("/proc", WORK_DIR, "/tmp", "/dev/shm", SCRATCH):
+        os.makedirs(_jail_path(root, mount_point), exist_ok=True)
 
     old = _jail_path(root, "/.old-root")
     os.mkdir(old)
@@ -137,31 +133,33 @@ def build_root(
     umount("/.old-root", MNT_DETACH)
     os.rmdir("/.old-root")
     mount(None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+
+
+def mount_private(scratch_bytes: int, owner_uid: int) -> None:
+    """The worker's own mounts, over the mount points of the read-only root: its scratch tmpfs
+    and a fresh /proc of its PID namespace. Run as real root in the worker's own mount and PID
+    namespaces (in a user namespace, a new proc could not be mounted after pivot_root)."""
+    _make_scratch(scratch_bytes, owner_uid)
+    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     os.chdir(WORK_DIR)
 
 
-def _make_scratch(root: str, scratch_bytes: int, owner_uid: int) -> None:
+def _make_scratch(scratch_bytes: int, owner_uid: int) -> None:
     """One tmpfs behind /work, /tmp and /dev/shm so a single size cap bounds all three."""
-    scratch = _jail_path(root, SCRATCH)
-    os.makedirs(scratch)
     mount(
         "tmpfs",
-        scratch,
+        SCRATCH,
         "tmpfs",
         MS_NOSUID | MS_NODEV,
         f"size={max(scratch_bytes, 4096)},mode=0755",
     )
     for name, jail_path in (("work", WORK_DIR), ("tmp", "/tmp"), ("shm", "/dev/shm")):
-        src = f"{scratch}/{name}"
+        src = f"{SCRATCH}/{name}"
         os.mkdir(src)
         os.chown(src, owner_uid, owner_uid)  # the host uid the sandbox user maps to
         os.chmod(src, 0o700 if name == "work" else 0o1777)
-        dst = _jail_path(root, jail_path)
-        os.makedirs(dst, exist_ok=True)
-        mount(src, dst, None, MS_BIND)
-    umount(scratch, MNT_DETACH)
-    os.rmdir(scratch)
-    os.rmdir(os.path.dirname(scratch))
+        mount(src, jail_path, None, MS_BIND)
+    umount(SCRATCH, MNT_DETACH)
 
 
 def _make_dev(root: str) -> None:

@@ -14,6 +14,7 @@ import signal
 
 from ._libc import SYS_clone, check, libc, libc_gil
 
+CLONE_PARENT = 0x00008000
 CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000
 CLONE_NEWUTS = 0x04000000

@@ -45,6 +45,8 @@ class JailPlan:
     common_binds: tuple[Bind, ...]
     symlinks: Mapping[str, str]  # path in the jail -> target (e.g. /lib -> usr/lib)
     boot_dir: str  # host dir holding the in-worker bootstraps, bound read-only at /opt/sandboxd
+    jail_dir: str  # host dir of this package (jail/), bound read-only for the Python template
+    python_template: bool  # Python workers fork from a warm template instead of exec
     etc_files: Mapping[str, str]
     scratch_bytes: int  # size of the tmpfs behind /work, /tmp and /dev/shm at boot
     rlimits: RlimitPlan
@@ -76,6 +78,8 @@ class JailPlan:
             common_binds=tuple(Bind(**b) for b in raw["common_binds"]),
             symlinks=raw["symlinks"],
             boot_dir=raw["boot_dir"],
+            jail_dir=raw["jail_dir"],
+            python_template=raw["python_template"],
             etc_files=raw["etc_files"],
             scratch_bytes=raw["scratch_bytes"],
             rlimits=RlimitPlan(**raw["rlimits"]),
