@@ -41,25 +41,35 @@ def _cgroup_version() -> str:
     return "none"
 
 
-def _git_commit() -> str:
+def _git(*args: str) -> str:
     try:
-        head = subprocess.run(
-            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=10,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(REPO), "status", "--porcelain", "--", "pool"],
+        return subprocess.run(
+            ["git", "-C", str(REPO), *args],
             capture_output=True,
             text=True,
             check=False,
             timeout=10,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def _git_commit() -> str:
+    return _git("rev-parse", "--short", "HEAD") or "unknown"
+
+
+def engine_source(module_file: str | None) -> str:
+    """Where the measured sandboxd_pool came from, and whether it is committed code."""
+    if not module_file:
         return "unknown"
-    return f"{head}{' (pool/ has uncommitted changes)' if dirty else ''}" if head else "unknown"
+    package_dir = Path(module_file).resolve().parent
+    try:
+        package_dir.relative_to(REPO)
+    except ValueError:
+        return str(package_dir)
+    dirty = _git("status", "--porcelain", "--", "pool")
+    state = "with uncommitted changes in pool/" if dirty else "clean"
+    return f"{package_dir} (this checkout at {_git_commit()}, {state})"
 
 
 def machine_info(runtimes: list[BenchRuntime]) -> dict[str, str]:

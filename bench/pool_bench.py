@@ -9,9 +9,13 @@ gets while the replenisher is still refilling.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import importlib
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -42,22 +46,67 @@ def _import_engine() -> tuple[ModuleType | None, str]:
     return module, ""
 
 
-def load_engine() -> tuple[ModuleType | None, str]:
-    """(the sandboxd_pool module, "") or (None, why it cannot be used)."""
+def _forget_engine() -> None:
+    for name in [m for m in sys.modules if m == "sandboxd_pool" or m.startswith("sandboxd_pool.")]:
+        del sys.modules[name]
+
+
+def _import_from(pool_dir: Path) -> tuple[ModuleType | None, str]:
+    _forget_engine()
+    if str(pool_dir) in sys.path:
+        sys.path.remove(str(pool_dir))
+    sys.path.insert(0, str(pool_dir))
+    return _import_engine()
+
+
+def export_engine(commit: str) -> tuple[Path | None, str]:
+    """`git archive <commit> pool` into a temporary directory: the engine as committed.
+
+    Lets a run measure a known engine revision while pool/ is being edited in the checkout.
+    Returns (the directory holding the `sandboxd_pool` package, "") or (None, why not).
+    """
+    # Not under /tmp: the engine cannot currently boot workers from a package under /tmp.
+    target = Path(tempfile.mkdtemp(prefix="sandboxd-bench-engine-", dir="/var/tmp"))
+    atexit.register(shutil.rmtree, target, True)
+    try:
+        archive = subprocess.run(
+            ["git", "-C", str(POOL_DIR.parent), "archive", commit, "pool"],
+            capture_output=True,
+            check=True,
+            timeout=60,
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return None, f"cannot export pool/ at {commit}: {exc}"
+    return target / "pool", ""
+
+
+def resolve_commit(rev: str) -> str:
+    try:
+        return subprocess.run(
+            ["git", "-C", str(POOL_DIR.parent), "rev-parse", "--short", rev],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return rev
+
+
+def load_engine(pool_dir: Path | None = None) -> tuple[ModuleType | None, str]:
+    """(the sandboxd_pool module, "") or (None, why it cannot be used).
+
+    With `pool_dir`, the engine is imported from there; otherwise the installed one, and
+    failing that the checkout's pool/ (as `pip install -e pool` would provide it).
+    """
+    if pool_dir is not None:
+        return _import_from(pool_dir)
     module, why = _import_engine()
     if module is not None:
         return module, ""
-    # Not installed (or a stray namespace package): use the checkout's copy, as
-    # `pip install -e pool` would.
     if POOL_DIR.is_dir():
-        for name in [
-            m for m in sys.modules if m == "sandboxd_pool" or m.startswith("sandboxd_pool.")
-        ]:
-            del sys.modules[name]
-        if str(POOL_DIR) in sys.path:
-            sys.path.remove(str(POOL_DIR))
-        sys.path.insert(0, str(POOL_DIR))
-        module, why = _import_engine()
+        module, why = _import_from(POOL_DIR)
     return module, why
 
 

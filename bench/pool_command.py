@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import baselines, harness, memory, pool_bench
-from bench.machine import machine_info
+from bench.machine import engine_source, machine_info
 from bench.report import Report, render, write_results
 from bench.runtimes import BenchRuntime, select_runtimes
 from bench.stats import PoolMemory, RuntimeMemory, SystemResult
@@ -195,11 +195,19 @@ def run(args: argparse.Namespace) -> int:
         notes.append("pool not measured (--skip-pool)")
     else:
         log("pool...")
-        engine, why = pool_bench.load_engine()
+        engine_dir: Path | None = None
+        why = ""
+        if args.engine_commit:
+            engine_dir, why = pool_bench.export_engine(args.engine_commit)
+        engine, why = pool_bench.load_engine(engine_dir) if not why else (None, why)
         if engine is None:
             notes.append(f"pool not measured: {why}")
             log(f"  pool not measured: {why}")
         else:
+            machine["engine"] = engine_source(getattr(engine, "__file__", None))
+            if args.engine_commit:
+                rev = pool_bench.resolve_commit(args.engine_commit)
+                machine["engine"] = f"pool/ as committed at {rev} (git archive)"
             try:
                 pool_results, pool_mem, worker_mem = measure_pool(engine, runtimes, settings, notes)
             except Exception as exc:  # a benchmark reports, never stops
@@ -285,6 +293,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="small counts for a smoke run; does not write RESULTS.md unless --results is given",
     )
     parser.add_argument("--skip-pool", action="store_true", help="measure the baselines only")
+    parser.add_argument(
+        "--engine-commit",
+        metavar="REV",
+        help="measure pool/ as committed at REV (git archive to a temp dir), not the working tree",
+    )
     parser.add_argument("--python", help="Python interpreter (default: this one's real binary)")
     parser.add_argument("--node", help="Node interpreter (default: node on PATH)")
     parser.add_argument(
