@@ -55,7 +55,8 @@ def nothing_left_behind() -> Iterator[None]:
 
     Other sandboxd instances may run on the same machine (a developer's second checkout), so
     processes are checked among this session's descendants, and the parent cgroup only while
-    no other zygote exists."""
+    no other zygote exists and if it did not exist before the session."""
+    parents_before = sandboxd_cgroups()
     yield
     descendants = psutil.Process().children(recursive=True)
     assert not descendants, f"processes left behind: {[p.pid for p in descendants]}"
@@ -66,5 +67,5 @@ def nothing_left_behind() -> Iterator[None]:
             if name.startswith("z") and owner.isdigit() and not psutil.pid_exists(int(owner)):
                 stale.append(os.path.join(parent, name))
     assert not stale, f"worker cgroups left behind: {stale}"
-    if not zygotes_on_machine():
+    if not zygotes_on_machine() and not parents_before:
         assert not sandboxd_cgroups(), f"cgroups left behind: {sandboxd_cgroups()}"
