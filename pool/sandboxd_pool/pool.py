@@ -301,7 +301,7 @@ class Pool:
                 self._boot_failed(state, f"spawn failed: {e}")
             self._wake()
             return
-        worker = Worker(spawned, t0)
+        worker = Worker(spawned, t0, self.config.cpu_cores_per_worker)
         with self._lock:
             state.spawning -= 1
             if self._closed:

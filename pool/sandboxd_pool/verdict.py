@@ -37,14 +37,16 @@ def classify(facts: ExitFacts) -> Verdict:
         return Verdict.SYSCALL_BLOCKED
     if facts.kill_reason is KillReason.OUTPUT:
         return Verdict.OUTPUT_LIMIT
+    if facts.kill_reason is KillReason.CANCELLED:
+        return Verdict.KILLED
+    # An OOM kill is the root cause even when the program then hung until a deadline (a
+    # parent waiting forever for a child the kernel killed).
+    if facts.oom_kills > 0:
+        return Verdict.MEMORY_LIMIT
     if facts.kill_reason is KillReason.TIMEOUT:
         return Verdict.TIMEOUT
     if facts.kill_reason is KillReason.CPU:
         return Verdict.CPU_TIME_LIMIT
-    if facts.kill_reason is KillReason.CANCELLED:
-        return Verdict.KILLED
-    if facts.oom_kills > 0:
-        return Verdict.MEMORY_LIMIT
     status = facts.wait_status
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)

@@ -38,11 +38,12 @@ class RunResult:
 
 
 class Worker:
-    def __init__(self, spawned: SpawnedWorker, spawn_started: float) -> None:
+    def __init__(self, spawned: SpawnedWorker, spawn_started: float, cpu_cores: float) -> None:
         self.spawned = spawned
         self.pid = spawned.pid
         self.runtime = spawned.runtime
         self.spawn_started = spawn_started
+        self.cpu_cores = cpu_cores  # cgroup CPU quota while the request runs; 0: none
         self.boot_us = 0
         self._closed = False
         self._stdin_closed = False
@@ -107,7 +108,7 @@ class Worker:
         """Per-request limits on the running worker. Returns CPU baselines (cgroup ns, proc us)."""
         cg = self.spawned.cgroup
         if cg is not None:
-            cg.set_limits(limits.memory_bytes, limits.max_processes)
+            cg.set_limits(limits.memory_bytes, limits.max_processes, self.cpu_cores)
         mounts.resize_scratch(self.pid, limits.tmpfs_bytes)
         proc_cpu_us = _proc_cpu_us(self.pid)
         cpu_s = (proc_cpu_us // 1_000_000) + (limits.cpu_time_ms + 999) // 1000 + 1
