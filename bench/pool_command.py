@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
 import traceback
@@ -220,6 +221,11 @@ def run(args: argparse.Namespace) -> int:
                         mem[name].worker_pss_bytes = worker.worker_pss_bytes
                         mem[name].worker_processes = worker.worker_processes
 
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    notes.append(
+        f"Load average at end: {load} (this VM is shared; a load well above nproc during "
+        "the run means other work competed with the measurement)"
+    )
     checks = evaluate(results, mem, pool_mem, names, settings.thread_counts, settings.warm_workers)
     report = Report(
         command=command,
