@@ -1,0 +1,202 @@
+"""validation.validate: a bad request raises InvalidRequest naming the field; a good one gets
+its effective limits (zeros filled from the pool's defaults, checked against the ceiling)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from sandboxd_pool import (
+    CEILING_LIMITS,
+    DEFAULT_LIMITS,
+    ExecutionRequest,
+    InvalidRequest,
+    Limits,
+    PoolConfig,
+    Runtime,
+)
+from sandboxd_pool.validation import MAX_ARG_BYTES, MAX_ENV_ENTRIES, MIN_LIMITS, validate
+
+CONFIG = PoolConfig()
+
+
+def request(runtime: Runtime = Runtime.PYTHON, **fields: Any) -> ExecutionRequest:
+    fields.setdefault("code", "print(1)")
+    return ExecutionRequest(runtime=runtime, **fields)
+
+
+def field_of(req: ExecutionRequest, config: PoolConfig = CONFIG) -> str:
+    with pytest.raises(InvalidRequest) as info:
+        validate(req, config)
+    assert str(info.value).startswith(f"{info.value.field}: ")
+    return info.value.field
+
+
+class TestValidRequests:
+    def test_minimal_request_gets_the_default_limits(self) -> None:
+        assert validate(request(), CONFIG) == DEFAULT_LIMITS
+
+    def test_set_limits_win_over_defaults(self) -> None:
+        limits = validate(request(limits=Limits(wall_time_ms=500)), CONFIG)
+        assert limits.wall_time_ms == 500
+        assert limits.memory_bytes == DEFAULT_LIMITS.memory_bytes
+
+    def test_limits_exactly_at_the_ceiling_and_minimum_are_accepted(self) -> None:
+        assert validate(request(limits=CEILING_LIMITS), CONFIG) == CEILING_LIMITS
+        assert validate(request(limits=MIN_LIMITS), CONFIG) == MIN_LIMITS
+
+    def test_everything_at_once(self) -> None:
+        req = request(
+            Runtime.JAVASCRIPT,
+            code="console.log(1)",
+            stdin=bytearray(b"\x00\xff"),
+            args=("a", "", "ünï", "--x=1"),
+            env={"A": "1", "EMPTY": "", "UNICODE": "é"},
+            files={
+                "data.txt": b"x",
+                "a/b/c.bin": b"\x00",
+                "./dot.txt": b"",
+                "main.py": b"fine for JavaScript",
+                "pkg/main.js": b"only the top-level main.js is reserved",
+            },
+        )
+        assert validate(req, CONFIG) == DEFAULT_LIMITS
+
+    def test_code_exactly_at_max_code_bytes(self) -> None:
+        config = PoolConfig(max_code_bytes=8)
+        assert validate(request(code="é" * 4), config) == DEFAULT_LIMITS
+
+
+class TestRuntimeAndCode:
+    def test_runtime_not_enabled(self) -> None:
+        config = PoolConfig(runtimes=(Runtime.PYTHON,))
+        assert field_of(request(Runtime.JAVASCRIPT, code="1"), config) == "runtime"
+
+    def test_runtime_not_a_runtime(self) -> None:
+        assert field_of(request(runtime="python")) == "runtime"  # type: ignore[arg-type]
+
+    def test_code_above_max_code_bytes_counts_utf8_bytes(self) -> None:
+        config = PoolConfig(max_code_bytes=8)
+        assert field_of(request(code="é" * 5), config) == "code"
+        assert field_of(request(code="x" * 9), config) == "code"
+
+    def test_code_not_a_string(self) -> None:
+        assert field_of(request(code=b"print(1)")) == "code"
+
+    def test_code_not_encodable(self) -> None:
+        assert field_of(request(code="print('\ud800')")) == "code"
+
+
+class TestStdin:
+    def test_stdin_not_bytes(self) -> None:
+        assert field_of(request(stdin="text")) == "stdin"
+
+    def test_stdin_above_max(self) -> None:
+        config = PoolConfig(max_stdin_bytes=4)
+        assert field_of(request(stdin=b"12345"), config) == "stdin"
+        assert validate(request(stdin=b"1234"), config) == DEFAULT_LIMITS
+
+
+class TestArgsAndEnv:
+    def test_nul_in_an_arg_names_its_index(self) -> None:
+        assert field_of(request(args=("ok", "bad\x00arg"))) == "args[1]"
+
+    def test_arg_not_a_string(self) -> None:
+        assert field_of(request(args=("ok", 3))) == "args[1]"
+
+    def test_arg_too_long(self) -> None:
+        assert field_of(request(args=("x" * (MAX_ARG_BYTES + 1),))) == "args[0]"
+
+    def test_arg_not_encodable(self) -> None:
+        assert field_of(request(args=("\udcff",))) == "args[0]"
+
+    @pytest.mark.parametrize(
+        ("env", "field"),
+        [
+            ({"A=B": "1"}, "env['A=B']"),
+            ({"": "1"}, "env['']"),
+            ({"NUL\x00": "1"}, "env['NUL\\x00']"),
+            ({"A": "v\x00"}, "env['A']"),
+            ({"A": 1}, "env['A']"),
+            ({"A": "x" * (MAX_ARG_BYTES + 1)}, "env['A']"),
+        ],
+    )
+    def test_bad_env_entry(self, env: dict[str, Any], field: str) -> None:
+        assert field_of(request(env=env)) == field
+
+    def test_too_many_env_entries(self) -> None:
+        env = {f"V{i}": "" for i in range(MAX_ENV_ENTRIES + 1)}
+        assert field_of(request(env=env)) == "env"
+
+
+class TestFiles:
+    @pytest.mark.parametrize(
+        "path",
+        [
+            "/etc/passwd",
+            "/work/x",
+            "../x",
+            "a/../../x",
+            "a/../b",
+            "a/..",
+            "..",
+            ".",
+            "./",
+            "",
+            "a//b",
+            "a/",
+            "nul\x00.txt",
+        ],
+    )
+    def test_bad_path(self, path: str) -> None:
+        assert field_of(request(files={path: b"x"})) == f"files[{path!r}]"
+
+    @pytest.mark.parametrize("path", ["main.py", "./main.py", "a/../main.py"])
+    def test_python_main_is_reserved(self, path: str) -> None:
+        assert field_of(request(files={path: b"x"})) == f"files[{path!r}]"
+
+    def test_javascript_main_is_reserved(self) -> None:
+        req = request(Runtime.JAVASCRIPT, code="1", files={"main.js": b"x"})
+        assert field_of(req) == "files['main.js']"
+
+    def test_content_not_bytes(self) -> None:
+        assert field_of(request(files={"a.txt": "text"})) == "files['a.txt']"
+
+    def test_too_many_files(self) -> None:
+        config = PoolConfig(max_files=2)
+        files = {f"f{i}": b"" for i in range(3)}
+        assert field_of(request(files=files), config) == "files"
+
+    def test_total_file_bytes_above_max(self) -> None:
+        config = PoolConfig(max_files_bytes=10)
+        assert field_of(request(files={"a": b"x" * 6, "b": b"y" * 5}), config) == "files"
+        assert validate(request(files={"a": b"x" * 5, "b": b"y" * 5}), config) == DEFAULT_LIMITS
+
+
+LIMIT_FIELDS = tuple(Limits.__dataclass_fields__)
+
+
+class TestLimits:
+    @pytest.mark.parametrize("name", LIMIT_FIELDS)
+    def test_above_the_ceiling(self, name: str) -> None:
+        limits = Limits(**{name: getattr(CEILING_LIMITS, name) + 1})
+        assert field_of(request(limits=limits)) == f"limits.{name}"
+
+    @pytest.mark.parametrize("name", LIMIT_FIELDS)
+    def test_negative(self, name: str) -> None:
+        assert field_of(request(limits=Limits(**{name: -1}))) == f"limits.{name}"
+
+    @pytest.mark.parametrize("name", LIMIT_FIELDS)
+    def test_not_an_integer(self, name: str) -> None:
+        assert field_of(request(limits=Limits(**{name: 1.5}))) == f"limits.{name}"
+
+    def test_below_the_minimum(self) -> None:
+        limits = Limits(memory_bytes=MIN_LIMITS.memory_bytes - 1)
+        assert field_of(request(limits=limits)) == "limits.memory_bytes"
+
+    def test_a_config_ceiling_binds_the_defaults_too(self) -> None:
+        # A ceiling below the default: a request leaving the field zero is over the ceiling.
+        config = PoolConfig(ceiling_limits=Limits(**{**vars(CEILING_LIMITS), "wall_time_ms": 5}))
+        assert field_of(request(), config) == "limits.wall_time_ms"
+        assert validate(request(limits=Limits(wall_time_ms=5)), config).wall_time_ms == 5
