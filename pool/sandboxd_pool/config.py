@@ -68,7 +68,9 @@ def _python_plan(config: PoolConfig) -> RuntimePlan:
     prefix = os.path.dirname(os.path.dirname(exe))
     binds: list[Bind] = []
     masked: list[str] = []
-    if not prefix.startswith("/usr"):
+    # A prefix of its own (pyenv, /opt/python) is bound; a system interpreter's (/usr) already
+    # is, and "/" (an interpreter in /bin, or a bogus path) must never be bound.
+    if prefix not in ("/", "") and not prefix.startswith("/usr") and os.path.isdir(prefix):
         binds.append(Bind(prefix))
         lib = os.path.join(prefix, "lib")
         if os.path.isdir(lib):

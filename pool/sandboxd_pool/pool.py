@@ -275,6 +275,10 @@ class Pool:
         target = self.config.warm_workers_per_runtime
         with self._lock:
             for state in self._states.values():
+                dead = [w for w in state.ready if not _alive(w)]  # killed from outside
+                for worker in dead:
+                    state.ready.remove(worker)
+                    self._janitor.put(worker)
                 if state.reason and now < state.retry_at:
                     continue
                 want = target - len(state.ready) - len(state.booting) - state.spawning

@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import subprocess
+import sys
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -24,6 +25,11 @@ from .jail.cgroups import WorkerCgroup
 from .jail.policy import JailPlan
 
 log = logging.getLogger("sandboxd_pool.zygote")
+
+
+def _own_interpreter() -> str:
+    """The real binary of this interpreter (pyenv's `python3` is a shell shim)."""
+    return os.path.realpath(getattr(sys, "_base_executable", sys.executable) or sys.executable)
 
 
 class ZygoteDied(Exception):
@@ -66,7 +72,9 @@ class ZygoteClient:
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
         process = subprocess.Popen(
             [
-                self._config.python_path,
+                # The zygote runs on the pool's own interpreter (it imports sandboxd_pool); the
+                # configured python_path is only what the Python workers run.
+                _own_interpreter(),
                 "-I",
                 "-m",
                 "sandboxd_pool._in_zygote",

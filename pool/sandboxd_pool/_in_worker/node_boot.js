@@ -49,4 +49,6 @@ const mainPath = path.join(workdir, header.main);
 fs.writeFileSync(mainPath, code);
 process.argv = [process.execPath, mainPath, ...header.args];
 
-Module.runMain(mainPath);
+// From the event loop, with no frame of this file beneath it, so that a stack trace of the
+// program ends at node's own internals as under `node main.js`.
+setImmediate(Module.runMain, mainPath);

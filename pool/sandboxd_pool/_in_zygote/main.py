@@ -266,6 +266,7 @@ class Zygote:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         pid = namespaces.clone_into_namespaces(0)
         if pid == 0:
+            report_fd = theirs.fileno()
             try:
                 namespaces.set_parent_death_signal()
                 namespaces.unshare(namespaces.CLONE_NEWNS)
@@ -279,6 +280,7 @@ class Zygote:
                 null = os.open("/dev/null", os.O_RDONLY)
                 os.dup2(null, 0)
                 os.dup2(theirs.fileno(), 3)
+                report_fd = 3
                 os.closerange(4, 1 << 20)
                 argv = [
                     runtime.argv[0],
@@ -289,7 +291,8 @@ class Zygote:
                 ]
                 os.execve(argv[0], argv, dict(runtime.env))
             except BaseException as e:
-                print(f"sandboxd python template: {type(e).__name__}: {e}", file=sys.stderr)
+                with contextlib.suppress(OSError):
+                    os.write(report_fd, f"{type(e).__name__}: {e}".encode())
             finally:
                 os._exit(127)
         theirs.close()
@@ -301,9 +304,11 @@ class Zygote:
         }
         ours.settimeout(self.TEMPLATE_START_TIMEOUT_S)
         try:
-            ours.send(marshal.dumps(config))
-            if ours.recv(16) != b"ready":
-                raise OSError("no ready message")
+            with contextlib.suppress(OSError):  # if it died, its reason is queued for us
+                ours.send(marshal.dumps(config))
+            reply = ours.recv(4096)
+            if reply != b"ready":
+                raise OSError(reply.decode(errors="replace") or "it exited before it was ready")
         except OSError as e:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)

@@ -45,21 +45,24 @@ class CgroupSetup:
     def detect(root: str | None = None) -> CgroupSetup:
         """Find a writable hierarchy. `root` forces one: a v2 dir, or a v1 mount dir like
         /sys/fs/cgroup (holding memory/, pids/, ...)."""
-        mounts = _cgroup_mounts()
         reasons: list[str] = []
-        v2_mount = root if root and _is_v2(root) else mounts.get(UNIFIED)
-        if v2_mount and (root is None or root == v2_mount):
-            setup = _try_v2(v2_mount, reasons)
+        if root is not None:  # forced: that hierarchy or none, never the host's others
+            if _is_v2(root):
+                setup = _try_v2(root, reasons)
+            else:
+                setup = _try_v1({c: os.path.join(root, c) for c in V1_CONTROLLERS}, reasons)
+            return setup or CgroupSetup(version=0, reason="; ".join(reasons))
+        mounts = _cgroup_mounts()
+        if UNIFIED in mounts:
+            setup = _try_v2(mounts[UNIFIED], reasons)
             if setup:
                 return setup
         v1_mounts = {c: mounts[c] for c in V1_CONTROLLERS if c in mounts}
-        if root and not _is_v2(root):
-            v1_mounts = {c: os.path.join(root, c) for c in V1_CONTROLLERS}
         if v1_mounts:
             setup = _try_v1(v1_mounts, reasons)
             if setup:
                 return setup
-        if not mounts and not root:
+        if not mounts:
             reasons.append("no cgroup filesystem is mounted")
         return CgroupSetup(version=0, reason="; ".join(reasons))
 

@@ -113,6 +113,8 @@ def build_root(
     mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
 
     for bind in binds:
+        if os.path.realpath(bind.path) == "/":
+            raise ValueError("refusing to bind the host's root into the jail")
         if os.path.lexists(bind.path):
             bind_readonly(os.path.realpath(bind.path), _jail_path(root, bind.path), bind.is_dir)
     for jail_path, host_path in extra_binds.items():
