@@ -50,8 +50,12 @@ def classify(facts: ExitFacts) -> Verdict:
     status = facts.wait_status
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
-        if sig == signal.SIGXCPU or (
-            sig == signal.SIGKILL and facts.cpu_limit_us and facts.cpu_time_us >= facts.cpu_limit_us
+        # RLIMIT_CPU (SIGXCPU, then SIGKILL) is the backstop of the CPU limit; a program that
+        # sends itself either signal without having used its CPU time is merely KILLED.
+        if (
+            sig in (signal.SIGXCPU, signal.SIGKILL)
+            and facts.cpu_limit_us
+            and facts.cpu_time_us >= facts.cpu_limit_us
         ):
             return Verdict.CPU_TIME_LIMIT
         if sig == signal.SIGSYS:

@@ -122,12 +122,27 @@ class TestMemory:
 
 
 class TestSignals:
-    def test_sigxcpu_is_cpu_time_limit(self) -> None:
-        assert classify(ExitFacts(wait_status=signaled(signal.SIGXCPU))) is Verdict.CPU_TIME_LIMIT
-
-    def test_sigxcpu_with_core_dump_is_cpu_time_limit(self) -> None:
-        facts = ExitFacts(wait_status=signaled(signal.SIGXCPU, core_dumped=True))
+    def test_sigxcpu_at_the_cpu_limit_is_cpu_time_limit(self) -> None:
+        facts = ExitFacts(
+            wait_status=signaled(signal.SIGXCPU), cpu_time_us=1_000_000, cpu_limit_us=1_000_000
+        )
         assert classify(facts) is Verdict.CPU_TIME_LIMIT
+
+    def test_sigxcpu_with_core_dump_at_the_cpu_limit_is_cpu_time_limit(self) -> None:
+        facts = ExitFacts(
+            wait_status=signaled(signal.SIGXCPU, core_dumped=True),
+            cpu_time_us=2_000_000,
+            cpu_limit_us=1_000_000,
+        )
+        assert classify(facts) is Verdict.CPU_TIME_LIMIT
+
+    def test_self_sent_sigxcpu_below_the_cpu_limit_is_killed(self) -> None:
+        # The verdict comes from the CPU time the parent measured, not from the signal the
+        # program chose to die of.
+        facts = ExitFacts(
+            wait_status=signaled(signal.SIGXCPU), cpu_time_us=1_000, cpu_limit_us=1_000_000
+        )
+        assert classify(facts) is Verdict.KILLED
 
     def test_sigkill_at_the_cpu_limit_is_cpu_time_limit(self) -> None:
         # RLIMIT_CPU's hard limit ends in SIGKILL: the CPU time used tells it apart.
