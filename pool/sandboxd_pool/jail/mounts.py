@@ -109,16 +109,22 @@ def build_root(
     namespace), and host paths such as a pyenv prefix under /root (0700) can be bound.
     `extra_binds` maps jail paths to host directories (the bootstraps)."""
     mount(None, "/", None, MS_REC | MS_PRIVATE)
-    root = NEW_ROOT
-    mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
-
+    # Every source is opened before the new root is mounted over NEW_ROOT, which may hide
+    # some of them (a checkout under /tmp); the binds then go through /proc/self/fd.
+    sources: list[tuple[int, str, bool]] = []
     for bind in binds:
         if os.path.realpath(bind.path) == "/":
             raise ValueError("refusing to bind the host's root into the jail")
         if os.path.lexists(bind.path):
-            bind_readonly(os.path.realpath(bind.path), _jail_path(root, bind.path), bind.is_dir)
+            fd = os.open(os.path.realpath(bind.path), os.O_PATH | os.O_CLOEXEC)
+            sources.append((fd, bind.path, bind.is_dir))
     for jail_path, host_path in extra_binds.items():
-        bind_readonly(host_path, _jail_path(root, jail_path), True)
+        sources.append((os.open(host_path, os.O_PATH | os.O_CLOEXEC), jail_path, True))
+    root = NEW_ROOT
+    mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
+    for fd, jail_path, is_dir in sources:
+        bind_readonly(f"/proc/self/fd/{fd}", _jail_path(root, jail_path), is_dir)
+        os.close(fd)
     for path in masked_dirs:
         mask_dir(_jail_path(root, path))
     for link, target in symlinks.items():
