@@ -69,3 +69,10 @@ def nothing_left_behind() -> Iterator[None]:
     assert not stale, f"worker cgroups left behind: {stale}"
     if not zygotes_on_machine() and not parents_before:
         assert not sandboxd_cgroups(), f"cgroups left behind: {sandboxd_cgroups()}"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that do not use the session pool run first, before it exists: some of them (the
+    raw seccomp tests) check that they leave no fd and no child behind, which a live pool's
+    background threads, opening and closing worker fds, would make meaningless."""
+    items.sort(key=lambda item: "pool" in getattr(item, "fixturenames", ()))
