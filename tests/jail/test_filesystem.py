@@ -112,11 +112,12 @@ def test_host_secret_file_never_reachable(
 ) -> None:
     path, secret = host_secret
     shadow = Path("/etc/shadow").read_text() if os.path.exists("/etc/shadow") else ""
-    probes = _escape_paths(path) + [
+    probes = [
+        *_escape_paths(path),
         "/etc/shadow",
         "/etc/gshadow",
         "/root/.bashrc",
-        "/work/main/pool/sandboxd_pool/worker.py",
+        os.path.join(os.path.dirname(sandboxd_pool.__file__), "worker.py"),  # the daemon's code
     ]
     if runtime is Runtime.PYTHON:
         code = PY_PRELUDE + textwrap.dedent(

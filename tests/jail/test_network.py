@@ -9,7 +9,6 @@ the servers see nothing.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import socket
 import textwrap
@@ -23,7 +22,9 @@ from helpers import run
 from sandboxd_pool import Limits, Outcome, Pool, Runtime, Verdict
 
 LIMITS = Limits(wall_time_ms=8_000)
-RUNTIMES = pytest.mark.parametrize("runtime", [Runtime.PYTHON, Runtime.JAVASCRIPT], ids=["py", "js"])
+RUNTIMES = pytest.mark.parametrize(
+    "runtime", [Runtime.PYTHON, Runtime.JAVASCRIPT], ids=["py", "js"]
+)
 METADATA = "169.254.169.254"  # the cloud metadata service
 PUBLIC_DNS = "8.8.8.8"
 

@@ -19,7 +19,9 @@ from helpers import run
 from sandboxd_pool import Limits, Outcome, Pool, Runtime, Verdict
 
 LIMITS = Limits(wall_time_ms=5_000)
-RUNTIMES = pytest.mark.parametrize("runtime", [Runtime.PYTHON, Runtime.JAVASCRIPT], ids=["py", "js"])
+RUNTIMES = pytest.mark.parametrize(
+    "runtime", [Runtime.PYTHON, Runtime.JAVASCRIPT], ids=["py", "js"]
+)
 SANDBOX_UID = 1000
 
 CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x20000, 0x10000000, 0x20000000, 0x40000000
@@ -81,7 +83,9 @@ def _assert_blocked(outcome: Outcome, name: str, stdout: bytes = b"before\n") ->
 @pytest.mark.parametrize("name", sorted(BLOCKED))
 def test_denied_syscall_kills_the_sandbox_and_is_named(pool: Pool, name: str) -> None:
     nr, args = BLOCKED[name]
-    outcome = run(pool, Runtime.PYTHON, PY_SYSCALL, args=tuple(map(str, (nr, *args))), limits=LIMITS)
+    outcome = run(
+        pool, Runtime.PYTHON, PY_SYSCALL, args=tuple(map(str, (nr, *args))), limits=LIMITS
+    )
     _assert_blocked(outcome, name)
 
 
@@ -134,7 +138,7 @@ def test_denied_syscall_from_an_execed_program(pool: Pool) -> None:
 @pytest.mark.parametrize("name", ["ptrace", "unshare", "keyctl", "bpf", "userfaultfd"])
 def test_denied_syscall_from_javascript_through_a_child(pool: Pool, name: str) -> None:
     nr, args = BLOCKED[name]
-    call = f"syscall({', '.join(map(str, (nr, *args)))}); print \"after\\n\";"
+    call = f'syscall({", ".join(map(str, (nr, *args)))}); print "after\\n";'
     code = textwrap.dedent(
         """
         const cp = require('child_process');

@@ -28,7 +28,9 @@ CPU_QUOTA_SLACK_US = 150_000  # one or two 100 ms CFS periods of burst over the 
 # -----------------------------------------------------------------------------------------
 
 MiB = 1024 * 1024
-RUNTIMES = pytest.mark.parametrize("runtime", [Runtime.PYTHON, Runtime.JAVASCRIPT], ids=["py", "js"])
+RUNTIMES = pytest.mark.parametrize(
+    "runtime", [Runtime.PYTHON, Runtime.JAVASCRIPT], ids=["py", "js"]
+)
 HELLO = {Runtime.PYTHON: "print('hello')", Runtime.JAVASCRIPT: "console.log('hello')"}
 
 
@@ -595,7 +597,9 @@ def test_background_process_dies_with_the_execution(pool: Pool, runtime: Runtime
             """
         ),
     }[runtime]
-    outcome = run(pool, runtime, code + wait_for_daemon, args=(token,), limits=Limits(wall_time_ms=5_000))
+    outcome = run(
+        pool, runtime, code + wait_for_daemon, args=(token,), limits=Limits(wall_time_ms=5_000)
+    )
     assert (outcome.verdict, outcome.stdout) == (Verdict.OK, b"daemon running\n"), outcome
     assert _host_processes_with(token) == []  # gone by the time the outcome is returned
     time.sleep(0.5)  # past the moment the other daemon would have written its marker
