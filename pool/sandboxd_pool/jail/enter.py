@@ -41,10 +41,7 @@ def enter_and_exec(
     """Never returns: execs the runtime, or reports the error on `setup` and exits 127."""
     report = [setup]
     try:
-        namespaces.set_parent_death_signal()
-        _wait_for(setup, b"go")
-        cgroups.enter_self(cgroup_fds)
-        namespaces.unshare(namespaces.CHILD_UNSHARE_FLAGS)
+        _leave_the_zygotes_world(setup, cgroup_fds)
         mounts.build_root(
             binds=plan.common_binds + runtime.binds,
             extra_binds=jail_extra_binds(plan),
@@ -71,14 +68,20 @@ def enter_forked(
     On error, reports on `setup` and exits 127."""
     report = [setup]
     try:
-        namespaces.set_parent_death_signal()
-        _wait_for(setup, b"go")
-        cgroups.enter_self(cgroup_fds)
-        namespaces.unshare(namespaces.CHILD_UNSHARE_FLAGS)
+        _leave_the_zygotes_world(setup, cgroup_fds)
         _confine(scratch_bytes, rlimits_plan, bpf, outside_uid, fds, setup, report)
         os.close(WORKER_FDS)  # no exec will close it: EOF tells the zygote we are confined
     except BaseException as e:
         _die(report[0], e)
+
+
+def _leave_the_zygotes_world(setup: int, cgroup_fds: tuple[int, ...]) -> None:
+    """Die with the zygote; once released, move into the worker's cgroup, then into new mount,
+    net, IPC, UTS and cgroup namespaces (the cgroup namespace rooted at that cgroup)."""
+    namespaces.set_parent_death_signal()
+    _wait_for(setup, b"go")
+    cgroups.enter_self(cgroup_fds)
+    namespaces.unshare(namespaces.CHILD_UNSHARE_FLAGS)
 
 
 def _confine(
