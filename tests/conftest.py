@@ -64,8 +64,13 @@ def nothing_left_behind() -> Iterator[None]:
     for parent in sandboxd_cgroups():
         for name in os.listdir(parent):
             owner = name[1:].split("-", 1)[0]
-            if name.startswith("z") and owner.isdigit() and not psutil.pid_exists(int(owner)):
-                stale.append(os.path.join(parent, name))
+            path = os.path.join(parent, name)
+            if not os.path.isdir(path):
+                continue
+            dead_owner = owner.isdigit() and not psutil.pid_exists(int(owner))
+            # a worker cgroup of a dead zygote, or anything at all (a probe) once no pool runs
+            if (name.startswith("z") and dead_owner) or not zygotes_on_machine():
+                stale.append(path)
     assert not stale, f"worker cgroups left behind: {stale}"
     if not zygotes_on_machine() and not parents_before:
         assert not sandboxd_cgroups(), f"cgroups left behind: {sandboxd_cgroups()}"
