@@ -62,7 +62,6 @@ class ZygoteClient:
         self._process: subprocess.Popen[bytes] | None = None
         self._reader: threading.Thread | None = None
         self.pid = 0
-        self.generation = 0
         self.swept: list[str] = []
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -100,7 +99,6 @@ class ZygoteClient:
             log.warning("removed %d stale worker cgroups: %s", len(self.swept), self.swept)
         with self._lock:
             self._sock, self._process, self.pid = ours, process, int(hello["pid"])
-            self.generation += 1
         self._reader = threading.Thread(
             target=self._read_loop, args=(ours, process), name="sandboxd-zygote-reader", daemon=True
         )

@@ -18,8 +18,7 @@ from typing import Any
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_FDS = 8
 
-# Order of the fds attached to a "spawned" message.
-SPAWNED_FDS = ("pidfd", "stdin", "stdout", "stderr", "control")
+# The fds attached to a "spawned" message, in order: pidfd, stdin, stdout, stderr, control.
 
 
 def send(sock: socket.socket, message: dict[str, Any], fds: list[int] | None = None) -> None:

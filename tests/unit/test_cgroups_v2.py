@@ -141,10 +141,6 @@ class TestFacts:
 
 
 class TestProcsAndKill:
-    def test_add_pid_writes_cgroup_procs(self, cg: WorkerCgroup, tmp_path: Path) -> None:
-        cg.add_pid(4242)
-        assert read(tmp_path, "cgroup.procs") == "4242"
-
     def test_entry_goes_through_cgroup_procs(self, cg: WorkerCgroup, tmp_path: Path) -> None:
         # v2 has no per-thread "tasks" file: a process moves itself via cgroup.procs.
         write(tmp_path, "cgroup.procs", "")

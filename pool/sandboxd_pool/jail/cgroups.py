@@ -98,10 +98,6 @@ class WorkerCgroup:
         for path in self.paths.values():
             os.mkdir(path)
 
-    def add_pid(self, pid: int) -> None:
-        for path in self.paths.values():
-            _write(path, "cgroup.procs", str(pid))
-
     def open_for_entry(self) -> list[int]:
         """fds through which a single-threaded process moves itself in (see enter_self).
 
