@@ -277,8 +277,9 @@ def run(args: argparse.Namespace) -> int:
 
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     notes.append(
-        f"Load average at end: {load} (this VM is shared; a load well above nproc during "
-        "the run means other work competed with the measurement)"
+        f"Load average at end: {load}. The throughput runs alone keep about "
+        f"{max(settings.thread_counts, default=1)}+ processes runnable; a start value well "
+        "above 0 means other work on this shared VM competed with the measurement"
     )
     checks = evaluate(results, mem, pool_mem, names, settings.thread_counts, settings.warm_workers)
     report = Report(
