@@ -1,10 +1,74 @@
 """Client library for the sandboxd gRPC service (`sandboxd.v1.Sandbox`).
 
-The wire contract is proto/sandboxd/v1/sandbox.proto. The gRPC client and the generated
-protobuf/gRPC stubs arrive with the service issue; until then this package only carries its
-version, so that the daemon and other services can already depend on the distribution.
+    from sandboxd_client import Client
+    with Client("127.0.0.1:50051", api_key="sbx_...") as c:
+        r = c.execute("python", "print('hi')")
+        assert r.ok and r.stdout == b"hi\\n"
+
+Results are plain dataclasses (no protobuf); request failures are typed exceptions (see
+`sandboxd_client.errors`). Installs with grpcio and protobuf only. The wire contract is
+proto/sandboxd/v1/sandbox.proto; the generated stubs are in `sandboxd_client._proto`.
 """
+
+from ._options import NO_RETRY, RetryPolicy, Tls
+from .aio import AsyncClient
+from .client import Client
+from .errors import (
+    Cancelled,
+    DeadlineExceeded,
+    FieldViolation,
+    InternalError,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+    QuotaExceeded,
+    QuotaViolation,
+    SandboxdError,
+    Unauthenticated,
+    Unavailable,
+    Unimplemented,
+)
+from .types import (
+    ExecuteResult,
+    Limits,
+    Mode,
+    Output,
+    Runtime,
+    Started,
+    StreamEvent,
+    Usage,
+    Verdict,
+)
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = [
+    "NO_RETRY",
+    "AsyncClient",
+    "Cancelled",
+    "Client",
+    "DeadlineExceeded",
+    "ExecuteResult",
+    "FieldViolation",
+    "InternalError",
+    "InvalidRequest",
+    "Limits",
+    "Mode",
+    "NotFound",
+    "Output",
+    "PermissionDenied",
+    "QuotaExceeded",
+    "QuotaViolation",
+    "RetryPolicy",
+    "Runtime",
+    "SandboxdError",
+    "Started",
+    "StreamEvent",
+    "Tls",
+    "Unauthenticated",
+    "Unavailable",
+    "Unimplemented",
+    "Usage",
+    "Verdict",
+    "__version__",
+]

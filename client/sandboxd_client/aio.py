@@ -1,0 +1,131 @@
+"""The asyncio client: `AsyncClient`, the same API as Client with `await`.
+
+async with AsyncClient("127.0.0.1:50051", api_key=key) as c:
+    r = await c.execute("javascript", "console.log(1 + 1)")
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+
+import grpc
+import grpc.aio
+
+from . import _convert, _options
+from ._options import DEFAULT_RETRY, RetryPolicy, Tls
+from ._proto import sandbox_pb2_grpc
+from .errors import SandboxdError
+from .types import ExecuteResult, Limits, Mode, Runtime, StreamEvent
+
+
+class AsyncClient:
+    """A connection to one sandboxd endpoint for asyncio code; close() it (or `async with`)."""
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        api_key: str | None = None,
+        tls: Tls | bool | None = None,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        channel_options: Sequence[tuple[str, Any]] = (),
+    ) -> None:
+        creds = _options.credentials(tls)
+        opts = _options.channel_options(tls, channel_options)
+        self._channel = (
+            grpc.aio.secure_channel(target, creds, options=opts)
+            if creds is not None
+            else grpc.aio.insecure_channel(target, options=opts)
+        )
+        self._stub = sandbox_pb2_grpc.SandboxStub(self._channel)  # type: ignore[no-untyped-call]
+        self._metadata = _options.metadata(api_key)
+        self._retry = retry
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def execute(
+        self,
+        runtime: Runtime | str,
+        code: str,
+        *,
+        stdin: bytes = b"",
+        args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        files: Mapping[str, bytes] | None = None,
+        limits: Limits | None = None,
+        mode: Mode = Mode.SCRIPT,
+        event: bytes = b"",
+        labels: Mapping[str, str] | None = None,
+        timeout_s: float | None = None,
+    ) -> ExecuteResult:
+        req = _convert.request(
+            runtime,
+            code,
+            stdin=stdin,
+            args=args,
+            env=env,
+            files=files,
+            limits=limits,
+            mode=mode,
+            event=event,
+            labels=labels,
+        )
+        attempt = 1
+        while True:
+            try:
+                msg = await self._stub.Execute(req, timeout=timeout_s, metadata=self._metadata)
+                return _convert.result(msg)
+            except grpc.aio.AioRpcError as e:
+                err = _convert.error(e.code(), e.details() or "", e.trailing_metadata())
+            if not _options.retryable(err) or attempt >= self._retry.max_attempts:
+                raise err
+            await asyncio.sleep(self._retry.delay_s(attempt))
+            attempt += 1
+
+    async def invoke(
+        self,
+        handler_code: str,
+        event: Any = None,
+        *,
+        runtime: Runtime | str = Runtime.PYTHON,
+        **kwargs: Any,
+    ) -> ExecuteResult:
+        return await self.execute(**_options.handler_call(handler_code, event, runtime, kwargs))
+
+    async def stream(
+        self,
+        runtime: Runtime | str,
+        code: str,
+        *,
+        timeout_s: float | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[StreamEvent]:
+        req = _convert.request(runtime, code, **kwargs)
+        attempt = 1
+        while True:
+            call = self._stub.ExecuteStream(req, timeout=timeout_s, metadata=self._metadata)
+            received = False
+            try:
+                async for msg in call:
+                    received = True
+                    yield _convert.event(msg)
+                return
+            except grpc.aio.AioRpcError as e:
+                err: SandboxdError = _convert.error(
+                    e.code(), e.details() or "", e.trailing_metadata()
+                )
+            finally:
+                call.cancel()
+            if received or not _options.retryable(err) or attempt >= self._retry.max_attempts:
+                raise err
+            await asyncio.sleep(self._retry.delay_s(attempt))
+            attempt += 1

@@ -1,0 +1,100 @@
+"""The client's public types: frozen dataclasses and enums, no protobuf. Units in field names."""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass
+from typing import Any
+
+
+class Runtime(enum.Enum):
+    PYTHON = "python"
+    JAVASCRIPT = "javascript"
+
+
+class Mode(enum.Enum):
+    SCRIPT = "script"  # stdin in, stdout/stderr out
+    HANDLER = "handler"  # Lambda-style handler(event, context); JSON event in, JSON result out
+
+
+class Verdict(enum.Enum):
+    """How an execution ended; decided by the server from kernel facts."""
+
+    OK = "OK"
+    RUNTIME_ERROR = "RUNTIME_ERROR"
+    TIMEOUT = "TIMEOUT"
+    CPU_TIME_LIMIT = "CPU_TIME_LIMIT"
+    MEMORY_LIMIT = "MEMORY_LIMIT"
+    OUTPUT_LIMIT = "OUTPUT_LIMIT"
+    SYSCALL_BLOCKED = "SYSCALL_BLOCKED"
+    KILLED = "KILLED"
+    INTERNAL_ERROR = "INTERNAL_ERROR"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-execution limits; 0 means the tenant's default. Values above the tenant's ceiling
+    are clamped by the server."""
+
+    wall_time_ms: int = 0
+    cpu_time_ms: int = 0
+    memory_bytes: int = 0
+    max_output_bytes: int = 0  # per stream
+    max_processes: int = 0
+    tmpfs_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class Usage:
+    wall_time_us: int = 0
+    cpu_time_us: int = 0
+    peak_memory_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class ExecuteResult:
+    """The outcome of one execution. User code failing is a verdict here, never an exception."""
+
+    execution_id: str
+    verdict: Verdict
+    exit_code: int | None = None  # set when the program exited normally
+    signal: int | None = None  # set when a signal terminated it
+    stdout: bytes = b""
+    stderr: bytes = b""
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    result: bytes = b""  # HANDLER mode: the handler's return value, JSON
+    blocked_syscall: str = ""
+    usage: Usage = Usage()
+    queue_wait_us: int = 0
+    cold_start: bool = False
+    worker_boot_us: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict is Verdict.OK
+
+    def result_value(self) -> Any:
+        """HANDLER mode: the handler's return value, decoded from JSON (None when absent)."""
+        return json.loads(self.result) if self.result else None
+
+
+@dataclass(frozen=True)
+class Started:
+    """First event of a stream: a worker took the request."""
+
+    execution_id: str
+    queue_wait_us: int
+    cold_start: bool
+
+
+@dataclass(frozen=True)
+class Output:
+    """A chunk of the program's output, in the order produced."""
+
+    stream: str  # "stdout" or "stderr"
+    data: bytes
+
+
+StreamEvent = Started | Output | ExecuteResult
