@@ -1,0 +1,191 @@
+"""`sandboxd tenants add|list|remove`: manage the tenants file (see sandboxd.tenants).
+
+Registered into the main parser by `sandboxd.cli` with `register(subparsers)`. Every
+subcommand sets `func`, a callable taking the parsed namespace and returning the exit code:
+0 on success, 2 for a usage or file error (message on stderr as `sandboxd: error: ...`, file
+unchanged).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from sandboxd_pool.types import Runtime
+
+from . import tenants
+
+__all__ = ["ENV_FILE", "register"]
+
+ENV_FILE = "SANDBOXD_TENANTS"
+_EXIT_USAGE = 2
+_RUNTIME_NAMES = ", ".join(r.value for r in Runtime)
+
+
+class _UsageError(Exception):
+    pass
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the `tenants` command and its subcommands."""
+    parser = subparsers.add_parser(
+        "tenants",
+        help="manage the tenants file (API keys, runtimes, limits)",
+        description=(
+            "Add, list or remove tenants in the tenants file (TOML). API keys are stored only "
+            "as sha256 hashes; `add` prints a new key once."
+        ),
+    )
+    commands = parser.add_subparsers(dest="tenants_command", required=True, metavar="COMMAND")
+    file_help = f"the tenants file (default: ${ENV_FILE})"
+
+    add = commands.add_parser(
+        "add",
+        help="add a tenant and print its new API key",
+        description=(
+            "Add a tenant with a fresh API key, creating the file if it is missing. The key is "
+            "printed once, alone on the last line of stdout; only its sha256 is stored."
+        ),
+    )
+    add.add_argument("name", metavar="NAME", help="tenant name: [a-z0-9][a-z0-9_-]{0,62}")
+    add.add_argument("--file", metavar="F", help=file_help)
+    add.add_argument(
+        "--runtimes",
+        metavar="LIST",
+        help=f"comma-separated runtimes the tenant may use (default: all: {_RUNTIME_NAMES})",
+    )
+    add.add_argument(
+        "--max-concurrent",
+        metavar="N",
+        type=int,
+        help=f"executions the tenant may run at once (default {tenants.DEFAULT_MAX_CONCURRENT_EXECUTIONS})",
+    )
+    limit_fields = ", ".join(tenants.LIMIT_FIELDS)
+    add.add_argument(
+        "--default",
+        metavar="FIELD=VALUE",
+        action="append",
+        default=[],
+        help=f"a default limit, used when a request leaves it at 0 (repeatable; FIELD: {limit_fields})",
+    )
+    add.add_argument(
+        "--ceiling",
+        metavar="FIELD=VALUE",
+        action="append",
+        default=[],
+        help="a ceiling limit: larger requests are clamped to it (repeatable; same fields)",
+    )
+    add.set_defaults(func=_add)
+
+    list_ = commands.add_parser(
+        "list",
+        help="list the tenants (never keys)",
+        description="One line per tenant: name, runtimes, max concurrent executions, key hash prefix.",
+    )
+    list_.add_argument("--file", metavar="F", help=file_help)
+    list_.set_defaults(func=_list)
+
+    remove = commands.add_parser(
+        "remove",
+        help="remove a tenant (its API key stops working)",
+        description="Remove a tenant from the tenants file. A running daemon keeps it until it reloads.",
+    )
+    remove.add_argument("name", metavar="NAME", help="the tenant to remove")
+    remove.add_argument("--file", metavar="F", help=file_help)
+    remove.set_defaults(func=_remove)
+
+
+def _error(message: str) -> int:
+    print(f"sandboxd: error: {message}", file=sys.stderr)
+    return _EXIT_USAGE
+
+
+def _file(args: argparse.Namespace) -> str:
+    path: str | None = args.file or os.environ.get(ENV_FILE)
+    if not path:
+        raise _UsageError(f"no tenants file: pass --file F or set {ENV_FILE}")
+    return path
+
+
+def _runtimes(text: str) -> list[Runtime]:
+    runtimes = []
+    for part in text.split(","):
+        name = part.strip()
+        try:
+            runtimes.append(Runtime(name))
+        except ValueError:
+            raise _UsageError(
+                f"--runtimes: unknown runtime {name!r} (known: {_RUNTIME_NAMES})"
+            ) from None
+    return runtimes
+
+
+def _limits(option: str, items: list[str]) -> dict[str, int]:
+    limits: dict[str, int] = {}
+    for item in items:
+        field, sep, value = item.partition("=")
+        field = field.strip()
+        if not sep or not field:
+            raise _UsageError(f"{option} {item!r}: expected FIELD=VALUE, e.g. wall_time_ms=5000")
+        if field not in tenants.LIMIT_FIELDS:
+            raise _UsageError(
+                f"{option} {item!r}: unknown limit {field!r} "
+                f"(known: {', '.join(tenants.LIMIT_FIELDS)})"
+            )
+        if field in limits:
+            raise _UsageError(f"{option}: {field} is given twice")
+        try:
+            limits[field] = int(value.strip())
+        except ValueError:
+            raise _UsageError(f"{option} {item!r}: {value!r} is not an integer") from None
+    return limits
+
+
+def _add(args: argparse.Namespace) -> int:
+    try:
+        path = _file(args)
+        key = tenants.add_tenant(
+            path,
+            args.name,
+            runtimes=_runtimes(args.runtimes) if args.runtimes is not None else None,
+            max_concurrent_executions=args.max_concurrent,
+            default_limits=_limits("--default", args.default),
+            ceiling_limits=_limits("--ceiling", args.ceiling),
+        )
+    except (_UsageError, tenants.TenantsFileError, OSError) as e:
+        return _error(str(e))
+    print(f"added tenant {args.name!r} to {path}; its API key (shown once, stored only as a hash):")
+    print(key)
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    try:
+        path = _file(args)
+        loaded = tenants.load_tenants(path)
+    except (_UsageError, tenants.TenantsFileError, OSError) as e:
+        return _error(str(e))
+    if not loaded:
+        print(f"no tenants in {path}", file=sys.stderr)
+        return 0
+    width = max(len(name) for name in loaded)
+    for name in sorted(loaded):
+        tenant = loaded[name]
+        runtimes = ",".join(sorted(r.value for r in tenant.runtimes))
+        print(
+            f"{name:<{width}}  runtimes={runtimes}  "
+            f"max_concurrent={tenant.max_concurrent_executions}  "
+            f"key_sha256={tenant.key_sha256[:12]}..."
+        )
+    return 0
+
+
+def _remove(args: argparse.Namespace) -> int:
+    try:
+        path = _file(args)
+        tenants.remove_tenant(path, args.name)
+    except (_UsageError, tenants.TenantsFileError, OSError) as e:
+        return _error(str(e))
+    print(f"removed tenant {args.name!r} from {path}")
+    return 0
