@@ -244,7 +244,7 @@ def _parse(text: str, label: str) -> tuple[dict[str, Any], dict[str, Tenant]]:
         if other is not None:
             raise TenantsFileError(
                 label,
-                f"key_sha256 is the same as tenant {other!r}'s; every tenant needs its own key",
+                f"key_sha256 is the same as tenant {other!r} has; every tenant needs its own API key",
                 tenant=name,
                 field="key_sha256",
             )
@@ -446,7 +446,7 @@ def add_tenant(
         try:
             old_text: str | None = _read(label)
         except TenantsFileError:
-            if os.path.lexists(label):
+            if os.path.exists(target):  # not merely missing: unreadable
                 raise
             old_text = None
         if old_text is None:
