@@ -2,8 +2,8 @@
 
 This distribution is the daemon (gRPC servicer, tenants, quotas, async jobs, metrics, CLI).
 The engine is `sandboxd_pool` (distribution `sandboxd-pool`); the client library is
-`sandboxd_client` (distribution `sandboxd-client`). For now only the CLI's `demo` command
-exists; `sandboxd serve` arrives with the service.
+`sandboxd_client` (distribution `sandboxd-client`). `sandboxd serve` runs the daemon
+(server.py); see cli.py for the commands.
 """
 
 __version__ = "0.1.0"

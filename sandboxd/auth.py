@@ -1,0 +1,48 @@
+"""Who is calling: the tenant comes from the API key in the call's metadata
+(`authorization: Bearer <key>`), never from the request body."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .errors import Unauthenticated
+from .tenants import Tenant, TenantDirectory, default_tenant
+
+HEADER = "authorization"
+SCHEME = "bearer "
+
+
+def api_key(metadata: Iterable[tuple[str, str | bytes]] | None) -> str | None:
+    for key, value in metadata or ():
+        if key == HEADER and isinstance(value, str):
+            if value[: len(SCHEME)].lower() == SCHEME:
+                return value[len(SCHEME) :].strip()
+            raise Unauthenticated("the authorization metadata must be 'Bearer <api-key>'")
+    return None
+
+
+class Authenticator:
+    """With a tenants file, every call must carry a known key. Without one (zero-config) every
+    call is the keyless tenant `default`; the server then listens on loopback only."""
+
+    def __init__(self, directory: TenantDirectory | None) -> None:
+        self._directory = directory
+        self._default = default_tenant() if directory is None else None
+
+    @property
+    def zero_config(self) -> bool:
+        return self._directory is None
+
+    def tenant(self, metadata: Iterable[tuple[str, str | bytes]] | None) -> Tenant:
+        key = api_key(metadata)
+        if self._default is not None:
+            return self._default
+        assert self._directory is not None
+        if key is None:
+            raise Unauthenticated(
+                "missing API key: send metadata 'authorization: Bearer <api-key>'"
+            )
+        tenant = self._directory.authenticate(key)
+        if tenant is None:
+            raise Unauthenticated("unknown API key")
+        return tenant

@@ -1,0 +1,261 @@
+"""`sandboxd serve`: the engine, the gRPC server, health, reflection, metrics, drain.
+
+Order matters: the pool (and its zygote) starts before any gRPC thread exists (DESIGN §3).
+SIGTERM or SIGINT starts the drain: health turns NOT_SERVING, new calls get UNAVAILABLE,
+in-flight executions get `drain_grace_s` to finish (then their workers are killed), the pool
+is closed, and the process exits leaving no worker, cgroup or mount behind."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import stat
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from sandboxd_client._proto import sandbox_pb2, sandbox_pb2_grpc
+from sandboxd_pool import Pool, PoolConfig, Runtime
+
+from .auth import Authenticator
+from .metrics import Metrics
+from .quotas import ConcurrencyQuota
+from .servicer import SandboxServicer
+from .settings import Settings
+from .tenants import TenantDirectory, load_tenants
+
+log = logging.getLogger("sandboxd.server")
+
+SERVICE = sandbox_pb2.DESCRIPTOR.services_by_name["Sandbox"].full_name  # "sandboxd.v1.Sandbox"
+ENVELOPE_BYTES = 1024 * 1024  # gRPC framing and the response's other fields, above the payload
+HEALTH_POLL_S = 0.25
+
+
+def health_service_name(runtime: Runtime) -> str:
+    return f"{SERVICE}/{runtime.value}"
+
+
+@dataclass
+class Running:
+    """A started daemon. `stop()` drains it; `wait()` blocks until a signal asked to stop."""
+
+    settings: Settings
+    server: grpc.Server
+    pool: Pool
+    servicer: SandboxServicer
+    health: health.HealthServicer
+    metrics: Metrics
+    address: str  # what the server is bound to, with the real port
+    metrics_port: int | None
+    _metrics_server: Any
+    _stop_requested: threading.Event
+    _stopped: threading.Event
+    _poller: threading.Thread
+
+    def request_stop(self) -> None:
+        self._stop_requested.set()
+
+    def wait(self) -> None:
+        self._stop_requested.wait()
+
+    def stop(self, grace_s: float | None = None) -> None:
+        if self._stopped.is_set():
+            return
+        grace = self.settings.drain_grace_s if grace_s is None else grace_s
+        log.info("draining", extra={"fields": {"grace_s": grace}})
+        self._stopped.set()
+        self._stop_requested.set()
+        self.servicer.start_draining()
+        self.health.enter_graceful_shutdown()
+        self.server.stop(grace).wait()
+        self._poller.join(timeout=5)
+        self.pool.close(grace_s=grace)
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+            self._metrics_server.server_close()
+        if self.settings.is_unix_socket:
+            _remove_socket(self.settings.listen[len("unix:") :])
+        log.info("stopped")
+
+
+def start(settings: Settings) -> Running:
+    """Start the daemon (pool first, then gRPC); raises on a bad tenants file or bind."""
+    directory = None
+    if settings.tenants_file is not None:
+        tenants = load_tenants(settings.tenants_file)
+        directory = TenantDirectory(tenants)
+        if not tenants:
+            log.warning(
+                "the tenants file has no tenants: every call will be UNAUTHENTICATED",
+                extra={"fields": {"file": settings.tenants_file}},
+            )
+        log.info(
+            "tenants loaded",
+            extra={"fields": {"file": settings.tenants_file, "tenants": sorted(tenants)}},
+        )
+    else:
+        log.warning(
+            "no tenants file: serving one keyless tenant 'default' on loopback only; "
+            "create a tenants file with `sandboxd tenants add NAME --file tenants.toml`",
+            extra={"fields": {"tenant": "default"}},
+        )
+    runtimes = tuple(Runtime(r) for r in settings.runtimes)
+    config_args: dict[str, Any] = {
+        "warm_workers_per_runtime": settings.warm_workers_per_runtime,
+        "max_concurrent_executions": settings.max_concurrent_executions,
+        "runtimes": runtimes,
+        "max_stdin_bytes": settings.max_message_bytes,
+        "max_files_bytes": settings.max_message_bytes,
+        "max_code_bytes": min(settings.max_message_bytes, 16 * 1024 * 1024),
+    }
+    if settings.python_path:
+        config_args["python_path"] = settings.python_path
+    if settings.node_path:
+        config_args["node_path"] = settings.node_path
+    pool = Pool(PoolConfig(**config_args))
+    if pool.cgroup_warning:
+        log.warning(pool.cgroup_warning)
+    try:
+        return _start_grpc(settings, pool, Authenticator(directory))
+    except BaseException:
+        pool.close(grace_s=0)
+        raise
+
+
+def _start_grpc(settings: Settings, pool: Pool, auth: Authenticator) -> Running:
+    metrics = Metrics(tenant_labels=settings.metrics_tenant_labels)
+    servicer = SandboxServicer(pool, auth, ConcurrencyQuota(), metrics)
+    threads = 2 * settings.max_concurrent_executions + 8  # streams use a second thread each
+    server = grpc.server(
+        ThreadPoolExecutor(max_workers=threads, thread_name_prefix="sandboxd-rpc"),
+        options=[
+            ("grpc.max_receive_message_length", settings.max_message_bytes + ENVELOPE_BYTES),
+            # stdout, stderr and result are each capped by the engine; the response carries
+            # all three, so the send side is not capped a second time.
+            ("grpc.max_send_message_length", -1),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    sandbox_pb2_grpc.add_SandboxServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (
+            SERVICE,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
+        server,
+    )
+    address = _bind(server, settings)
+    metrics_server = None
+    metrics_port = None
+    if settings.metrics_port is not None:
+        metrics_server, metrics_port = metrics.serve(settings.metrics_host, settings.metrics_port)
+    stop_requested = threading.Event()
+    stopped = threading.Event()
+    poller = threading.Thread(
+        target=_follow_pool_health,
+        args=(pool, health_servicer, metrics, stopped),
+        name="sandboxd-health",
+        daemon=True,
+    )
+    _follow_once(pool, health_servicer, metrics)
+    poller.start()
+    server.start()
+    log.info(
+        "listening",
+        extra={
+            "fields": {
+                "address": address,
+                "metrics_port": metrics_port,
+                "tls": settings.tls_cert_file is not None,
+                "zero_config": auth.zero_config,
+                "runtimes": list(settings.runtimes),
+            }
+        },
+    )
+    return Running(
+        settings=settings,
+        server=server,
+        pool=pool,
+        servicer=servicer,
+        health=health_servicer,
+        metrics=metrics,
+        address=address,
+        metrics_port=metrics_port,
+        _metrics_server=metrics_server,
+        _stop_requested=stop_requested,
+        _stopped=stopped,
+        _poller=poller,
+    )
+
+
+def _bind(server: grpc.Server, settings: Settings) -> str:
+    listen = settings.listen
+    if settings.is_unix_socket:
+        _remove_socket(listen[len("unix:") :])
+    if settings.tls_cert_file and settings.tls_key_file:
+        with open(settings.tls_key_file, "rb") as f:
+            key = f.read()
+        with open(settings.tls_cert_file, "rb") as f:
+            cert = f.read()
+        port = server.add_secure_port(listen, grpc.ssl_server_credentials([(key, cert)]))
+    else:
+        port = server.add_insecure_port(listen)
+    if settings.is_unix_socket:
+        return listen
+    if not port:
+        raise OSError(f"cannot listen on {listen}")
+    host = listen.rpartition(":")[0]
+    return f"{host}:{port}"
+
+
+def _remove_socket(path: str) -> None:
+    """A stale socket of an earlier run (never a regular file)."""
+    try:
+        if stat.S_ISSOCK(os.lstat(path).st_mode):
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _follow_once(pool: Pool, servicer: health.HealthServicer, metrics: Metrics) -> None:
+    snapshot = pool.health()
+    serving = health_pb2.HealthCheckResponse.SERVING
+    not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
+    for runtime, h in snapshot.items():
+        servicer.set(health_service_name(runtime), serving if h.healthy else not_serving)
+    overall = serving if all(h.healthy for h in snapshot.values()) else not_serving
+    servicer.set("", overall)
+    servicer.set(SERVICE, overall)
+    metrics.observe_pool(snapshot)
+
+
+def _follow_pool_health(
+    pool: Pool, servicer: health.HealthServicer, metrics: Metrics, stopped: threading.Event
+) -> None:
+    """Health statuses and pool gauges follow the pool until the drain starts (which sets
+    everything NOT_SERVING and keeps it so)."""
+    while not stopped.wait(HEALTH_POLL_S):
+        try:
+            _follow_once(pool, servicer, metrics)
+        except Exception:
+            log.exception("health poll failed")
+
+
+def serve(settings: Settings) -> int:
+    """Run until SIGTERM/SIGINT, then drain. Returns the exit status."""
+    running = start(settings)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: running.request_stop())
+    while not running._stop_requested.wait(0.5):
+        pass
+    running.stop()
+    return 0

@@ -1,0 +1,252 @@
+"""`sandboxd serve` settings: flags, each with a SANDBOXD_* environment variable, validated at
+startup with one clear message per bad value. A flag wins over its environment variable."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+MIB = 1024 * 1024
+DEFAULT_LISTEN = "127.0.0.1:50051"
+
+
+class SettingsError(ValueError):
+    """One or more bad settings; the message has one line per problem."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = list(problems)
+
+
+@dataclass(frozen=True)
+class Settings:
+    listen: str = DEFAULT_LISTEN  # HOST:PORT (port 0 picks a free port) or unix:PATH
+    tenants_file: str | None = None  # None: zero-config, one keyless tenant, loopback only
+    metrics_port: int | None = None  # None: no metrics endpoint; 0 picks a free port
+    metrics_host: str = "127.0.0.1"
+    metrics_tenant_labels: bool = False  # a `tenant` label on execution counters (cardinality)
+    warm_workers_per_runtime: int = 4
+    max_concurrent_executions: int = 16  # on this node, all tenants together
+    max_message_bytes: int = 64 * MIB  # largest request or response payload
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    drain_grace_s: float = 30.0  # on SIGTERM: how long in-flight executions may finish
+    runtimes: tuple[str, ...] = ("python", "javascript")
+    python_path: str | None = None  # interpreter for Python workers (default: the daemon's)
+    node_path: str | None = None  # default: `node` on PATH
+    log_level: str = "INFO"
+
+    @property
+    def is_unix_socket(self) -> bool:
+        return self.listen.startswith("unix:")
+
+    @property
+    def listen_host(self) -> str:
+        host, _, _ = self.listen.rpartition(":")
+        return host.strip("[]")
+
+    @property
+    def listens_on_loopback_only(self) -> bool:
+        if self.is_unix_socket:
+            return True
+        host = self.listen_host
+        if host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
+
+
+# (flag, env var, Settings field, help)
+_FLAGS: tuple[tuple[str, str, str, str], ...] = (
+    (
+        "--listen",
+        "SANDBOXD_LISTEN",
+        "listen",
+        f"HOST:PORT or unix:PATH to serve gRPC on (default {DEFAULT_LISTEN}; port 0 picks a free port)",
+    ),
+    (
+        "--tenants",
+        "SANDBOXD_TENANTS",
+        "tenants_file",
+        "tenants file (TOML, see `sandboxd tenants add`); without one a single keyless tenant "
+        "'default' is served on loopback only",
+    ),
+    (
+        "--metrics-port",
+        "SANDBOXD_METRICS_PORT",
+        "metrics_port",
+        "serve Prometheus metrics on this HTTP port (0 picks a free port; default: off)",
+    ),
+    (
+        "--metrics-host",
+        "SANDBOXD_METRICS_HOST",
+        "metrics_host",
+        "address of the metrics endpoint (default 127.0.0.1)",
+    ),
+    (
+        "--warm-workers",
+        "SANDBOXD_WARM_WORKERS",
+        "warm_workers_per_runtime",
+        "ready workers kept per runtime (default 4)",
+    ),
+    (
+        "--max-concurrent",
+        "SANDBOXD_MAX_CONCURRENT",
+        "max_concurrent_executions",
+        "executions running at once on this node; more wait for a slot (default 16)",
+    ),
+    (
+        "--max-message-bytes",
+        "SANDBOXD_MAX_MESSAGE_BYTES",
+        "max_message_bytes",
+        "largest request and response payload, bytes (default 67108864 = 64 MiB)",
+    ),
+    ("--tls-cert", "SANDBOXD_TLS_CERT", "tls_cert_file", "PEM certificate chain (enables TLS)"),
+    ("--tls-key", "SANDBOXD_TLS_KEY", "tls_key_file", "PEM private key for --tls-cert"),
+    (
+        "--drain-grace",
+        "SANDBOXD_DRAIN_GRACE_S",
+        "drain_grace_s",
+        "seconds in-flight executions may take to finish after SIGTERM (default 30)",
+    ),
+    (
+        "--runtimes",
+        "SANDBOXD_RUNTIMES",
+        "runtimes",
+        "comma-separated runtimes to serve (default python,javascript)",
+    ),
+    (
+        "--python",
+        "SANDBOXD_PYTHON",
+        "python_path",
+        "Python interpreter for workers (default: the daemon's own)",
+    ),
+    ("--node", "SANDBOXD_NODE", "node_path", "Node.js binary for workers (default: node on PATH)"),
+    (
+        "--log-level",
+        "SANDBOXD_LOG_LEVEL",
+        "log_level",
+        "DEBUG, INFO, WARNING or ERROR (default INFO)",
+    ),
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    for flag, env, _field, help_text in _FLAGS:
+        parser.add_argument(flag, default=None, help=f"{help_text} [env {env}]")
+    parser.add_argument(
+        "--metrics-tenant-labels",
+        action="store_const",
+        const="true",
+        default=None,
+        help="label execution counters by tenant (watch the cardinality) "
+        "[env SANDBOXD_METRICS_TENANT_LABELS=true]",
+    )
+
+
+def _int(problems: list[str], name: str, raw: str, lo: int, hi: int) -> int:
+    try:
+        value = int(raw, 10)
+    except ValueError:
+        problems.append(f"{name}: {raw!r} is not an integer")
+        return lo
+    if not lo <= value <= hi:
+        problems.append(f"{name}: {value} is out of range [{lo}, {hi}]")
+    return value
+
+
+def from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Settings:
+    """Settings from parsed flags and the environment; SettingsError lists every bad value."""
+    env = os.environ if env is None else env
+    raw: dict[str, tuple[str, str]] = {}  # field -> (name for messages, raw value)
+    for flag, var, field, _help in _FLAGS:
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value is not None:
+            raw[field] = (flag, value)
+        elif env.get(var):
+            raw[field] = (var, env[var])
+    tenant_labels = args.metrics_tenant_labels or env.get("SANDBOXD_METRICS_TENANT_LABELS", "")
+    problems: list[str] = []
+    values: dict[str, object] = {}
+    for field, (name, value) in raw.items():
+        if field in ("metrics_port",):
+            values[field] = _int(problems, name, value, 0, 65535)
+        elif field == "warm_workers_per_runtime":
+            values[field] = _int(problems, name, value, 0, 256)
+        elif field == "max_concurrent_executions":
+            values[field] = _int(problems, name, value, 1, 4096)
+        elif field == "max_message_bytes":
+            values[field] = _int(problems, name, value, 4096, 1024 * MIB)
+        elif field == "drain_grace_s":
+            try:
+                grace = float(value)
+                if not 0 <= grace <= 3600:
+                    problems.append(f"{name}: {grace} is out of range [0, 3600] seconds")
+                values[field] = grace
+            except ValueError:
+                problems.append(f"{name}: {value!r} is not a number of seconds")
+        elif field == "runtimes":
+            names = tuple(r.strip().lower() for r in value.split(",") if r.strip())
+            bad = [r for r in names if r not in ("python", "javascript")]
+            if bad or not names:
+                problems.append(f"{name}: {value!r}: each runtime must be 'python' or 'javascript'")
+            values[field] = names
+        elif field == "log_level":
+            level = value.upper()
+            if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+                problems.append(f"{name}: {value!r} is not DEBUG, INFO, WARNING or ERROR")
+            values[field] = level
+        else:
+            values[field] = value
+    if tenant_labels:
+        if tenant_labels.lower() not in ("true", "false", "1", "0"):
+            problems.append(f"SANDBOXD_METRICS_TENANT_LABELS: {tenant_labels!r} is not true/false")
+        values["metrics_tenant_labels"] = tenant_labels.lower() in ("true", "1")
+    settings = Settings(**values)  # type: ignore[arg-type]
+    problems.extend(_check(settings, raw))
+    if problems:
+        raise SettingsError(problems)
+    return settings
+
+
+def _check(s: Settings, raw: Mapping[str, tuple[str, str]]) -> list[str]:
+    problems: list[str] = []
+    name = raw.get("listen", ("--listen", ""))[0]
+    if s.is_unix_socket:
+        path = s.listen[len("unix:") :]
+        if not path or not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            problems.append(f"{name}: {s.listen!r}: the socket's directory does not exist")
+    else:
+        host, sep, port = s.listen.rpartition(":")
+        if not sep or not host or not port.isdigit() or int(port) > 65535:
+            problems.append(
+                f"{name}: {s.listen!r} is not HOST:PORT (e.g. 127.0.0.1:50051, [::]:50051) "
+                "or unix:PATH"
+            )
+    if s.tenants_file is not None and not os.path.isfile(s.tenants_file):
+        problems.append(
+            f"{raw['tenants_file'][0]}: {s.tenants_file!r} does not exist "
+            "(create it with `sandboxd tenants add NAME --file FILE`)"
+        )
+    if (s.tls_cert_file is None) != (s.tls_key_file is None):
+        problems.append("--tls-cert and --tls-key must be given together")
+    for field in ("tls_cert_file", "tls_key_file"):
+        path = getattr(s, field)
+        if path is not None and not os.path.isfile(path):
+            problems.append(f"{raw[field][0]}: {path!r} does not exist")
+    for field in ("python_path", "node_path"):
+        path = getattr(s, field)
+        if path is not None and not os.path.isabs(path):
+            problems.append(f"{raw[field][0]}: {path!r} must be an absolute path")
+    if s.tenants_file is None and not s.listens_on_loopback_only:
+        problems.append(
+            f"{name}: refusing to serve {s.listen} without a tenants file: anyone who can "
+            "reach it could run code. Create one with `sandboxd tenants add NAME --file "
+            "tenants.toml` and pass `--tenants tenants.toml`, or listen on 127.0.0.1."
+        )
+    return problems
