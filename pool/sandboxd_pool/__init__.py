@@ -5,16 +5,19 @@ JavaScript. See README.md ("Embedding the pool") and ../shared DESIGN.md.
 """
 
 from .config import PoolConfig
-from .errors import InvalidRequest, PoolClosed, RuntimeUnavailable, SandboxError
+from .errors import Cancelled, InvalidRequest, PoolClosed, RuntimeUnavailable, SandboxError
 from .pool import Pool
 from .types import (
     CEILING_LIMITS,
     DEFAULT_LIMITS,
     ExecutionRequest,
     Limits,
+    Mode,
     Outcome,
     Runtime,
     RuntimeHealth,
+    Started,
+    Stream,
     Usage,
     Verdict,
 )
@@ -22,9 +25,11 @@ from .types import (
 __all__ = [
     "CEILING_LIMITS",
     "DEFAULT_LIMITS",
+    "Cancelled",
     "ExecutionRequest",
     "InvalidRequest",
     "Limits",
+    "Mode",
     "Outcome",
     "Pool",
     "PoolClosed",
@@ -33,6 +38,8 @@ __all__ = [
     "RuntimeHealth",
     "RuntimeUnavailable",
     "SandboxError",
+    "Started",
+    "Stream",
     "Usage",
     "Verdict",
 ]

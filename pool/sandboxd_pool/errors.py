@@ -3,6 +3,7 @@
 SandboxError
 ├── InvalidRequest       the request itself is bad; `.field` names the offending field
 ├── PoolClosed           execute() after close() (or while draining)
+├── Cancelled            the cancel event was set while the request waited for a worker
 └── RuntimeUnavailable   the runtime is unhealthy (boot keeps failing) or no worker in time
 """
 
@@ -22,6 +23,10 @@ class InvalidRequest(SandboxError):
 
 class PoolClosed(SandboxError):
     pass
+
+
+class Cancelled(SandboxError):
+    """execute(cancel=...) was cancelled before the code started (no worker was used)."""
 
 
 class RuntimeUnavailable(SandboxError):

@@ -1,7 +1,8 @@
 """Pool: per-runtime queues of warm, jailed, single-use workers, refilled in the background.
 
 execute(request)      validate -> take a concurrency slot -> take a ready worker (or wait
-                      for one: a cold start) -> run it once -> classify -> destroy it
+                      for one: a cold start) -> on_start -> run it once (on_output per
+                      chunk; cancel kills it) -> classify -> destroy it
 replenisher thread    reap dead ready workers, top up each runtime, watch boots, report
                       health; a runtime whose boots keep failing is marked unhealthy with
                       the reason and retried slowly, never in a hot loop
@@ -23,13 +24,14 @@ import time
 import uuid
 import weakref
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 
 from .config import PoolConfig, build_jail_plan
-from .errors import PoolClosed, RuntimeUnavailable
+from .errors import Cancelled, PoolClosed, RuntimeUnavailable
 from .jail.cgroups import CgroupSetup
-from .types import ExecutionRequest, Outcome, Runtime, RuntimeHealth, Verdict
+from .types import ExecutionRequest, Outcome, Runtime, RuntimeHealth, Started, Stream, Verdict
 from .validation import validate
 from .worker import Worker
 from .zygote import SpawnedWorker, ZygoteClient, ZygoteDied
@@ -37,6 +39,7 @@ from .zygote import SpawnedWorker, ZygoteClient, ZygoteDied
 log = logging.getLogger("sandboxd_pool")
 
 IDLE_TICK_S = 0.5
+CANCEL_POLL_S = 0.02  # how often a wait for a slot or a worker looks at the cancel event
 
 
 @dataclass
@@ -136,41 +139,88 @@ class Pool:
                     return False
                 self._lock.wait(left)
 
-    def execute(self, request: ExecutionRequest) -> Outcome:
+    def execute(
+        self,
+        request: ExecutionRequest,
+        *,
+        cancel: threading.Event | None = None,
+        on_start: Callable[[Started], None] | None = None,
+        on_output: Callable[[Stream, bytes], None] | None = None,
+        execution_id: str | None = None,
+    ) -> Outcome:
+        """Run one request on a fresh worker; user code failing is a Verdict, never a raise.
+
+        cancel: set from any thread. While the request waits for a slot or a worker, execute
+        raises Cancelled (noticed within CANCEL_POLL_S); while the code runs, the worker is
+        killed and the verdict is KILLED.
+        on_start(Started): once, in this thread, after a worker was taken, before the code is
+        sent to it.
+        on_output(stream, chunk): in this thread, each chunk of stdout/stderr as it is
+        captured (only what is kept under max_output_bytes, in order per stream); the Outcome
+        still carries the whole output.
+        If on_start or on_output raises, the worker is killed and destroyed as usual and the
+        exception propagates out of execute (no Outcome).
+        execution_id: used as Outcome.execution_id (default: a new uuid4 hex); the handler's
+        context sees it too.
+        """
         arrived = time.monotonic()
         if self._closed:
             raise PoolClosed("the pool is closed")
         limits = validate(request, self.config)
-        with self._slots:
+        execution_id = execution_id or uuid.uuid4().hex
+        self._acquire_slot(cancel)
+        try:
             with self._lock:
                 if self._closed:
                     raise PoolClosed("the pool is closed")
                 self._in_flight += 1
             try:
-                worker, cold = self._take_worker(request.runtime)
+                worker, cold = self._take_worker(request.runtime, cancel)
                 queue_wait_us = int((time.monotonic() - arrived) * 1e6)
+                callback_error: BaseException | None = None
                 try:
-                    outcome = worker.run(request, limits).outcome
-                except Exception:
-                    log.exception("internal error running a worker")
-                    worker.kill()
-                    outcome = Outcome(
-                        verdict=Verdict.INTERNAL_ERROR,
-                        stderr=b"sandboxd: internal error (see the pool's log)\n",
-                    )
+                    if on_start is not None:
+                        on_start(Started(execution_id, queue_wait_us, cold))
+                    try:
+                        result = worker.run(
+                            request, limits, cancel, on_output=on_output, execution_id=execution_id
+                        )
+                        outcome = result.outcome
+                        callback_error = result.callback_error
+                    except Exception:
+                        log.exception("internal error running a worker")
+                        outcome = Outcome(
+                            verdict=Verdict.INTERNAL_ERROR,
+                            stderr=b"sandboxd: internal error (see the pool's log)\n",
+                        )
                 finally:
+                    worker.kill()  # a worker that never got its code (on_start raised) too
                     self._janitor.put(worker)
                     self._wake()
             finally:
                 with self._lock:
                     self._in_flight -= 1
                     self._lock.notify_all()
+        finally:
+            self._slots.release()
+        if callback_error is not None:
+            raise callback_error
         return replace(
             outcome,
             cold_start=cold,
             queue_wait_us=queue_wait_us,
-            execution_id=uuid.uuid4().hex,
+            execution_id=execution_id,
         )
+
+    def _acquire_slot(self, cancel: threading.Event | None) -> None:
+        if cancel is None:
+            self._slots.acquire()
+            return
+        while not self._slots.acquire(timeout=CANCEL_POLL_S):
+            if cancel.is_set():
+                raise Cancelled("cancelled while waiting for a concurrency slot")
+            if self._closed:
+                raise PoolClosed("the pool is closed")
 
     def close(self, grace_s: float = 30.0) -> None:
         """Stop taking work, let in-flight executions finish (up to grace_s), leave nothing."""
@@ -212,12 +262,16 @@ class Pool:
 
     # -- taking a worker ---------------------------------------------------------------------------
 
-    def _take_worker(self, runtime: Runtime) -> tuple[Worker, bool]:
+    def _take_worker(
+        self, runtime: Runtime, cancel: threading.Event | None = None
+    ) -> tuple[Worker, bool]:
         deadline = time.monotonic() + self.config.boot_timeout_ms / 1000
         state = self._states[runtime]
         cold = False
         with self._lock:
             while True:
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled("cancelled while waiting for a worker")
                 while state.ready:
                     worker = state.ready.popleft()
                     if _alive(worker):
@@ -237,7 +291,7 @@ class Pool:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise RuntimeUnavailable(runtime.value, "no worker became ready in time")
-                self._lock.wait(left)
+                self._lock.wait(left if cancel is None else min(left, CANCEL_POLL_S))
 
     # -- the replenisher -------------------------------------------------------------------------------
 

@@ -1,6 +1,9 @@
 """The one request frame a worker reads on its control socket (see _in_worker/python_boot.py).
 
-u32 big-endian header length | header JSON | code bytes | file bytes (in header order)
+u32 big-endian header length | header | code bytes | event bytes | file bytes (header order)
+
+The header is marshal for Python, JSON for JavaScript. In HANDLER mode it also carries what
+the handler's `context` reports: the execution id, the memory limit and the wall-time limit.
 """
 
 from __future__ import annotations
@@ -9,14 +12,18 @@ import json
 import marshal
 
 from .jail.policy import WORK_DIR
-from .types import ExecutionRequest, Runtime
+from .types import ExecutionRequest, Limits, Mode, Runtime
 
 MAIN_FILE = {Runtime.PYTHON: "main.py", Runtime.JAVASCRIPT: "main.js"}
 
 
-def encode(request: ExecutionRequest) -> list[bytes]:
+def encode(
+    request: ExecutionRequest, *, execution_id: str = "", limits: Limits | None = None
+) -> list[bytes]:
     """The frame as a list of buffers (no copy of large files)."""
     code = request.code.encode("utf-8")
+    event = bytes(request.event) if request.mode is Mode.HANDLER else b""
+    limits = limits or request.limits
     files = [(path, data) for path, data in request.files.items()]
     fields = {
         "workdir": WORK_DIR,
@@ -25,9 +32,14 @@ def encode(request: ExecutionRequest) -> list[bytes]:
         "env": dict(request.env),
         "code_size": len(code),
         "files": [[path, len(data)] for path, data in files],
+        "mode": request.mode.value,
+        "event_size": len(event),
+        "execution_id": execution_id,
+        "memory_limit_mb": limits.memory_bytes // (1024 * 1024),
+        "wall_time_ms": limits.wall_time_ms,
     }
     if request.runtime is Runtime.PYTHON:
         header = marshal.dumps(fields, 4)
     else:
         header = json.dumps(fields).encode()
-    return [len(header).to_bytes(4, "big"), header, code, *(data for _, data in files)]
+    return [len(header).to_bytes(4, "big"), header, code, event, *(data for _, data in files)]

@@ -13,6 +13,22 @@ class Runtime(enum.Enum):
     JAVASCRIPT = "javascript"
 
 
+class Mode(enum.Enum):
+    """SCRIPT: the code runs as the main program (stdin in, stdout out). HANDLER: Lambda-style,
+    the code defines `handler(event, context)` (Python) / `exports.handler` (JavaScript), which
+    is called with the request's JSON `event`; its JSON return value is `Outcome.result`."""
+
+    SCRIPT = "script"
+    HANDLER = "handler"
+
+
+class Stream(enum.Enum):
+    """Which output stream a chunk given to `Pool.execute(on_output=...)` came from."""
+
+    STDOUT = "stdout"
+    STDERR = "stderr"
+
+
 class Verdict(enum.Enum):
     OK = "OK"
     RUNTIME_ERROR = "RUNTIME_ERROR"  # the program exited non-zero
@@ -79,6 +95,8 @@ class ExecutionRequest:
     files: Mapping[str, bytes] = field(default_factory=dict)  # relative paths inside the work dir
     limits: Limits = field(default_factory=Limits)
     tenant: str = "default"
+    mode: Mode = Mode.SCRIPT
+    event: bytes = b""  # HANDLER mode: the event as JSON (UTF-8); empty means null
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "args", tuple(self.args))
@@ -108,6 +126,16 @@ class Outcome:
     queue_wait_us: int = 0
     worker_boot_us: int = 0
     execution_id: str = ""
+    result: bytes = b""  # HANDLER mode: the handler's return value as JSON (UTF-8)
+
+
+@dataclass(frozen=True)
+class Started:
+    """Given to `Pool.execute(on_start=...)` once a worker was taken, before the code is sent."""
+
+    execution_id: str
+    queue_wait_us: int
+    cold_start: bool
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import posixpath
 
 from .config import PoolConfig
 from .errors import InvalidRequest
-from .types import ExecutionRequest, Limits, Runtime
+from .types import ExecutionRequest, Limits, Mode, Runtime
 
 MIN_LIMITS = Limits(
     wall_time_ms=1,
@@ -41,6 +42,7 @@ def validate(request: ExecutionRequest, config: PoolConfig) -> Limits:
         raise InvalidRequest(
             "stdin", f"{len(request.stdin)} bytes exceeds {config.max_stdin_bytes}"
         )
+    _check_mode_and_event(request, config)
     for i, arg in enumerate(request.args):
         _check_text(f"args[{i}]", arg, MAX_ARG_BYTES)
     if len(request.env) > MAX_ENV_ENTRIES:
@@ -52,6 +54,38 @@ def validate(request: ExecutionRequest, config: PoolConfig) -> Limits:
         _check_text(f"env[{key!r}]", value, MAX_ARG_BYTES)
     _check_files(request, config)
     return _check_limits(request.limits, config)
+
+
+def _check_mode_and_event(request: ExecutionRequest, config: PoolConfig) -> None:
+    if not isinstance(request.mode, Mode):
+        raise InvalidRequest("mode", f"unknown mode {request.mode!r}")
+    if not isinstance(request.event, bytes | bytearray | memoryview):
+        raise InvalidRequest("event", "must be bytes")
+    if request.mode is Mode.SCRIPT:
+        if len(request.event):
+            raise InvalidRequest("event", "is only for HANDLER mode (SCRIPT mode reads stdin)")
+        return
+    # The event travels in the request frame and is held by the worker: it is bounded like
+    # stdin (each on its own: max_stdin_bytes).
+    if len(request.event) > config.max_stdin_bytes:
+        raise InvalidRequest(
+            "event", f"{len(request.event)} bytes exceeds {config.max_stdin_bytes}"
+        )
+    if not len(request.event):
+        return  # null
+    try:
+        text = bytes(request.event).decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InvalidRequest("event", f"is not valid UTF-8 ({e.reason})") from None
+    try:
+        # Strict JSON: NaN and Infinity are Python's extension, which JavaScript rejects.
+        json.loads(text, parse_constant=_reject_constant)
+    except ValueError as e:
+        raise InvalidRequest("event", f"is not valid JSON ({e})") from None
+
+
+def _reject_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
 
 
 def _check_text(field: str, value: object, max_bytes: int) -> None:

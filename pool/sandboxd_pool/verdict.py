@@ -28,6 +28,9 @@ class ExitFacts:
     blocked_syscall: str | None = None
     cpu_time_us: int = 0
     cpu_limit_us: int = 0
+    # HANDLER mode: the worker closed its control socket without sending the handler's return
+    # value (the handler exited early, e.g. sys.exit(0) / process.exit(0)).
+    handler_result_missing: bool = False
 
 
 def classify(facts: ExitFacts) -> Verdict:
@@ -61,4 +64,7 @@ def classify(facts: ExitFacts) -> Verdict:
         if sig == signal.SIGSYS:
             return Verdict.SYSCALL_BLOCKED
         return Verdict.KILLED
-    return Verdict.OK if os.waitstatus_to_exitcode(status) == 0 else Verdict.RUNTIME_ERROR
+    if os.waitstatus_to_exitcode(status) != 0:
+        return Verdict.RUNTIME_ERROR
+    # HANDLER mode succeeds only with a result: exit 0 without one is the program's failure.
+    return Verdict.RUNTIME_ERROR if facts.handler_result_missing else Verdict.OK

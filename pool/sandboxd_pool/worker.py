@@ -4,6 +4,11 @@ Runs in the pool (any thread). It writes the request frame, feeds stdin, drains 
 stderr up to the cap, enforces the wall and CPU deadlines by killing the worker's PID 1 (its
 whole PID namespace dies with it), then takes the zygote's exit report (wait status, rusage,
 cgroup facts, blocked syscall) and classifies. A worker runs exactly one request.
+
+HANDLER mode: the worker keeps its control socket open after reading the frame and sends the
+handler's JSON return value on it (raw bytes; its close is the end), which is drained like
+stdout, with the same cap. The user's code could write to that socket itself: that only
+forges its own result, which it could return anyway.
 """
 
 from __future__ import annotations
@@ -15,13 +20,14 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
 
 from . import request_frame
 from .jail import mounts, rlimits
-from .types import ExecutionRequest, Limits, Outcome, Usage, Verdict
+from .types import ExecutionRequest, Limits, Mode, Outcome, Stream, Usage, Verdict
 from .verdict import ExitFacts, KillReason, classify
 from .zygote import SpawnedWorker, ZygoteDied
 
@@ -29,12 +35,17 @@ READ_CHUNK = 256 * 1024
 CPU_POLL_S = 0.02
 DRAIN_GRACE_S = 2.0
 EXIT_REPORT_TIMEOUT_S = 10.0
+NO_RESULT_MESSAGE = b"sandboxd: the handler exited before returning a value\n"
+
+OutputCallback = Callable[[Stream, bytes], None]
 
 
 @dataclass(frozen=True)
 class RunResult:
     outcome: Outcome
     exit_report: dict[str, Any] | None
+    # The exception the on_output callback raised (the worker was then killed), if it did.
+    callback_error: BaseException | None = None
 
 
 class Worker:
@@ -96,11 +107,22 @@ class Worker:
             signal.pidfd_send_signal(self.spawned.pidfd, signal.SIGKILL)
 
     def run(
-        self, request: ExecutionRequest, limits: Limits, cancel: threading.Event | None = None
+        self,
+        request: ExecutionRequest,
+        limits: Limits,
+        cancel: threading.Event | None = None,
+        *,
+        on_output: OutputCallback | None = None,
+        execution_id: str = "",
     ) -> RunResult:
-        """Run the one request. The caller must close() the worker afterwards."""
+        """Run the one request. The caller must close() the worker afterwards.
+
+        on_output(stream, chunk) is called in this thread with each captured chunk (only
+        what is kept under the cap, in order). If it raises, the worker is killed (verdict
+        KILLED), it is not called again, and the exception is in RunResult.callback_error.
+        """
         try:
-            return self._run(request, limits, cancel)
+            return self._run(request, limits, cancel, on_output, execution_id)
         finally:
             self.kill()
 
@@ -118,7 +140,12 @@ class Worker:
         return (cg.cpu_time_ns() if cg else 0), proc_cpu_us
 
     def _run(
-        self, request: ExecutionRequest, limits: Limits, cancel: threading.Event | None
+        self,
+        request: ExecutionRequest,
+        limits: Limits,
+        cancel: threading.Event | None,
+        on_output: OutputCallback | None,
+        execution_id: str,
     ) -> RunResult:
         sp = self.spawned
         cg = sp.cgroup
@@ -126,7 +153,8 @@ class Worker:
         cpu_limit_ns = limits.cpu_time_ms * 1_000_000
         started = time.monotonic()
         deadline = started + limits.wall_time_ms / 1000
-        self._send_frame(request, deadline)
+        self._send_frame(request, limits, execution_id, deadline)
+        handler_mode = request.mode is Mode.HANDLER
 
         stdin = memoryview(request.stdin)
         stdin_open = True
@@ -136,15 +164,21 @@ class Worker:
             os.set_blocking(sp.stdin, False)
         os.set_blocking(sp.stdout, False)
         os.set_blocking(sp.stderr, False)
-        out = _Capture(limits.max_output_bytes)
-        err = _Capture(limits.max_output_bytes)
+        out = _Capture(limits.max_output_bytes, Stream.STDOUT)
+        err = _Capture(limits.max_output_bytes, Stream.STDERR)
+        result = _Capture(limits.max_output_bytes, None)
         streams = {sp.stdout: out, sp.stderr: err}
+        callback_error: BaseException | None = None
         kill_reason = KillReason.NONE
         exited_at: float | None = None
         poller = select.poll()
         poller.register(sp.stdout, select.POLLIN)
         poller.register(sp.stderr, select.POLLIN)
         poller.register(sp.pidfd, select.POLLIN)
+        if handler_mode:
+            os.set_blocking(sp.control, False)
+            streams[sp.control] = result
+            poller.register(sp.control, select.POLLIN)
         if stdin_open:
             poller.register(sp.stdin, select.POLLOUT)
         while streams:
@@ -175,7 +209,16 @@ class Worker:
                         poller.unregister(sp.stdin)
                 elif fd in streams:
                     capture = streams[fd]
-                    if not capture.read_from(fd):
+                    open_, kept = capture.read_from(fd)
+                    if kept and on_output is not None and capture.stream is not None:
+                        try:
+                            on_output(capture.stream, kept)
+                        except BaseException as e:
+                            callback_error = e
+                            on_output = None
+                            if kill_reason is KillReason.NONE and exited_at is None:
+                                kill_reason = self._kill_for(KillReason.CANCELLED)
+                    if not open_:
                         poller.unregister(fd)
                         del streams[fd]
                     elif capture.overflowed and kill_reason is KillReason.NONE:
@@ -201,6 +244,9 @@ class Worker:
             )
             peak = int(rusage.get("maxrss_kb", 0)) * 1024
         status = None if report is None else int(report["status"])
+        # A complete result is one that ended with the socket's close, under the cap.
+        result_complete = handler_mode and result.eof and not result.overflowed
+        result_missing = handler_mode and not (result_complete and result.size)
         verdict = classify(
             ExitFacts(
                 wait_status=status,
@@ -209,6 +255,7 @@ class Worker:
                 blocked_syscall=(report or {}).get("blocked_syscall"),
                 cpu_time_us=cpu_us,
                 cpu_limit_us=limits.cpu_time_ms * 1000,
+                handler_result_missing=result_missing,
             )
         )
         exit_code = signum = None
@@ -217,31 +264,43 @@ class Worker:
                 signum = os.WTERMSIG(status)
             else:
                 exit_code = os.waitstatus_to_exitcode(status)
+        stderr = err.data()
+        if (
+            result_missing
+            and exit_code == 0
+            and kill_reason is KillReason.NONE
+            and verdict is Verdict.RUNTIME_ERROR
+        ):
+            stderr += NO_RESULT_MESSAGE
+        elif verdict is Verdict.INTERNAL_ERROR and not stderr:
+            stderr = b"sandboxd: the worker's exit could not be observed\n"
         outcome = Outcome(
             verdict=verdict,
             exit_code=exit_code,
             signal=signum,
             stdout=out.data(),
-            stderr=err.data()
-            if verdict is not Verdict.INTERNAL_ERROR or err.data()
-            else b"sandboxd: the worker's exit could not be observed\n",
+            stderr=stderr,
             stdout_truncated=out.overflowed,
             stderr_truncated=err.overflowed,
             blocked_syscall=(report or {}).get("blocked_syscall"),
             usage=Usage(wall_time_us=wall_us, cpu_time_us=cpu_us, peak_memory_bytes=peak),
             worker_boot_us=self.boot_us,
+            execution_id=execution_id,
+            result=result.data() if result_complete else b"",
         )
-        return RunResult(outcome=outcome, exit_report=report)
+        return RunResult(outcome=outcome, exit_report=report, callback_error=callback_error)
 
     def _kill_for(self, reason: KillReason) -> KillReason:
         self.kill()
         return reason
 
-    def _send_frame(self, request: ExecutionRequest, deadline: float) -> None:
+    def _send_frame(
+        self, request: ExecutionRequest, limits: Limits, execution_id: str, deadline: float
+    ) -> None:
         sock = socket.socket(fileno=os.dup(self.spawned.control))
         try:
             sock.settimeout(max(deadline - time.monotonic(), 0.001))
-            for part in request_frame.encode(request):
+            for part in request_frame.encode(request, execution_id=execution_id, limits=limits):
                 sock.sendall(part)
         except OSError:
             pass  # the worker died or stalled; the wait below reports what happened
@@ -269,22 +328,25 @@ class Worker:
 
 
 class _Capture:
-    def __init__(self, cap_bytes: int) -> None:
+    def __init__(self, cap_bytes: int, stream: Stream | None) -> None:
         self.cap = cap_bytes
+        self.stream = stream  # None: the handler's result
         self.chunks: list[bytes] = []
         self.size = 0
         self.overflowed = False
+        self.eof = False  # the writer closed its end (not a read error)
 
-    def read_from(self, fd: int) -> bool:
-        """Read what is there; False at EOF."""
+    def read_from(self, fd: int) -> tuple[bool, bytes]:
+        """Read what is there: (False at EOF, the bytes kept under the cap)."""
         try:
             chunk = os.read(fd, READ_CHUNK)
         except BlockingIOError:
-            return True
+            return True, b""
         except OSError:
-            return False
+            return False, b""
         if not chunk:
-            return False
+            self.eof = True
+            return False, b""
         room = self.cap - self.size
         if len(chunk) > room:
             chunk = chunk[:room]
@@ -292,7 +354,7 @@ class _Capture:
         if chunk:
             self.chunks.append(chunk)
             self.size += len(chunk)
-        return True
+        return True, chunk
 
     def data(self) -> bytes:
         return b"".join(self.chunks)

@@ -207,6 +207,59 @@ class TestPrecedence:
         assert classify(facts) is Verdict.TIMEOUT
 
 
+class TestHandlerResult:
+    """HANDLER mode: OK needs exit status 0 and a result; exit 0 without one is the program's
+    failure (it exited before its handler returned)."""
+
+    def test_exit_zero_with_a_result_is_ok(self) -> None:
+        assert classify(ExitFacts(wait_status=exited(0))) is Verdict.OK
+
+    def test_exit_zero_without_a_result_is_runtime_error(self) -> None:
+        facts = ExitFacts(wait_status=exited(0), handler_result_missing=True)
+        assert classify(facts) is Verdict.RUNTIME_ERROR
+
+    def test_non_zero_exit_without_a_result_is_runtime_error(self) -> None:
+        facts = ExitFacts(wait_status=exited(1), handler_result_missing=True)
+        assert classify(facts) is Verdict.RUNTIME_ERROR
+
+    @pytest.mark.parametrize(
+        ("reason", "verdict"),
+        [
+            (KillReason.OUTPUT, Verdict.OUTPUT_LIMIT),
+            (KillReason.TIMEOUT, Verdict.TIMEOUT),
+            (KillReason.CPU, Verdict.CPU_TIME_LIMIT),
+            (KillReason.CANCELLED, Verdict.KILLED),
+        ],
+    )
+    def test_a_parent_kill_outranks_the_missing_result(
+        self, reason: KillReason, verdict: Verdict
+    ) -> None:
+        facts = ExitFacts(
+            wait_status=signaled(signal.SIGKILL), kill_reason=reason, handler_result_missing=True
+        )
+        assert classify(facts) is verdict
+
+    def test_oom_and_blocked_syscall_outrank_the_missing_result(self) -> None:
+        oom = ExitFacts(
+            wait_status=signaled(signal.SIGKILL), oom_kills=1, handler_result_missing=True
+        )
+        assert classify(oom) is Verdict.MEMORY_LIMIT
+        blocked = ExitFacts(
+            wait_status=signaled(signal.SIGKILL),
+            blocked_syscall="ptrace",
+            handler_result_missing=True,
+        )
+        assert classify(blocked) is Verdict.SYSCALL_BLOCKED
+
+    def test_a_signal_without_a_result_is_killed(self) -> None:
+        facts = ExitFacts(wait_status=signaled(signal.SIGTERM), handler_result_missing=True)
+        assert classify(facts) is Verdict.KILLED
+
+    def test_no_exit_report_is_internal_error(self) -> None:
+        facts = ExitFacts(wait_status=None, handler_result_missing=True)
+        assert classify(facts) is Verdict.INTERNAL_ERROR
+
+
 def test_classify_is_pure() -> None:
     facts = ExitFacts(wait_status=exited(3), oom_kills=0)
     assert classify(facts) is classify(facts) is Verdict.RUNTIME_ERROR

@@ -2,7 +2,10 @@
 // Node worker bootstrap: warm up, say ready, read one request, run it like `node main.js`.
 // Runs inside the jail as `node /opt/sandboxd/node_boot.js`. fd 3 is the control socket:
 // this side writes "R" when warm, then reads one frame:
-//   u32 big-endian header length | header JSON | code bytes | file bytes (in header order)
+//   u32 big-endian header length | header JSON | code | event | files (in header order)
+// HANDLER mode (header.mode === 'handler'): main.js is loaded as a CommonJS module and its
+// exports.handler(event, context) is called (and awaited); its return value, as JSON, is written
+// to the control socket, which is then closed (the close marks the end).
 const fs = require('fs');
 const path = require('path');
 const Module = require('module');
@@ -33,8 +36,12 @@ void process.stderr;
 fs.writeSync(CONTROL_FD, 'R');
 const header = JSON.parse(readExact(readExact(4).readUInt32BE(0)).toString('utf8'));
 const code = readExact(header.code_size);
+const event = readExact(header.event_size || 0);
 const files = header.files.map(([rel, length]) => [rel, readExact(length)]);
-fs.closeSync(CONTROL_FD);
+const handlerMode = header.mode === 'handler';
+// The wall clock started when the parent sent the frame, just before this.
+const deadline = Date.now() + (header.wall_time_ms || 0);
+if (!handlerMode) fs.closeSync(CONTROL_FD);
 
 const workdir = header.workdir;
 process.chdir(workdir);
@@ -49,6 +56,73 @@ const mainPath = path.join(workdir, header.main);
 fs.writeFileSync(mainPath, code);
 process.argv = [process.execPath, mainPath, ...header.args];
 
-// From the event loop, with no frame of this file beneath it, so that a stack trace of the
-// program ends at node's own internals as under `node main.js`.
-setImmediate(Module.runMain, mainPath);
+function fail(message) {
+  fs.writeSync(2, message);
+  process.exitCode = 1;
+  process.exit();
+}
+
+function writeAll(fd, buf) {
+  let off = 0;
+  while (off < buf.length) {
+    try {
+      off += fs.writeSync(fd, buf, off, buf.length - off);
+    } catch (e) {
+      if (e.code !== 'EAGAIN') throw e;
+    }
+  }
+}
+
+function describeError(e) {
+  if (e instanceof Error && typeof e.stack === 'string') {
+    // Without this file's frames, as a script's stack ends at node's own internals.
+    const lines = e.stack.split('\n').filter((line) => !line.includes(__filename));
+    return lines.join('\n') + '\n';
+  }
+  return 'Uncaught ' + require('util').inspect(e) + '\n';
+}
+
+async function runHandler() {
+  let handler;
+  let value;
+  try {
+    const mod = require(mainPath);
+    handler = mod && mod.handler;
+    if (typeof handler !== 'function') {
+      fail('sandboxd: the code defines no function exports.handler(event, context)\n');
+      return;
+    }
+    const context = {
+      executionId: header.execution_id,
+      memoryLimitInMB: header.memory_limit_mb,
+      getRemainingTimeInMillis() {
+        return Math.max(0, deadline - Date.now());
+      },
+    };
+    value = await handler(event.length ? JSON.parse(event.toString('utf8')) : null, context);
+  } catch (e) {
+    fail(describeError(e));
+    return;
+  }
+  let json;
+  try {
+    json = JSON.stringify(value);
+  } catch (e) {
+    fail(`sandboxd: the handler's return value is not JSON-serialisable: ${e && e.message}\n`);
+    return;
+  }
+  // undefined (and a bare function or symbol) stringify to undefined: null.
+  writeAll(CONTROL_FD, Buffer.from(json === undefined ? 'null' : json, 'utf8'));
+  fs.closeSync(CONTROL_FD);
+  // stdout and stderr to pipes are synchronous on Linux: nothing written is lost.
+  process.exitCode = 0;
+  process.exit();
+}
+
+if (handlerMode) {
+  setImmediate(runHandler);
+} else {
+  // From the event loop, with no frame of this file beneath it, so that a stack trace of the
+  // program ends at node's own internals as under `node main.js`.
+  setImmediate(Module.runMain, mainPath);
+}

@@ -3,9 +3,14 @@
 Runs inside the jail as `python -I -S -B /opt/sandboxd/python_boot.py`, or is imported by
 python_template.py, whose forked children call serve_one_request(). fd 3 is the control
 socket: this side writes b"R" when warm, then reads one frame:
-    u32 big-endian header length | header (marshal) | code bytes | file bytes (header order)
+    u32 big-endian header length | header (marshal) | code | event | files (header order)
 The header is marshal, not JSON, so that booting does not pay for importing json (and re,
 enum, ...): the user's program pays for what it imports, as under a bare interpreter.
+
+HANDLER mode (header["mode"] == "handler"): the code runs as a module named `main` (not
+__main__), then `handler(event, context)` is called; its return value, as JSON, is written to
+the control socket, which is then closed (the close marks the end). Only this mode imports
+json. The parent counts a result only if one arrived and the exit status is 0.
 Everything the parent decides (verdict, usage) comes from kernel facts, not from here.
 """
 
@@ -42,14 +47,19 @@ def _warm_up() -> None:
     gc.freeze()
 
 
-def _receive_request() -> tuple[dict[str, Any], bytes, list[tuple[str, bytes]]]:
+def _receive_request() -> tuple[dict[str, Any], bytes, bytes, list[tuple[str, bytes]]]:
     os.write(CONTROL_FD, b"R")
     size = int.from_bytes(_read_exact(4), "big")
     header = marshal.loads(_read_exact(size))
     code = _read_exact(header["code_size"])
+    event = _read_exact(header.get("event_size", 0))
     files = [(path, _read_exact(length)) for path, length in header["files"]]
-    os.close(CONTROL_FD)
-    return header, code, files
+    if header.get("mode") == "handler":
+        # Kept for the result, but not handed to the program's own children.
+        os.set_inheritable(CONTROL_FD, False)
+    else:
+        os.close(CONTROL_FD)
+    return header, code, event, files
 
 
 def _write_files(workdir: str, files: list[tuple[str, bytes]]) -> None:
@@ -85,7 +95,7 @@ def _exit_status(e: SystemExit) -> int:
     return 1
 
 
-def _run(header: dict[str, Any], code: bytes, files: list[tuple[str, bytes]]) -> int:
+def _run(header: dict[str, Any], code: bytes, event: bytes, files: list[tuple[str, bytes]]) -> int:
     workdir = header["workdir"]
     os.chdir(workdir)
     os.environ.clear()
@@ -96,12 +106,16 @@ def _run(header: dict[str, Any], code: bytes, files: list[tuple[str, bytes]]) ->
         f.write(code)
     sys.argv = [header["main"], *header["args"]]
     sys.path[0:0] = [workdir]
-    main = type(sys)("__main__")
+    handler_mode = header.get("mode") == "handler"
+    name = "main" if handler_mode else "__main__"
+    main = type(sys)(name)
     main.__file__ = main_path
     main.__dict__["__builtins__"] = __builtins__
-    sys.modules["__main__"] = main
+    sys.modules[name] = main
     try:
         exec(compile(code, main_path, "exec"), main.__dict__)
+        if handler_mode:
+            return _call_handler(header, main.__dict__, event)
         status = 0
     except SystemExit as e:
         status = _exit_status(e)
@@ -109,6 +123,52 @@ def _run(header: dict[str, Any], code: bytes, files: list[tuple[str, bytes]]) ->
         _print_exception(e)
         status = 1
     return status
+
+
+class _Context:
+    """The handler's `context` (Lambda's names)."""
+
+    def __init__(self, header: dict[str, Any], deadline: float) -> None:
+        self.execution_id: str = header.get("execution_id", "")
+        self.memory_limit_in_mb: int = header.get("memory_limit_mb", 0)
+        self._deadline = deadline
+
+    def get_remaining_time_in_millis(self) -> int:
+        import time
+
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+    def __repr__(self) -> str:
+        return f"<context execution_id={self.execution_id!r}>"
+
+
+def _call_handler(header: dict[str, Any], namespace: dict[str, Any], event: bytes) -> int:
+    """Call handler(event, context) and send its JSON return value. SystemExit and other
+    exceptions propagate to _run, which reports them as in script mode."""
+    import json
+    import time
+
+    # The wall clock started when the parent sent the frame, just before this.
+    deadline = time.monotonic() + header.get("wall_time_ms", 0) / 1000
+    handler = namespace.get("handler")
+    if not callable(handler):
+        sys.stderr.write("sandboxd: the code defines no function handler(event, context)\n")
+        return 1
+    value = handler(json.loads(event or b"null"), _Context(header, deadline))
+    try:
+        # Strict JSON (no NaN/Infinity), which every client can parse.
+        result = json.dumps(value, allow_nan=False).encode("utf-8")
+    except Exception as e:
+        sys.stderr.write(
+            "sandboxd: the handler's return value is not JSON-serialisable: "
+            f"{type(e).__name__}: {e}\n"
+        )
+        return 1
+    view = memoryview(result)
+    while view:
+        view = view[os.write(CONTROL_FD, view) :]
+    os.close(CONTROL_FD)
+    return 0
 
 
 def _fast_exit(status: int) -> None:
