@@ -79,5 +79,13 @@ def nothing_left_behind() -> Iterator[None]:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests that do not use the session pool run first, before it exists: some of them (the
     raw seccomp tests) check that they leave no fd and no child behind, which a live pool's
-    background threads, opening and closing worker fds, would make meaningless."""
-    items.sort(key=lambda item: "pool" in getattr(item, "fixturenames", ()))
+    background threads, opening and closing worker fds, would make meaningless.
+    The end-to-end tests run last: each starts daemons, and a daemon is a process tree of its
+    own."""
+    items.sort(key=_order)
+
+
+def _order(item: pytest.Item) -> int:
+    if "tests/e2e/" in item.nodeid or item.nodeid.startswith("e2e/"):
+        return 2
+    return 1 if "pool" in getattr(item, "fixturenames", ()) else 0
