@@ -9,6 +9,8 @@
 # Installs are remembered by stamp files under .make/ (one set per interpreter), so a second
 # `make test` skips pip entirely unless requirements-dev.txt or a pyproject.toml changed, or
 # the editable installs no longer point at this checkout (scripts/editable_installed.py).
+# `make test`/`make lint` also `npm ci` the e2e Node.js client (tests/e2e/node_client) when its
+# package-lock.json changes.
 
 PYTHON ?= python3
 PIP := $(PYTHON) -m pip --disable-pip-version-check
@@ -21,10 +23,16 @@ endif
 STAMPS := .make/$(PY_ENV_ID)
 
 DISTRIBUTIONS := pool/pyproject.toml client/pyproject.toml pyproject.toml
+NODE_CLIENT := tests/e2e/node_client
 
 # Reinstall the distributions if they are missing or installed from another checkout.
 ifneq ($(shell $(PYTHON) -I scripts/editable_installed.py 2>/dev/null && echo ok),ok)
 $(STAMPS)/packages: FORCE
+endif
+
+# Reinstall the e2e Node.js client's npm dependencies if node_modules was removed.
+ifeq ($(wildcard $(NODE_CLIENT)/node_modules/@grpc/grpc-js/package.json),)
+$(STAMPS)/node-client: FORCE
 endif
 
 .PHONY: demo test lint bench system-deps install install-dev clean FORCE
@@ -43,12 +51,12 @@ lint: install-dev
 bench: system-deps install
 	$(PYTHON) -m bench pool
 
-# Debian packages (node, libseccomp); checks first, calls apt-get only when something is missing.
+# Debian packages (node, npm, libseccomp); checks first, apt-get only when something is missing.
 system-deps:
 	bash scripts/install-system-deps.sh
 
 install: $(STAMPS)/packages
-install-dev: system-deps $(STAMPS)/packages $(STAMPS)/dev-requirements
+install-dev: system-deps $(STAMPS)/packages $(STAMPS)/dev-requirements $(STAMPS)/node-client
 
 # The three distributions, editable, in one pip call so that the local sandboxd-pool and
 # sandboxd-client satisfy the daemon's requirements.
@@ -58,6 +66,11 @@ $(STAMPS)/packages: $(DISTRIBUTIONS)
 
 $(STAMPS)/dev-requirements: requirements-dev.txt
 	$(PIP) install -r requirements-dev.txt
+	@mkdir -p $(@D) && touch $@
+
+# The e2e Node.js client's npm dependencies, exactly as locked (tests/e2e/test_node_client.py).
+$(STAMPS)/node-client: $(NODE_CLIENT)/package-lock.json $(NODE_CLIENT)/package.json | system-deps
+	npm ci --no-audit --no-fund --prefix $(NODE_CLIENT)
 	@mkdir -p $(@D) && touch $@
 
 FORCE:

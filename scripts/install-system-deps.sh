@@ -3,11 +3,13 @@
 # Idempotent and quick when everything is present (no apt-get call at all then).
 #
 #   node              the JavaScript runtime the pool runs (Debian package `nodejs`)
+#   npm               installs the e2e Node.js client's dependencies (tests/e2e/node_client)
 #   libseccomp.so.2   loaded by pyseccomp (ctypes) to build the seccomp filter
 set -euo pipefail
 
 missing=()
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if ! /sbin/ldconfig -p 2>/dev/null | grep -q 'libseccomp\.so\.2 '; then
     missing+=(libseccomp2)
 fi
