@@ -44,6 +44,19 @@ class Daemon:
             self._reader.join(timeout=10)
         return rc
 
+    def wait_for_log_entry(
+        self, msg: str, timeout_s: float = 10.0, **fields: object
+    ) -> dict[str, Any]:
+        """The first log entry with this message and these field values."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            for entry in list(self.logs):
+                if entry.get("msg") == msg and all(entry.get(k) == v for k, v in fields.items()):
+                    return entry
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no log {msg!r} with {fields} within {timeout_s}s")
+            time.sleep(0.02)
+
     def wait_for_log(self, msg: str, timeout_s: float = 30.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
