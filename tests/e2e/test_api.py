@@ -91,7 +91,7 @@ def test_javascript_script(client: Client) -> None:
         ),
         (
             "python",
-            "print('x' * 5000)",
+            "while True: print('x' * 1000)",
             Limits(max_output_bytes=1000),
             Verdict.OUTPUT_LIMIT,
             None,
