@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import pool_command
+from bench import e2e_command, pool_command
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,6 +18,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     pool_command.add_arguments(pool)
     pool.set_defaults(func=pool_command.run)
+    e2e = sub.add_parser(
+        "e2e",
+        help="sandboxd serve over gRPC vs the same service with bwrap per request; "
+        "p50/p99 and throughput at 1-8 clients",
+        description=e2e_command.__doc__,
+    )
+    e2e_command.add_arguments(e2e)
+    e2e.set_defaults(func=e2e_command.run)
     args = parser.parse_args(argv)
     return int(args.func(args))
 
