@@ -6,6 +6,9 @@ Ordering is asserted with events (a callback that cancels the run it observes), 
 
 from __future__ import annotations
 
+import contextlib
+import os
+import random
 import threading
 import time
 
@@ -138,16 +141,20 @@ def test_on_start_raising_propagates_and_nothing_runs(pool: Pool) -> None:
 
 
 def sandboxed(marker: str) -> list[psutil.Process]:
+    """Our descendants (zygote -> worker -> its children) with `marker` as an argument: other
+    sessions on this machine may run the same test."""
     found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        if marker in (proc.info["cmdline"] or []):
-            found.append(proc)
+    for proc in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if marker in proc.cmdline():
+                found.append(proc)
     return found
 
 
 @BOTH
 def test_cancel_while_running_kills_every_process(pool: Pool, runtime: Runtime) -> None:
-    marker = "987.654"  # a sleep child with this argument must be gone afterwards
+    # A sleep child with this (unique) argument must be gone afterwards.
+    marker = f"{os.getpid()}.{random.randrange(10**6):06d}"
     code = {
         PY: (
             "import subprocess, time\n"
@@ -165,7 +172,11 @@ def test_cancel_while_running_kills_every_process(pool: Pool, runtime: Runtime) 
     alive_when_cancelled: list[int] = []
 
     def on_output(stream: Stream, chunk: bytes) -> None:
-        alive_when_cancelled.extend(p.pid for p in sandboxed(marker))
+        # The parent's spawn returns once the exec began; its arguments show a moment later.
+        deadline = time.monotonic() + 5
+        while not (found := sandboxed(marker)) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        alive_when_cancelled.extend(p.pid for p in found)
         cancel.set()
 
     outcome = pool.execute(
