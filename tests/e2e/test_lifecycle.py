@@ -332,7 +332,9 @@ def test_a_broken_runtime_is_not_serving_and_unavailable(own_daemon: list[Daemon
     daemon = start(["--node", "/nonexistent/node"])
     own_daemon.append(daemon)
     address = daemon.address
-    assert wait_for_health(address, JAVASCRIPT_SERVICE, NOT_SERVING) == NOT_SERVING
+    assert wait_for_health(address, JAVASCRIPT_SERVICE, NOT_SERVING) == NOT_SERVING, "".join(
+        daemon.raw_stderr[-30:]
+    )
     assert health_status(address, PYTHON_SERVICE) == SERVING
     assert health_status(address, "") == NOT_SERVING  # not every runtime is serving
 

@@ -1,0 +1,213 @@
+"""Starting the real daemon: bad settings are refused before anything starts (exit 2, one
+message per problem), zero-config warns, and it serves on a unix socket and over TLS."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+
+import pytest
+
+from sandboxd_client import NO_RETRY, Client, Tls, Unavailable, Verdict
+
+from .daemon import Daemon, spawn, start
+
+EXIT_TIMEOUT_S = 30.0
+
+
+def refused(args: Sequence[str], env: Mapping[str, str] | None = None) -> tuple[int, list[str]]:
+    """Run `sandboxd serve ARGS` that must exit by itself; (status, its error lines)."""
+    daemon = spawn(args, env)
+    try:
+        rc = daemon.proc.wait(EXIT_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        daemon.stop()
+        raise AssertionError(
+            f"`sandboxd serve {' '.join(args)}` started instead of refusing"
+        ) from None
+    assert daemon._reader is not None
+    daemon._reader.join(timeout=10)
+    lines = [line.rstrip("\n") for line in daemon.raw_stderr]
+    assert daemon.logs == [], "it logged (so started something) before refusing"
+    return rc, [line for line in lines if line]
+
+
+@pytest.fixture()
+def tmp() -> Iterator[str]:
+    with tempfile.TemporaryDirectory(prefix="sandboxd-e2e-") as path:
+        yield path
+
+
+def stopped(daemon: Daemon) -> None:
+    if daemon.proc.poll() is None:
+        try:
+            daemon.stop()
+        except Exception:
+            daemon.proc.kill()
+            daemon.proc.wait()
+
+
+# -- 5. startup validation ---------------------------------------------------------------------
+
+
+def test_all_interfaces_without_tenants_is_refused() -> None:
+    rc, lines = refused(["--listen", "0.0.0.0:0"])
+    assert rc == 2
+    assert len(lines) == 1, lines
+    line = lines[0]
+    assert line.startswith("sandboxd serve: error: --listen: refusing to serve 0.0.0.0:0"), line
+    assert "without a tenants file" in line
+    assert "`sandboxd tenants add" in line
+
+
+def test_a_non_integer_flag_is_named() -> None:
+    rc, lines = refused(["--listen", "127.0.0.1:0", "--max-message-bytes", "abc"])
+    assert rc == 2
+    assert lines == ["sandboxd serve: error: --max-message-bytes: 'abc' is not an integer"]
+
+
+def test_a_bad_environment_variable_is_named() -> None:
+    rc, lines = refused(["--listen", "127.0.0.1:0"], {"SANDBOXD_WARM_WORKERS": "-1"})
+    assert rc == 2
+    assert lines == ["sandboxd serve: error: SANDBOXD_WARM_WORKERS: -1 is out of range [0, 256]"]
+
+
+def test_a_flag_wins_over_its_environment_variable() -> None:
+    rc, lines = refused(
+        ["--listen", "127.0.0.1:0", "--warm-workers", "300"], {"SANDBOXD_WARM_WORKERS": "1"}
+    )
+    assert rc == 2
+    assert lines == ["sandboxd serve: error: --warm-workers: 300 is out of range [0, 256]"]
+
+
+def test_a_missing_tenants_file_is_named(tmp: str) -> None:
+    missing = os.path.join(tmp, "missing.toml")
+    rc, lines = refused(["--listen", "127.0.0.1:0", "--tenants", missing])
+    assert rc == 2
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"sandboxd serve: error: --tenants: {missing!r} does not exist")
+    assert "sandboxd tenants add" in lines[0]
+
+
+def test_every_bad_value_is_reported(tmp: str) -> None:
+    missing = os.path.join(tmp, "missing.toml")
+    rc, lines = refused(
+        ["--listen", "127.0.0.1:0", "--max-message-bytes", "abc", "--drain-grace", "soon"],
+        {"SANDBOXD_WARM_WORKERS": "-1", "SANDBOXD_TENANTS": missing},
+    )
+    assert rc == 2
+    assert len(lines) == 4, lines
+    assert all(line.startswith("sandboxd serve: error: ") for line in lines), lines
+    text = "\n".join(lines)
+    for name in ("--max-message-bytes", "--drain-grace", "SANDBOXD_WARM_WORKERS"):
+        assert f"error: {name}: " in text, (name, lines)
+    assert f"error: SANDBOXD_TENANTS: {missing!r} does not exist" in text
+
+
+def test_zero_config_warns_about_the_keyless_tenant(zero_daemon: Daemon) -> None:
+    warnings = [
+        entry
+        for entry in zero_daemon.logs
+        if entry.get("level") == "WARNING" and "keyless tenant 'default'" in entry.get("msg", "")
+    ]
+    assert len(warnings) == 1, zero_daemon.logs[:5]
+    assert warnings[0]["tenant"] == "default"
+    assert "sandboxd tenants add" in warnings[0]["msg"]
+    listening = zero_daemon.wait_for_log("listening")
+    assert listening["zero_config"] is True
+    assert zero_daemon.log_messages().index(warnings[0]["msg"]) < (
+        zero_daemon.log_messages().index("listening")
+    )
+
+
+# -- 6. unix socket ----------------------------------------------------------------------------
+
+
+def test_unix_socket(tmp: str) -> None:
+    path = os.path.join(tmp, "s.sock")
+    daemon = start(["--listen", f"unix:{path}"])
+    try:
+        assert daemon.address == f"unix:{path}"
+        assert stat.S_ISSOCK(os.lstat(path).st_mode)
+        with Client(f"unix:{path}") as c:
+            result = c.execute("python", "print(6 * 7)", timeout_s=30)
+        assert result.verdict is Verdict.OK
+        assert result.stdout == b"42\n"
+        assert daemon.stop() == 0, "".join(daemon.raw_stderr[-20:])
+    finally:
+        stopped(daemon)
+    assert not os.path.lexists(path)
+
+
+def test_a_stale_socket_is_replaced(tmp: str) -> None:
+    import socket
+
+    path = os.path.join(tmp, "s.sock")
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(path)
+    stale.close()  # the file remains, nobody listens: what a crashed daemon leaves
+    daemon = start(["--listen", f"unix:{path}"])
+    try:
+        with Client(f"unix:{path}") as c:
+            assert c.execute("python", "print('hi')", timeout_s=30).stdout == b"hi\n"
+        assert daemon.stop() == 0, "".join(daemon.raw_stderr[-20:])
+    finally:
+        stopped(daemon)
+    assert not os.path.lexists(path)
+
+
+# -- 7. TLS ------------------------------------------------------------------------------------
+
+
+def self_signed(tmp: str) -> tuple[str, str]:
+    cert = os.path.join(tmp, "cert.pem")
+    key = os.path.join(tmp, "key.pem")
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+            "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
+            "-days", "1", "-keyout", key, "-out", cert,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )  # fmt: skip
+    return cert, key
+
+
+def test_tls(tmp: str) -> None:
+    cert, key = self_signed(tmp)
+    with open(cert, "rb") as f:
+        cert_pem = f.read()
+    daemon = start(["--tls-cert", cert, "--tls-key", key])
+    try:
+        assert daemon.wait_for_log("listening")["tls"] is True
+        tls = Tls(root_certificates=cert_pem, server_name_override="localhost")
+        with Client(daemon.address, tls=tls) as c:
+            result = c.execute("python", "print('over tls')", timeout_s=30)
+        assert result.verdict is Verdict.OK
+        assert result.stdout == b"over tls\n"
+
+        with Client(daemon.address, retry=NO_RETRY) as plain, pytest.raises(Unavailable):
+            plain.execute("python", "print('in clear')", timeout_s=10)
+        # and a TLS client that does not trust the certificate
+        with (
+            Client(
+                daemon.address, tls=Tls(server_name_override="localhost"), retry=NO_RETRY
+            ) as untrusting,
+            pytest.raises(Unavailable),
+        ):
+            untrusting.execute("python", "print('untrusted')", timeout_s=10)
+        assert daemon.stop() == 0, "".join(daemon.raw_stderr[-20:])
+    finally:
+        stopped(daemon)
+
+
+def test_tls_cert_without_key_is_refused(tmp: str) -> None:
+    cert, _key = self_signed(tmp)
+    rc, lines = refused(["--listen", "127.0.0.1:0", "--tls-cert", cert])
+    assert rc == 2
+    assert lines == ["sandboxd serve: error: --tls-cert and --tls-key must be given together"]
