@@ -202,8 +202,19 @@ class ZygoteClient:
         elif op == "exited":
             with self._lock:
                 finished = self._exits.pop(int(message["pid"]), None)
+                # A child that died before the zygote reported it spawned: its spawn() caller
+                # is still waiting and would wait forever (keeping the pool's spawning count up,
+                # so a broken runtime would never be seen failing to boot).
+                unreported = (
+                    None
+                    if message.get("reported_spawned", True)
+                    else self._pending.pop(int(message.get("spawn_id", 0)), None)
+                )
             if finished is not None:
                 finished.set_result(message)
+            if unreported is not None and not unreported.done():
+                reason = message.get("boot_error") or f"exit status {message.get('status')}"
+                unreported.set_exception(RuntimeError(f"worker died before it booted: {reason}"))
         for fd in fds if op != "spawned" else ():
             os.close(fd)
 
