@@ -5,7 +5,14 @@ JavaScript. See README.md ("Embedding the pool") and ../shared DESIGN.md.
 """
 
 from .config import PoolConfig
-from .errors import Cancelled, InvalidRequest, PoolClosed, RuntimeUnavailable, SandboxError
+from .errors import (
+    Cancelled,
+    InvalidRequest,
+    JailModeError,
+    PoolClosed,
+    RuntimeUnavailable,
+    SandboxError,
+)
 from .pool import Pool
 from .types import (
     CEILING_LIMITS,
@@ -28,6 +35,7 @@ __all__ = [
     "Cancelled",
     "ExecutionRequest",
     "InvalidRequest",
+    "JailModeError",
     "Limits",
     "Mode",
     "Outcome",

@@ -8,6 +8,7 @@ import sys
 from dataclasses import dataclass, field
 
 from .jail.cgroups import CgroupSetup
+from .jail.mode import MODES, JailMode
 from .jail.policy import SANDBOX_UID, WORK_DIR, Bind, JailPlan, RlimitPlan, RuntimePlan
 from .types import CEILING_LIMITS, DEFAULT_LIMITS, Limits, Runtime
 
@@ -44,11 +45,16 @@ class PoolConfig:
     max_files_bytes: int = 64 * 1024 * 1024  # sum of all request files
     max_files: int = 1000
     readonly_binds: tuple[str, ...] = ()  # extra host paths bound read-only (a package layer)
-    uid_base: int = 3_000_000  # outside uid of worker slot n is uid_base + n
+    # "auto": "root" when the engine holds CAP_SYS_ADMIN and CAP_SETUID in the initial user
+    # namespace, else "subuid" (workers map to the daemon user's /etc/subuid and /etc/subgid
+    # ranges through newuidmap/newgidmap). See jail/mode.py and README "The two jail modes".
+    jail_mode: str = "auto"
+    uid_base: int = 3_000_000  # root mode: outside uid (and gid) of worker slot n is uid_base + n
     cpu_cores_per_worker: float = 1.0  # cgroup CPU quota of one worker; 0: unlimited
     boot_memory_bytes: int = 512 * 1024 * 1024  # memory cap of a warm worker before its request
     # Python workers are forked from a warm, jailed `python -I -S` template (no interpreter
     # start per worker) rather than exec'd one by one. Node is always exec'd (V8 cannot fork).
+    # Root mode only: in subuid mode Python workers are always exec'd (logged at start).
     python_template: bool = True
 
     def __post_init__(self) -> None:
@@ -58,6 +64,13 @@ class PoolConfig:
             raise ValueError("max_concurrent_executions must be >= 1")
         if not self.runtimes:
             raise ValueError("runtimes must name at least one runtime")
+        if self.jail_mode not in MODES:
+            raise ValueError(f"jail_mode must be one of {', '.join(MODES)}")
+
+    @property
+    def worker_slots_needed(self) -> int:
+        """Workers that can exist at once: the warm ones plus those running executions."""
+        return len(self.runtimes) * self.warm_workers_per_runtime + self.max_concurrent_executions
 
     def limits_for(self, requested: Limits) -> Limits:
         return requested.merged_over(self.default_limits)
@@ -105,7 +118,7 @@ _PASSWD = (
 _GROUP = f"root:x:0:\nsandbox:x:{SANDBOX_UID}:\n"
 
 
-def build_jail_plan(config: PoolConfig, cgroups: CgroupSetup) -> JailPlan:
+def build_jail_plan(config: PoolConfig, cgroups: CgroupSetup, mode: JailMode) -> JailPlan:
     common = [Bind(p) for p in ("/usr/bin", "/usr/lib", "/usr/lib64", "/usr/share/zoneinfo")]
     common += [Bind(p) for p in ("/etc/ssl", "/etc/alternatives") if os.path.isdir(p)]
     common += [Bind(p, is_dir=os.path.isdir(p)) for p in config.readonly_binds]
@@ -127,7 +140,7 @@ def build_jail_plan(config: PoolConfig, cgroups: CgroupSetup) -> JailPlan:
         symlinks=symlinks,
         boot_dir=BOOT_DIR,
         jail_dir=JAIL_DIR,
-        python_template=config.python_template,
+        python_template=config.python_template and mode.mode == "root",
         etc_files={
             "passwd": _PASSWD,
             "group": _GROUP,
@@ -143,10 +156,12 @@ def build_jail_plan(config: PoolConfig, cgroups: CgroupSetup) -> JailPlan:
             fsize_bytes=config.ceiling_limits.tmpfs_bytes,
             data_bytes=fallback_memory,
         ),
-        uid_base=config.uid_base,
-        uid_slots=4096,
+        uid_base=mode.uid_base,
+        uid_slots=mode.slots,
         cgroup_parent=dict(cgroups.parents),
         cgroup_version=cgroups.version,
         boot_memory_bytes=config.boot_memory_bytes,
         boot_pids=config.ceiling_limits.max_processes,
+        jail_mode=mode.mode,
+        gid_base=mode.gid_base,
     )

@@ -4,7 +4,9 @@ SandboxError
 ├── InvalidRequest       the request itself is bad; `.field` names the offending field
 ├── PoolClosed           execute() after close() (or while draining)
 ├── Cancelled            the cancel event was set while the request waited for a worker
-└── RuntimeUnavailable   the runtime is unhealthy (boot keeps failing) or no worker in time
+├── RuntimeUnavailable   the runtime is unhealthy (boot keeps failing) or no worker in time
+└── JailModeError        Pool() at start: the jail mode cannot work here (the message says
+                         what the operator must grant: a subuid line, the uidmap package)
 """
 
 from __future__ import annotations
@@ -34,3 +36,7 @@ class RuntimeUnavailable(SandboxError):
         super().__init__(f"runtime {runtime} unavailable: {reason}")
         self.runtime = runtime
         self.reason = reason
+
+
+class JailModeError(SandboxError):
+    """The configured or detected jail mode cannot work on this machine (raised by Pool())."""

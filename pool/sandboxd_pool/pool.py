@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, replace
 
 from .config import PoolConfig, build_jail_plan
 from .errors import Cancelled, PoolClosed, RuntimeUnavailable
+from .jail import mode as jail_mode
 from .jail.cgroups import CgroupSetup
 from .types import ExecutionRequest, Outcome, Runtime, RuntimeHealth, Started, Stream, Verdict
 from .validation import validate
@@ -73,7 +74,23 @@ class Pool:
             log.warning(self.cgroup_warning)
         else:
             self.cgroup_warning = ""
-        self._plan = build_jail_plan(self.config, self.cgroups)
+        self.jail_mode = jail_mode.resolve(
+            self.config.jail_mode, self.config.uid_base, self.config.worker_slots_needed
+        )
+        log.info(
+            "sandboxd: jail mode %s (%s): worker slot n runs as host uid %d+n, gid %d+n, %d slots",
+            self.jail_mode.mode,
+            self.jail_mode.why,
+            self.jail_mode.uid_base,
+            self.jail_mode.gid_base,
+            self.jail_mode.slots,
+        )
+        if self.jail_mode.mode == "subuid" and self.config.python_template:
+            log.info(
+                "sandboxd: subuid mode: the Python template is off (it needs host root to "
+                "build its jail root); Python workers are exec'd one by one like Node"
+            )
+        self._plan = build_jail_plan(self.config, self.cgroups, self.jail_mode)
         self._zygote = ZygoteClient(self.config, self._plan)
         self._zygote.start()
         self._lock = threading.Condition()

@@ -131,7 +131,7 @@ class Worker:
         cg = self.spawned.cgroup
         if cg is not None:
             cg.set_limits(limits.memory_bytes, limits.max_processes, self.cpu_cores)
-        mounts.resize_scratch(self.pid, limits.tmpfs_bytes)
+        mounts.resize_scratch(self.pid, limits.tmpfs_bytes, self.spawned.scratch_fs)
         proc_cpu_us = _proc_cpu_us(self.pid)
         cpu_s = (proc_cpu_us // 1_000_000) + (limits.cpu_time_ms + 999) // 1000 + 1
         rlimits.limit_running_worker(
@@ -322,7 +322,7 @@ class Worker:
                 return
             self._closed = True
         sp = self.spawned
-        for fd in (sp.pidfd, sp.stdout, sp.stderr, sp.control, self.mount_ns_fd):
+        for fd in (sp.pidfd, sp.stdout, sp.stderr, sp.control, self.mount_ns_fd, sp.scratch_fs):
             with contextlib.suppress(OSError):
                 os.close(fd)
 

@@ -48,6 +48,7 @@ class SpawnedWorker:
     stderr: int
     control: int
     exit_report: Future[dict[str, Any]]
+    scratch_fs: int = -1  # subuid mode: fs context of the worker's scratch tmpfs (resize)
 
 
 class ZygoteClient:
@@ -188,6 +189,7 @@ class ZygoteClient:
                 stderr=fds[3],
                 control=fds[4],
                 exit_report=exit_future,
+                scratch_fs=fds[5] if len(fds) > 5 else -1,
             )
             if future is None or not future.set_running_or_notify_cancel():
                 for fd in fds:

@@ -5,6 +5,8 @@ programs once, then loops over four kinds of event:
 
     requests from the pool     spawn a worker: clone into new namespaces, map its uid, put it
                                in its cgroup, release it; hand the pool its fds
+                               (subuid mode: the map is written by newuidmap/newgidmap, run
+                               without waiting and reaped like the workers)
     worker setup sockets       the child's seccomp listener fd arrives (or its setup error)
     seccomp listeners          a worker made a blocked syscall: record the name, kill it
     SIGCHLD                    reap: read wait status, rusage and cgroup facts, remove the
@@ -28,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import zygote_protocol as proto
-from ..jail import mounts, namespaces, seccomp
+from ..jail import mode, mounts, namespaces, seccomp
 from ..jail.cgroups import CgroupSetup, WorkerCgroup
 from ..jail.enter import enter_and_exec, jail_extra_binds
 from ..jail.policy import SANDBOX_UID, JailPlan
@@ -49,6 +51,7 @@ class Child:
     spawn_id: int = 0
     reported_spawned: bool = False
     pool_fds: list[int] = field(default_factory=list)
+    map_helpers: dict[int, int] = field(default_factory=dict)  # subuid: helper pid -> stderr fd
 
 
 class Zygote:
@@ -67,6 +70,7 @@ class Zygote:
             else None
         )
         self.children: dict[int, Child] = {}
+        self.map_helpers: dict[int, Child] = {}  # subuid mode: newuidmap/newgidmap pid -> child
         self.free_slots = list(range(plan.uid_slots - 1, -1, -1))
         self.seq = 0
         self.template: tuple[int, socket.socket] | None = None  # (pid, socket) once started
@@ -191,7 +195,7 @@ class Zygote:
                     pid = self.template_spawn(self.plan.uid_base + slot, child_fds, entry_fds)
                 else:
                     pid = self.exec_spawn(
-                        runtime_name, self.plan.uid_base + slot, child_fds, entry_fds
+                        runtime_name, self.plan.outside_ids(slot)[0], child_fds, entry_fds
                     )
             finally:
                 for fd in entry_fds:
@@ -226,7 +230,11 @@ class Zygote:
     def exec_spawn(
         self, runtime_name: str, uid: int, fds: tuple[int, ...], entry_fds: list[int]
     ) -> int:
-        pid = namespaces.clone_into_namespaces()
+        pid = namespaces.clone_into_namespaces(
+            namespaces.SUBUID_WORKER_CLONE_FLAGS
+            if self.plan.subuid
+            else namespaces.WORKER_CLONE_FLAGS
+        )
         if pid == 0:
             enter_and_exec(
                 self.plan,
@@ -328,19 +336,29 @@ class Zygote:
     def on_setup_message(self, child: Child) -> None:
         assert child.setup is not None
         try:
-            data, fds, _, _ = socket.recv_fds(child.setup, 4096, 1)
+            data, fds, _, _ = socket.recv_fds(child.setup, 4096, 2)
         except OSError:
             data, fds = b"", []
         if data == b"map":
+            uid, gid = self.plan.outside_ids(child.slot)
             try:
-                namespaces.write_id_maps(child.pid, SANDBOX_UID, self.plan.uid_base + child.slot)
-                child.setup.send(b"mapped")
+                if self.plan.subuid:
+                    helpers = namespaces.start_id_map_helpers(
+                        child.pid, SANDBOX_UID, uid, gid, (mode.NEWUIDMAP, mode.NEWGIDMAP)
+                    )
+                    for helper, stderr in helpers:
+                        child.map_helpers[helper] = stderr
+                        self.map_helpers[helper] = child
+                else:
+                    namespaces.write_id_maps(child.pid, SANDBOX_UID, uid)
+                    child.setup.send(b"mapped")
             except OSError as e:
                 child.boot_error = f"writing the uid map: {e}"
                 self.kill(child)
             return
         if data == b"ok" and fds:
             child.listener = fds[0]
+            child.pool_fds += fds[1:]  # subuid mode: the scratch fs context, for the pool
             self.report_spawned(child)
             return
         for fd in fds:
@@ -398,6 +416,9 @@ class Zygote:
                 return
             if pid == 0:
                 return
+            if pid in self.map_helpers:
+                self.on_map_helper_exit(self.map_helpers.pop(pid), pid, status)
+                continue
             if self.template is not None and pid == self.template[0]:
                 print(f"sandboxd zygote: python template exited ({status})", file=sys.stderr)
                 self.stop_template()
@@ -406,6 +427,30 @@ class Zygote:
             if child is None:
                 continue
             self.finish(child, status, rusage)
+
+    def on_map_helper_exit(self, child: Child, helper: int, status: int) -> None:
+        """Subuid mode: newuidmap or newgidmap is done. Both succeeded: release the child."""
+        stderr = child.map_helpers.pop(helper, -1)
+        if stderr < 0:
+            return  # the child was reaped first: its fds are closed
+        try:
+            said = os.read(stderr, 4096).decode(errors="replace").strip()
+        except OSError:
+            said = ""
+        finally:
+            os.close(stderr)
+        if self.children.get(child.pid) is not child:
+            return
+        if os.waitstatus_to_exitcode(status) != 0:
+            if not child.boot_error:
+                name = "newuidmap/newgidmap"
+                child.boot_error = f"{name} failed ({os.waitstatus_to_exitcode(status)}): {said}"
+            self.kill(child)
+        elif not child.map_helpers and not child.boot_error and child.setup is not None:
+            try:
+                child.setup.send(b"mapped")
+            except OSError:
+                self.kill(child)
 
     def finish(self, child: Child, status: int, rusage: Any) -> None:
         facts: dict[str, int] = {}
@@ -426,6 +471,10 @@ class Zygote:
                     if data.startswith(b"err "):
                         child.boot_error = data[4:].decode(errors="replace")
             child.setup.close()
+        for helper, stderr in child.map_helpers.items():
+            self.map_helpers.pop(helper, None)  # reaped later as a stranger
+            os.close(stderr)
+        child.map_helpers.clear()
         for fd in (child.listener, child.pidfd, *child.pool_fds):
             if fd >= 0:
                 with contextlib.suppress(OSError):
@@ -465,6 +514,7 @@ class Zygote:
 def main() -> None:
     plan = JailPlan.from_json(sys.stdin.read())
     pool = socket.socket(fileno=int(sys.argv[1]))  # the pool's end: the fd number is argv[1]
+    pool.set_inheritable(False)  # never handed to the helpers the zygote runs (newuidmap)
     started = time.monotonic()
     zygote = Zygote(plan, pool)
     print(

@@ -11,10 +11,20 @@ confine(), in order: wait for the zygote's "go"; cgroup (the child moves itself 
 IPC, UTS and cgroup namespaces; its private mounts (scratch tmpfs, a fresh /proc) as real root;
 hostname; user namespace (mapped by the zygote); fds; rlimits; capabilities; no_new_privs;
 seccomp (whose listener goes to the zygote).
+
+Subuid mode (jail/mode.py; exec path only): the zygote clones the child with CLONE_NEWUSER |
+CLONE_NEWPID, so the user namespace comes first and owns the PID namespace. The child waits for
+"go", moves into its cgroup (if any), asks for its map ("map": the zygote runs newuidmap and
+newgidmap, SANDBOX_UID -> a subordinate id of the slot) and waits for "mapped"; then, holding
+every capability inside its own user namespace, it unshares mount, net, IPC, UTS and cgroup,
+builds its root (sources opened as the daemon user, then it becomes the sandbox user, keeping
+the namespace's capabilities; /proc mounted before the old root is detached), its scratch
+tmpfs, hostname; then fds, rlimits, capabilities, no_new_privs, seccomp exactly as above.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
 from collections.abc import Mapping
@@ -41,15 +51,26 @@ def enter_and_exec(
     """Never returns: execs the runtime, or reports the error on `setup` and exits 127."""
     report = [setup]
     try:
-        _leave_the_zygotes_world(setup, cgroup_fds)
+        if plan.subuid:
+            _enter_own_user_namespace(setup, cgroup_fds)
+        else:
+            _leave_the_zygotes_world(setup, cgroup_fds)
         mounts.build_root(
             binds=plan.common_binds + runtime.binds,
             extra_binds=jail_extra_binds(plan),
             masked_dirs=runtime.masked_dirs,
             symlinks=plan.symlinks,
             etc_files=plan.etc_files,
+            become=_become_sandbox_user if plan.subuid else None,
+            mount_proc=plan.subuid,
         )
-        _confine(plan.scratch_bytes, plan.rlimits, bpf, outside_uid, fds, setup, report)
+        if plan.subuid:
+            mounts.mount_private(plan.scratch_bytes, SANDBOX_UID, proc=False)
+            namespaces.set_hostname(SANDBOX_HOSTNAME)
+            scratch = mounts.pick_scratch()  # for the pool's per-request resize
+            _lock_down(plan.rlimits, bpf, fds, setup, report, scratch)
+        else:
+            _confine(plan.scratch_bytes, plan.rlimits, bpf, outside_uid, fds, setup, report)
         os.execve(runtime.argv[0], list(runtime.argv), dict(runtime.env))
     except BaseException as e:
         _die(report[0], e)
@@ -84,6 +105,26 @@ def _leave_the_zygotes_world(setup: int, cgroup_fds: tuple[int, ...]) -> None:
     namespaces.unshare(namespaces.CHILD_UNSHARE_FLAGS)
 
 
+def _enter_own_user_namespace(setup: int, cgroup_fds: tuple[int, ...]) -> None:
+    """Subuid mode: the child was cloned into its own user and PID namespaces. Once released,
+    join the cgroup, have the zygote map the sandbox ids, then (with every capability in the
+    new user namespace) make the mount, net, IPC, UTS and cgroup namespaces."""
+    namespaces.set_parent_death_signal()
+    _wait_for(setup, b"go")
+    cgroups.enter_self(cgroup_fds)
+    os.write(setup, b"map")
+    _wait_for(setup, b"mapped")
+    namespaces.unshare(namespaces.CHILD_UNSHARE_FLAGS)
+
+
+def _become_sandbox_user() -> None:
+    """Subuid mode: take the mapped ids. Our old ids (the daemon's) are unmapped in this
+    namespace, so the switch keeps the namespace's capabilities (dropped in _lock_down)."""
+    os.setgroups([])
+    os.setresgid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID)
+    os.setresuid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID)
+
+
 def _confine(
     scratch_bytes: int,
     rlimits_plan: RlimitPlan,
@@ -100,16 +141,33 @@ def _confine(
     namespaces.unshare(namespaces.CLONE_NEWUSER)
     os.write(setup, b"map")
     _wait_for(setup, b"mapped")
-    _install_fds(fds, setup)
+    _lock_down(rlimits_plan, bpf, fds, setup, report)
+
+
+def _lock_down(
+    rlimits_plan: RlimitPlan,
+    bpf: bytes,
+    fds: tuple[int, int, int, int],
+    setup: int,
+    report: list[int],
+    scratch: int = -1,
+) -> None:
+    """fds, rlimits, drop every capability, no_new_privs, seccomp last. The zygote gets the
+    seccomp listener (and the scratch fs context, subuid mode); the worker keeps neither."""
+    if scratch >= 0:  # kept out of _install_fds' close, above the fds it installs
+        scratch = _move_above(scratch, WORKER_FDS + 1)
+    _install_fds(fds, setup, keep=scratch)
     report[0] = WORKER_FDS
     rlimits.apply_boot_rlimits(rlimits_plan)
     capabilities.drop_all_and_become(SANDBOX_UID, SANDBOX_UID)
     capabilities.set_no_new_privs()
     listener = seccomp.load_filter(bpf)
     setup_sock = socket.socket(fileno=WORKER_FDS)
-    socket.send_fds(setup_sock, [b"ok"], [listener])
+    socket.send_fds(setup_sock, [b"ok"], [listener] if scratch < 0 else [listener, scratch])
     setup_sock.detach()
     os.close(listener)
+    if scratch >= 0:
+        os.close(scratch)
 
 
 def _die(report_fd: int, e: BaseException) -> None:
@@ -124,9 +182,23 @@ def _wait_for(setup: int, word: bytes) -> None:
         raise RuntimeError(f"zygote did not send {word.decode()!r}")
 
 
-def _install_fds(fds: tuple[int, int, int, int], setup: int) -> None:
-    """Worker fds to 0..3, the setup socket to 4 (close-on-exec); close everything else."""
+def _install_fds(fds: tuple[int, int, int, int], setup: int, keep: int = -1) -> None:
+    """Worker fds to 0..3, the setup socket to 4 (close-on-exec); close everything else but
+    `keep` (close-on-exec, above 4)."""
     staged = [os.dup(fd) for fd in (*fds, setup)]
     for target, fd in enumerate(staged):
         os.dup2(fd, target, inheritable=target < WORKER_FDS)
-    os.closerange(WORKER_FDS + 1, 1 << 20)
+    if keep < 0:
+        os.closerange(WORKER_FDS + 1, 1 << 20)
+    else:
+        os.closerange(WORKER_FDS + 1, keep)
+        os.closerange(keep + 1, 1 << 20)
+
+
+def _move_above(fd: int, floor: int) -> int:
+    """The same open file on a close-on-exec fd >= floor (_install_fds only writes below it)."""
+    if fd >= floor:
+        return fd
+    moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, floor)
+    os.close(fd)
+    return moved

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from ._libc import SYS_pivot_root, check, libc
 from .policy import WORK_DIR, Bind
@@ -31,10 +31,14 @@ MNT_DETACH = 0x2
 
 # statvfs f_flag bits that are locked on mounts inherited into a user namespace: a read-only
 # remount of a bind must keep them or the kernel refuses it.
+MS_NOATIME = 0x400
+MS_NODIRATIME = 0x800
 _ST_LOCKED = {
     os.ST_NOSUID: MS_NOSUID,
     os.ST_NODEV: MS_NODEV,
     os.ST_NOEXEC: MS_NOEXEC,
+    os.ST_NOATIME: MS_NOATIME,  # atime flags are locked too (a relatime mount needs nothing)
+    os.ST_NODIRATIME: MS_NODIRATIME,
 }
 
 NEW_ROOT = "/tmp"  # any existing directory: the new root tmpfs is mounted over it, privately
@@ -100,13 +104,20 @@ def build_root(
     masked_dirs: Iterable[str],
     symlinks: Mapping[str, str],
     etc_files: Mapping[str, str],
+    become: Callable[[], None] | None = None,
+    mount_proc: bool = False,
 ) -> None:
     """Build the jail's read-only filesystem and pivot into it (see mount_private for the rest).
 
-    Runs as real root in a fresh mount namespace that belongs to the host's user namespace,
-    before the process enters its own user namespace: the mounts are then locked for the
-    program (it holds no capability over that mount namespace, even as root of its own user
+    Root mode: runs as real root in a fresh mount namespace that belongs to the host's user
+    namespace, before the process enters its own user namespace: the mounts are then locked for
+    the program (it holds no capability over that mount namespace, even as root of its own user
     namespace), and host paths such as a pyenv prefix under /root (0700) can be bound.
+    Subuid mode: runs in the worker's own user namespace (full capabilities there, none over
+    host files): the sources are opened first with the daemon user's file access, then
+    `become()` switches to the mapped sandbox ids (files the jail creates need an owner the
+    namespace knows), and with `mount_proc` the fresh /proc is mounted before the old root is
+    detached (after it, the kernel refuses proc in a user namespace: EPERM).
     `extra_binds` maps jail paths to host directories (the bootstraps)."""
     mount(None, "/", None, MS_REC | MS_PRIVATE)
     # Every source is opened before the new root is mounted over NEW_ROOT, which may hide
@@ -120,6 +131,8 @@ def build_root(
             sources.append((fd, bind.path, bind.is_dir))
     for jail_path, host_path in extra_binds.items():
         sources.append((os.open(host_path, os.O_PATH | os.O_CLOEXEC), jail_path, True))
+    if become is not None:
+        become()
     root = NEW_ROOT
     mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
     for fd, jail_path, is_dir in sources:
@@ -133,6 +146,8 @@ def build_root(
     _make_etc(root, etc_files)
     for mount_point in ("/proc", WORK_DIR, "/tmp", "/dev/shm", SCRATCH):
         os.makedirs(_jail_path(root, mount_point), exist_ok=True)
+    if mount_proc:
+        mount_fresh_proc(_jail_path(root, "/proc"))
 
     old = _jail_path(root, "/.old-root")
     os.mkdir(old)
@@ -143,13 +158,20 @@ def build_root(
     mount(None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
 
 
-def mount_private(scratch_bytes: int, owner_uid: int) -> None:
+def mount_private(scratch_bytes: int, owner_uid: int, proc: bool = True) -> None:
     """The worker's own mounts, over the mount points of the read-only root: its scratch tmpfs
-    and a fresh /proc of its PID namespace. Run as real root in the worker's own mount and PID
-    namespaces (in a user namespace, a new proc could not be mounted after pivot_root)."""
+    and (root mode) a fresh /proc of its PID namespace. Root mode: run as real root in the
+    worker's own mount and PID namespaces (in a user namespace, a new proc could not be mounted
+    after pivot_root; subuid mode mounts it in build_root instead)."""
     _make_scratch(scratch_bytes, owner_uid)
-    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    if proc:
+        mount_fresh_proc("/proc")
     os.chdir(WORK_DIR)
+
+
+def mount_fresh_proc(target: str) -> None:
+    """A proc of the calling process's PID namespace (the worker's: it is its PID 1)."""
+    mount("proc", target, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
 
 def _make_scratch(scratch_bytes: int, owner_uid: int) -> None:
@@ -210,17 +232,30 @@ FSCONFIG_SET_STRING = 1
 FSCONFIG_CMD_RECONFIGURE = 7
 
 
-def resize_scratch(pid: int, size_bytes: int) -> None:
+def pick_scratch() -> int:
+    """Subuid mode, in the worker before it drops its capabilities: an fs context of its own
+    scratch tmpfs, handed to the pool (never kept). fspick needs CAP_SYS_ADMIN over the caller's
+    mount namespace, which a non-root pool lacks; the reconfigure only needs it over the
+    tmpfs's user namespace, which the pool's user owns (it created that namespace)."""
+    from ._libc import SYS_fspick
+
+    return check(libc.syscall(SYS_fspick, -100, WORK_DIR.encode(), FSPICK_CLOEXEC), "fspick")
+
+
+def resize_scratch(pid: int, size_bytes: int, picked: int = -1) -> None:
     """Set the size cap of a running worker's scratch tmpfs (/work, /tmp, /dev/shm), from outside.
 
-    fspick(2) on the worker's /work through /proc/PID/root, then reconfigure: no namespace is
-    entered, so this is safe from a multi-threaded process."""
+    Root mode: fspick(2) on the worker's /work through /proc/PID/root, then reconfigure: no
+    namespace is entered, so this is safe from a multi-threaded process. Subuid mode: `picked`
+    is the fs context the worker made (pick_scratch); it is used once and left open."""
     from ._libc import SYS_fsconfig, SYS_fspick
 
-    fd = check(
-        libc.syscall(SYS_fspick, -100, f"/proc/{pid}/root{WORK_DIR}".encode(), FSPICK_CLOEXEC),
-        "fspick",
-    )
+    fd = picked
+    if fd < 0:
+        fd = check(
+            libc.syscall(SYS_fspick, -100, f"/proc/{pid}/root{WORK_DIR}".encode(), FSPICK_CLOEXEC),
+            "fspick",
+        )
     try:
         check(
             libc.syscall(
@@ -232,4 +267,5 @@ def resize_scratch(pid: int, size_bytes: int) -> None:
             libc.syscall(SYS_fsconfig, fd, FSCONFIG_CMD_RECONFIGURE, None, None, 0), "reconfigure"
         )
     finally:
-        os.close(fd)
+        if picked < 0:
+            os.close(fd)

@@ -5,11 +5,16 @@ namespace and the zygote is its parent (it reaps it and reads the kernel's facts
 then moves itself into its cgroup and unshares the mount, net, IPC, UTS and cgroup namespaces
 (so it sees its cgroup as its root) and, once its filesystem is built, the user namespace,
 whose one-uid map the zygote writes.
+
+Subuid mode (jail/mode.py): the zygote clones with CLONE_NEWUSER | CLONE_NEWPID (the kernel
+makes the user namespace first, so it owns the PID namespace), maps it with the setuid helpers
+newuidmap/newgidmap, and the child unshares the rest from inside its user namespace.
 """
 
 from __future__ import annotations
 
 import ctypes
+import os
 import signal
 
 from ._libc import SYS_clone, check, libc, libc_gil
@@ -27,6 +32,7 @@ CLONE_NEWNET = 0x40000000
 # unshared by the child itself: creating a network namespace and copying the mount table
 # cost milliseconds, which would otherwise stall the single-threaded zygote (see enter.py).
 WORKER_CLONE_FLAGS = CLONE_NEWPID
+SUBUID_WORKER_CLONE_FLAGS = CLONE_NEWUSER | CLONE_NEWPID
 CHILD_UNSHARE_FLAGS = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP
 
 PR_SET_PDEATHSIG = 1
@@ -80,3 +86,37 @@ def write_id_maps(pid: int, inside_id: int, outside_id: int) -> None:
 def set_hostname(name: str) -> None:
     raw = name.encode()
     check(libc.sethostname(raw, len(raw)), "sethostname")
+
+
+def start_id_map_helpers(
+    pid: int, inside_id: int, outside_uid: int, outside_gid: int, helpers: tuple[str, str]
+) -> list[tuple[int, int]]:
+    """Subuid mode: start `newuidmap PID INSIDE OUTSIDE 1` and `newgidmap PID INSIDE OUTSIDE 1`
+    (absolute paths, empty environment), without waiting: the caller reaps them. Returns
+    (helper pid, read end of a pipe holding its stderr) per helper."""
+    started: list[tuple[int, int]] = []
+    try:
+        for tool, outside in zip(helpers, (outside_uid, outside_gid), strict=True):
+            r, w = os.pipe2(os.O_CLOEXEC)
+            try:
+                helper = os.posix_spawn(
+                    tool,
+                    [tool, str(pid), str(inside_id), str(outside), "1"],
+                    {},
+                    file_actions=[
+                        (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+                        (os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0),
+                        (os.POSIX_SPAWN_DUP2, w, 2),
+                    ],
+                )
+            except BaseException:
+                os.close(r)
+                raise
+            finally:
+                os.close(w)
+            started.append((helper, r))
+    except BaseException:
+        for _, r in started:
+            os.close(r)
+        raise
+    return started

@@ -50,12 +50,23 @@ class JailPlan:
     etc_files: Mapping[str, str]
     scratch_bytes: int  # size of the tmpfs behind /work, /tmp and /dev/shm at boot
     rlimits: RlimitPlan
-    uid_base: int
+    uid_base: int  # outside uid of slot 0: PoolConfig.uid_base (root), the subuid start (subuid)
     uid_slots: int
     cgroup_parent: Mapping[str, str]  # controller (or "unified") -> path of the parent cgroup
     cgroup_version: int  # 1, 2, or 0 when no cgroup is writable (rlimit fallback)
     boot_memory_bytes: int  # memory limit of a warm worker before its request arrives
     boot_pids: int
+    jail_mode: str = "root"  # "root" | "subuid" (jail/mode.py)
+    gid_base: int = -1  # outside gid of worker slot 0; -1: the same as uid_base
+
+    @property
+    def subuid(self) -> bool:
+        return self.jail_mode == "subuid"
+
+    def outside_ids(self, slot: int) -> tuple[int, int]:
+        """The host uid and gid that the sandbox user of worker `slot` maps to."""
+        gid_base = self.uid_base if self.gid_base < 0 else self.gid_base
+        return self.uid_base + slot, gid_base + slot
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -89,4 +100,6 @@ class JailPlan:
             cgroup_version=raw["cgroup_version"],
             boot_memory_bytes=raw["boot_memory_bytes"],
             boot_pids=raw["boot_pids"],
+            jail_mode=raw["jail_mode"],
+            gid_base=raw["gid_base"],
         )
