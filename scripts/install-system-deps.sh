@@ -5,11 +5,14 @@
 #   node              the JavaScript runtime the pool runs (Debian package `nodejs`)
 #   npm               installs the e2e Node.js client's dependencies (tests/e2e/node_client)
 #   libseccomp.so.2   loaded by pyseccomp (ctypes) to build the seccomp filter
+#   newuidmap         setuid helpers newuidmap/newgidmap (package `uidmap`): the pool's subuid
+#                     jail mode (a non-root daemon); tests/pool/test_subuid_mode.py runs it
 set -euo pipefail
 
 missing=()
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+{ [ -x /usr/bin/newuidmap ] && [ -x /usr/bin/newgidmap ]; } || missing+=(uidmap)
 if ! /sbin/ldconfig -p 2>/dev/null | grep -q 'libseccomp\.so\.2 '; then
     missing+=(libseccomp2)
 fi
