@@ -7,6 +7,7 @@ from sandboxd_client._proto import sandbox_pb2 as pb
 from sandboxd_pool import ExecutionRequest, InvalidRequest, Limits, Outcome, Runtime, Verdict
 from sandboxd_pool.types import Mode, Started
 
+from .jobs import MAX_IDEMPOTENCY_KEY_BYTES, Job, JobState
 from .tenants import Tenant
 
 MAX_LABELS = 64
@@ -20,6 +21,7 @@ _MODE = {
     pb.MODE_HANDLER: Mode.HANDLER,
 }
 _VERDICT = {v: getattr(pb, f"VERDICT_{v.name}") for v in Verdict}
+_STATE = {s: getattr(pb, f"EXECUTION_STATE_{s.name}") for s in JobState}
 
 
 def runtime_of(msg: pb.ExecuteRequest) -> Runtime:
@@ -58,16 +60,23 @@ def labels_of(msg: pb.ExecuteRequest) -> dict[str, str]:
     return dict(msg.labels)
 
 
-def execution_request(msg: pb.ExecuteRequest, tenant: Tenant) -> ExecutionRequest:
-    """The engine request for `msg` on behalf of `tenant`, limits clamped to its ceilings."""
+def execution_request(
+    msg: pb.ExecuteRequest, tenant: Tenant, *, submit: bool = False
+) -> ExecutionRequest:
+    """The engine request for `msg` on behalf of `tenant`, limits clamped to its ceilings.
+    `submit`: for Submit, where an idempotency key is allowed."""
     runtime = runtime_of(msg)
     mode = _MODE.get(msg.mode)
     if mode is None:
         raise InvalidRequest("mode", f"unknown mode value {msg.mode}")
     if not msg.code:
         raise InvalidRequest("code", "required (non-empty)")
-    if msg.idempotency_key:
+    if msg.idempotency_key and not submit:
         raise InvalidRequest("idempotency_key", "is for Submit only; Execute never runs twice")
+    if len(msg.idempotency_key.encode()) > MAX_IDEMPOTENCY_KEY_BYTES:
+        raise InvalidRequest(
+            "idempotency_key", f"at most {MAX_IDEMPOTENCY_KEY_BYTES} bytes (UTF-8)"
+        )
     files: dict[str, bytes] = {}
     for i, f in enumerate(msg.files):
         if f.path in files:
@@ -122,3 +131,16 @@ def started_event(started: Started) -> pb.ExecuteEvent:
             cold_start=started.cold_start,
         )
     )
+
+
+def execution_id_of(msg: pb.GetExecutionRequest | pb.CancelExecutionRequest) -> str:
+    if not msg.execution_id:
+        raise InvalidRequest("execution_id", "required: the id returned by Submit")
+    return msg.execution_id
+
+
+def execution(job: Job) -> pb.Execution:
+    msg = pb.Execution(execution_id=job.execution_id, state=_STATE[job.state])
+    if job.outcome is not None:
+        msg.response.CopyFrom(response(job.outcome))
+    return msg

@@ -10,6 +10,8 @@ place, `status_server.py`:
     Unavailable, sandboxd_pool.PoolClosed,
       sandboxd_pool.RuntimeUnavailable       UNAVAILABLE
     sandboxd_pool.errors.Cancelled           CANCELLED
+    NotFound                                 NOT_FOUND (unknown, expired or another tenant's
+                                             execution id: one message for all three)
     Unimplemented                            UNIMPLEMENTED
     anything else                            INTERNAL (the message is a request id; the log
                                              has the traceback under the same id)
@@ -39,6 +41,10 @@ class QuotaExceeded(RequestError):
 
 
 class Unavailable(RequestError):
+    pass
+
+
+class NotFound(RequestError):
     pass
 
 

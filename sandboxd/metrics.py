@@ -52,7 +52,8 @@ class Metrics:
         )
         self.queue_wait = Histogram(
             "sandboxd_queue_wait_seconds",
-            "Time a request waited for a ready worker (the signal to scale on).",
+            "Time a request waited for a ready worker, an async one counted from its Submit "
+            "(the signal to scale on).",
             ("runtime",),
             buckets=_DURATION_BUCKETS_S,
             registry=r,
@@ -109,6 +110,11 @@ class Metrics:
         )
         self.in_flight = Gauge(
             "sandboxd_executions_in_flight", "Executions running now.", registry=r
+        )
+        self.async_queued = Gauge(
+            "sandboxd_async_jobs_queued",
+            "Asynchronous executions (Submit) waiting to start on this node.",
+            registry=r,
         )
         self._boot_failures_seen: dict[str, int] = {}
 

@@ -2,8 +2,9 @@
 
 Order matters: the pool (and its zygote) starts before any gRPC thread exists (DESIGN §3).
 SIGTERM or SIGINT starts the drain: health turns NOT_SERVING, new calls get UNAVAILABLE,
-in-flight executions get `drain_grace_s` to finish (then their workers are killed), the pool
-is closed, and the process exits leaving no worker, cgroup or mount behind."""
+in-flight executions get `drain_grace_s` to finish (then their workers are killed), async
+jobs not started yet are CANCELLED (running ones share the grace), the pool is closed, and
+the process exits leaving no worker, cgroup or mount behind."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import os
 import signal
 import stat
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -22,8 +24,11 @@ from grpc_reflection.v1alpha import reflection
 
 from sandboxd_client._proto import sandbox_pb2, sandbox_pb2_grpc
 from sandboxd_pool import Pool, PoolConfig, Runtime
+from sandboxd_pool.validation import validate
 
 from .auth import Authenticator
+from .job_store import StoreLimits
+from .jobs_embedded import EmbeddedJobs
 from .metrics import Metrics
 from .quotas import ConcurrencyQuota
 from .servicer import SandboxServicer
@@ -73,7 +78,10 @@ class Running:
         self._stop_requested.set()
         self.servicer.start_draining()
         self.health.enter_graceful_shutdown()
+        deadline = time.monotonic() + grace
         self.server.stop(grace).wait()
+        if self.servicer.jobs is not None:  # async jobs still running share the grace
+            self.servicer.jobs.close(grace_s=max(0.0, deadline - time.monotonic()))
         self._poller.join(timeout=5)
         self.pool.close(grace_s=grace)
         if self._metrics_server is not None:
@@ -130,8 +138,31 @@ def start(settings: Settings) -> Running:
 
 def _start_grpc(settings: Settings, pool: Pool, auth: Authenticator) -> Running:
     metrics = Metrics(tenant_labels=settings.metrics_tenant_labels)
-    servicer = SandboxServicer(pool, auth, ConcurrencyQuota(), metrics)
-    threads = 2 * settings.max_concurrent_executions + 8  # streams use a second thread each
+    quotas = ConcurrencyQuota()
+    store_limits = StoreLimits(
+        retention_s=settings.result_retention_s,
+        max_queued_jobs=settings.max_queued_jobs,
+        max_bytes=settings.async_max_bytes,
+    )
+    long_polls = settings.max_concurrent_executions  # GetExecution calls waiting at once
+    servicer = SandboxServicer(
+        pool,
+        auth,
+        quotas,
+        metrics,
+        jobs=lambda run: EmbeddedJobs(
+            run,
+            quotas,
+            store_limits,
+            max_running=settings.max_concurrent_executions,
+            max_waiters=long_polls,
+        ),
+        validate=lambda request: validate(request, pool.config),
+    )
+    assert servicer.jobs is not None
+    metrics.async_queued.set_function(servicer.jobs.queued)
+    # streams use a second thread each; long-polls hold theirs while they wait
+    threads = 2 * settings.max_concurrent_executions + long_polls + 8
     server = grpc.server(
         ThreadPoolExecutor(max_workers=threads, thread_name_prefix="sandboxd-rpc"),
         options=[

@@ -4,7 +4,11 @@ Runs in the gRPC server's threads. Each call: tenant from the key (auth.py), req
 and limits clamped to the tenant's ceilings (convert_server.py), a tenant concurrency slot
 (quotas.py), then the engine. A client that cancels or whose deadline passes has its worker
 killed (the call's termination callback sets the engine's cancel event). Errors leave through
-status_server.py."""
+status_server.py.
+
+Submit / GetExecution / CancelExecution admit a request the same way, then hand it to the
+async backend (jobs.py; the embedded one is jobs_embedded.py), which runs it through
+`run_job` below: the same engine call, metrics and logs as Execute."""
 
 from __future__ import annotations
 
@@ -12,7 +16,8 @@ import logging
 import queue
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from typing import Any, Protocol
 
 import grpc
@@ -25,6 +30,7 @@ from sandboxd_pool.types import Started, Stream
 from . import convert_server as convert
 from .auth import Authenticator
 from .errors import PermissionDenied, QuotaExceeded, Unavailable, Unimplemented
+from .jobs import MAX_WAIT_MS, JobBackend, JobSpec, RunJob
 from .metrics import Metrics
 from .quotas import ConcurrencyQuota
 from .status_server import translate_errors
@@ -48,20 +54,36 @@ class Engine(Protocol):
 
 
 _DONE = object()
+DEADLINE_MARGIN_S = 0.1  # a long-poll answers this long before the call's deadline
+CANCEL_WAIT_S = 5.0  # CancelExecution waits this long for a running job's kill to finish
 
 
 class SandboxServicer(pb_grpc.SandboxServicer):
     def __init__(
-        self, engine: Engine, auth: Authenticator, quotas: ConcurrencyQuota, metrics: Metrics
+        self,
+        engine: Engine,
+        auth: Authenticator,
+        quotas: ConcurrencyQuota,
+        metrics: Metrics,
+        *,
+        jobs: Callable[[RunJob], JobBackend] | None = None,
+        validate: Callable[[ExecutionRequest], object] | None = None,
     ) -> None:
+        """jobs: builds the async backend from the function that runs one job (without it
+        the async RPCs are UNIMPLEMENTED). validate: the engine's request validation, run at
+        Submit so that a bad request is INVALID_ARGUMENT there, not a failed job later."""
         self._engine = engine
         self._auth = auth
         self._quotas = quotas
         self._metrics = metrics
+        self._validate = validate
         self._draining = threading.Event()
+        self.jobs = jobs(self.run_job) if jobs is not None else None
 
     def start_draining(self) -> None:
         self._draining.set()
+        if self.jobs is not None:
+            self.jobs.start_draining()
 
     # -- RPCs ----------------------------------------------------------------------------------
 
@@ -72,7 +94,7 @@ class SandboxServicer(pb_grpc.SandboxServicer):
             tenant, req = self._admit(request, context)
             cancel = _cancel_on_termination(context)
             with self._quotas.slot(tenant.name, tenant.max_concurrent_executions):
-                outcome = self._run(tenant, req, request, cancel)
+                outcome = self._run(tenant.name, req, request.labels, cancel)
             return convert.response(outcome)
         raise AssertionError("unreachable: _errors aborts")
 
@@ -93,9 +115,9 @@ class SandboxServicer(pb_grpc.SandboxServicer):
             def run() -> None:
                 try:
                     outcome = self._run(
-                        tenant,
+                        tenant.name,
                         req,
-                        request,
+                        request.labels,
                         cancel,
                         on_start=lambda s: events.put(convert.started_event(s)),
                         on_output=on_output,
@@ -127,30 +149,71 @@ class SandboxServicer(pb_grpc.SandboxServicer):
         self, request: pb.ExecuteRequest, context: grpc.ServicerContext
     ) -> pb.SubmitResponse:
         with self._errors(context):
-            self._auth.tenant(context.invocation_metadata())
-            raise Unimplemented(_ASYNC_UNIMPLEMENTED)
+            jobs = self._jobs(context)
+            tenant, req = self._admit(request, context, submit=True)
+            spec = JobSpec(
+                tenant=tenant.name,
+                max_concurrent_executions=tenant.max_concurrent_executions,
+                request=req,
+                labels=dict(request.labels),
+                idempotency_key=request.idempotency_key,
+            )
+            return pb.SubmitResponse(execution_id=jobs.submit(spec))
         raise AssertionError("unreachable")
 
     def GetExecution(
         self, request: pb.GetExecutionRequest, context: grpc.ServicerContext
     ) -> pb.Execution:
         with self._errors(context):
-            self._auth.tenant(context.invocation_metadata())
-            raise Unimplemented(_ASYNC_UNIMPLEMENTED)
+            jobs = self._jobs(context)
+            tenant = self._auth.tenant(context.invocation_metadata())
+            execution_id = convert.execution_id_of(request)
+            wait_s = _wait_s(min(request.wait_ms, MAX_WAIT_MS) / 1000, context)
+            job = jobs.get(tenant.name, execution_id, wait_s, _cancel_on_termination(context))
+            return convert.execution(job)
         raise AssertionError("unreachable")
 
     def CancelExecution(
         self, request: pb.CancelExecutionRequest, context: grpc.ServicerContext
     ) -> pb.CancelExecutionResponse:
         with self._errors(context):
-            self._auth.tenant(context.invocation_metadata())
-            raise Unimplemented(_ASYNC_UNIMPLEMENTED)
+            jobs = self._jobs(context)
+            tenant = self._auth.tenant(context.invocation_metadata())
+            execution_id = convert.execution_id_of(request)
+            wait_s = _wait_s(CANCEL_WAIT_S, context)
+            job = jobs.cancel(tenant.name, execution_id, wait_s, _cancel_on_termination(context))
+            return pb.CancelExecutionResponse(execution=convert.execution(job))
         raise AssertionError("unreachable")
+
+    def run_job(
+        self,
+        spec: JobSpec,
+        execution_id: str,
+        cancel: threading.Event,
+        on_start: Callable[[Started], None],
+        queued_us: int,
+    ) -> Outcome:
+        """jobs.RunJob: one async job on the engine, with the metrics and logs of Execute."""
+        return self._run(
+            spec.tenant,
+            spec.request,
+            spec.labels,
+            cancel,
+            on_start=on_start,
+            execution_id=execution_id,
+            queued_us=queued_us,
+        )
 
     # -- steps ---------------------------------------------------------------------------------
 
+    def _jobs(self, context: grpc.ServicerContext) -> JobBackend:
+        if self.jobs is None:
+            self._auth.tenant(context.invocation_metadata())
+            raise Unimplemented(_ASYNC_UNIMPLEMENTED)
+        return self.jobs
+
     def _admit(
-        self, request: pb.ExecuteRequest, context: grpc.ServicerContext
+        self, request: pb.ExecuteRequest, context: grpc.ServicerContext, *, submit: bool = False
     ) -> tuple[Tenant, ExecutionRequest]:
         if self._draining.is_set():
             raise Unavailable("the node is draining (shutting down); retry on another node")
@@ -161,18 +224,23 @@ class SandboxServicer(pb_grpc.SandboxServicer):
                 f"tenant {tenant.name!r} may not use runtime {runtime.value} "
                 f"(allowed: {', '.join(sorted(r.value for r in tenant.runtimes)) or 'none'})"
             )
-        return tenant, convert.execution_request(request, tenant)
+        req = convert.execution_request(request, tenant, submit=submit)
+        if submit and self._validate is not None:
+            self._validate(req)
+        return tenant, req
 
     def _run(
         self,
-        tenant: Tenant,
+        tenant: str,
         req: ExecutionRequest,
-        msg: pb.ExecuteRequest,
+        labels: Mapping[str, str],
         cancel: threading.Event,
         on_start: Callable[[Started], None] | None = None,
         on_output: Callable[[Stream, bytes], None] | None = None,
+        execution_id: str | None = None,
+        queued_us: int = 0,
     ) -> Outcome:
-        execution_id = uuid.uuid4().hex
+        execution_id = execution_id or uuid.uuid4().hex
         self._metrics.in_flight.inc()
         try:
             outcome = self._engine.execute(
@@ -184,13 +252,15 @@ class SandboxServicer(pb_grpc.SandboxServicer):
             )
         finally:
             self._metrics.in_flight.dec()
-        self._metrics.record(req.runtime.value, tenant.name, outcome)
+        if queued_us:
+            outcome = replace(outcome, queue_wait_us=outcome.queue_wait_us + queued_us)
+        self._metrics.record(req.runtime.value, tenant, outcome)
         log.info(
             "execution finished",
             extra={
                 "fields": {
                     "execution_id": outcome.execution_id,
-                    "tenant": tenant.name,
+                    "tenant": tenant,
                     "runtime": req.runtime.value,
                     "mode": req.mode.value,
                     "verdict": outcome.verdict.value,
@@ -201,7 +271,7 @@ class SandboxServicer(pb_grpc.SandboxServicer):
                     "peak_memory_bytes": outcome.usage.peak_memory_bytes,
                     "queue_wait_us": outcome.queue_wait_us,
                     "cold_start": outcome.cold_start,
-                    "labels": dict(msg.labels),
+                    "labels": dict(labels),
                 }
             },
         )
@@ -220,6 +290,11 @@ _ASYNC_UNIMPLEMENTED = (
     "asynchronous executions (Submit, GetExecution, CancelExecution) are not available on "
     "this server yet; use Execute or ExecuteStream"
 )
+
+
+def _wait_s(wanted_s: float, context: grpc.ServicerContext) -> float:
+    """`wanted_s`, cut so that the answer leaves before the call's deadline."""
+    return max(0.0, min(wanted_s, context.time_remaining() - DEADLINE_MARGIN_S))
 
 
 def _cancel_on_termination(context: grpc.ServicerContext) -> threading.Event:

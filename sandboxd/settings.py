@@ -38,6 +38,10 @@ class Settings:
     python_path: str | None = None  # interpreter for Python workers (default: the daemon's)
     node_path: str | None = None  # default: `node` on PATH
     log_level: str = "INFO"
+    # Async executions (Submit), embedded backend: all in this process's memory.
+    result_retention_s: float = 3600.0  # a finished execution's result is kept this long
+    max_queued_jobs: int = 1000  # async executions waiting to start on this node
+    async_max_bytes: int = 1024 * MIB  # memory for queued requests and kept results
 
     @property
     def is_unix_socket(self) -> bool:
@@ -128,6 +132,24 @@ _FLAGS: tuple[tuple[str, str, str, str], ...] = (
     ),
     ("--node", "SANDBOXD_NODE", "node_path", "Node.js binary for workers (default: node on PATH)"),
     (
+        "--result-retention-s",
+        "SANDBOXD_RESULT_RETENTION_S",
+        "result_retention_s",
+        "seconds an async execution's result is kept after it finished (default 3600)",
+    ),
+    (
+        "--max-queued-jobs",
+        "SANDBOXD_MAX_QUEUED_JOBS",
+        "max_queued_jobs",
+        "async executions waiting to start on this node; more are refused (default 1000)",
+    ),
+    (
+        "--async-max-bytes",
+        "SANDBOXD_ASYNC_MAX_BYTES",
+        "async_max_bytes",
+        "memory for queued async requests and kept results, bytes (default 1073741824 = 1 GiB)",
+    ),
+    (
         "--log-level",
         "SANDBOXD_LOG_LEVEL",
         "log_level",
@@ -160,6 +182,17 @@ def _int(problems: list[str], name: str, raw: str, lo: int, hi: int) -> int:
     return value
 
 
+def _seconds(problems: list[str], name: str, raw: str, lo: float, hi: float) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        problems.append(f"{name}: {raw!r} is not a number of seconds")
+        return lo
+    if not lo <= value <= hi:  # also rejects nan
+        problems.append(f"{name}: {value:g} is out of range [{lo:g}, {hi:g}] seconds")
+    return value
+
+
 def from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Settings:
     """Settings from parsed flags and the environment; SettingsError lists every bad value."""
     env = os.environ if env is None else env
@@ -183,13 +216,13 @@ def from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) ->
         elif field == "max_message_bytes":
             values[field] = _int(problems, name, value, 4096, 1024 * MIB)
         elif field == "drain_grace_s":
-            try:
-                grace = float(value)
-                if not 0 <= grace <= 3600:
-                    problems.append(f"{name}: {grace} is out of range [0, 3600] seconds")
-                values[field] = grace
-            except ValueError:
-                problems.append(f"{name}: {value!r} is not a number of seconds")
+            values[field] = _seconds(problems, name, value, 0, 3600)
+        elif field == "result_retention_s":
+            values[field] = _seconds(problems, name, value, 1, 7 * 86400)
+        elif field == "max_queued_jobs":
+            values[field] = _int(problems, name, value, 1, 1_000_000)
+        elif field == "async_max_bytes":
+            values[field] = _int(problems, name, value, 16 * MIB, 1024 * 1024 * MIB)
         elif field == "runtimes":
             names = tuple(r.strip().lower() for r in value.split(",") if r.strip())
             bad = [r for r in names if r not in ("python", "javascript")]

@@ -71,6 +71,8 @@ def to_status(exc: BaseException) -> grpc.Status:
         code, message = code_pb2.UNAVAILABLE, str(exc)
     elif isinstance(exc, pool_errors.Cancelled):
         code, message = code_pb2.CANCELLED, "cancelled by the client"
+    elif isinstance(exc, errors.NotFound):
+        code, message = code_pb2.NOT_FOUND, str(exc)
     elif isinstance(exc, errors.Unimplemented):
         code, message = code_pb2.UNIMPLEMENTED, str(exc)
     else:

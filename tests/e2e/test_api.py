@@ -16,7 +16,6 @@ from sandboxd_client import (
     Limits,
     Output,
     Started,
-    Unimplemented,
     Verdict,
 )
 from sandboxd_client._proto import sandbox_pb2 as pb
@@ -243,13 +242,15 @@ def _bad_request_fields(call_error: grpc.RpcError) -> list[str]:
         "dup-file",
     ],
 )
+@pytest.mark.parametrize("rpc", ["Execute", "Submit"])
 def test_invalid_argument_with_field_violations(
-    zero_daemon: Daemon, request_fields: dict[str, object], field: str
+    zero_daemon: Daemon, request_fields: dict[str, object], field: str, rpc: str
 ) -> None:
+    """Submit admits exactly like Execute: the same violations, before anything is queued."""
     with grpc.insecure_channel(zero_daemon.address) as channel:
         stub = pb_grpc.SandboxStub(channel)  # type: ignore[no-untyped-call]
         with pytest.raises(grpc.RpcError) as info:
-            stub.Execute(pb.ExecuteRequest(**request_fields), timeout=30)  # type: ignore[arg-type]
+            getattr(stub, rpc)(pb.ExecuteRequest(**request_fields), timeout=30)  # type: ignore[arg-type]
     assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
     fields = _bad_request_fields(info.value)
     assert len(fields) == 1 and fields[0].startswith(field), fields
@@ -262,32 +263,70 @@ def test_client_exposes_field_violations(client: Client) -> None:
     assert "below the minimum" in info.value.violations[0].description
 
 
-@pytest.mark.parametrize("rpc", ["Submit", "GetExecution", "CancelExecution"])
-def test_async_rpcs_are_unimplemented_for_now(zero_daemon: Daemon, rpc: str) -> None:
+def test_async_rpcs_submit_get_cancel(zero_daemon: Daemon) -> None:
+    """The wire contract of the async RPCs, through the generated stubs alone."""
+    with grpc.insecure_channel(zero_daemon.address) as channel:
+        stub = pb_grpc.SandboxStub(channel)  # type: ignore[no-untyped-call]
+        submitted = stub.Submit(
+            pb.ExecuteRequest(runtime=pb.RUNTIME_PYTHON, code="print(6 * 7)"), timeout=30
+        )
+        assert len(submitted.execution_id) == 32
+        execution = stub.GetExecution(
+            pb.GetExecutionRequest(execution_id=submitted.execution_id, wait_ms=30_000),
+            timeout=60,
+        )
+        assert execution.execution_id == submitted.execution_id
+        assert execution.state == pb.EXECUTION_STATE_DONE
+        assert execution.response.execution_id == submitted.execution_id
+        assert execution.response.verdict == pb.VERDICT_OK
+        assert execution.response.stdout == b"42\n"
+        # cancelling a finished execution changes nothing and is not an error
+        cancelled = stub.CancelExecution(
+            pb.CancelExecutionRequest(execution_id=submitted.execution_id), timeout=30
+        )
+        assert cancelled.execution == execution
+
+
+@pytest.mark.parametrize("rpc", ["GetExecution", "CancelExecution"])
+def test_unknown_execution_ids_are_not_found(zero_daemon: Daemon, rpc: str) -> None:
     request = {
-        "Submit": pb.ExecuteRequest(runtime=pb.RUNTIME_PYTHON, code="print(1)"),
-        "GetExecution": pb.GetExecutionRequest(execution_id="x"),
-        "CancelExecution": pb.CancelExecutionRequest(execution_id="x"),
+        "GetExecution": pb.GetExecutionRequest(execution_id="0" * 32),
+        "CancelExecution": pb.CancelExecutionRequest(execution_id="0" * 32),
     }[rpc]
     with grpc.insecure_channel(zero_daemon.address) as channel:
         stub = pb_grpc.SandboxStub(channel)  # type: ignore[no-untyped-call]
         with pytest.raises(grpc.RpcError) as info:
             getattr(stub, rpc)(request, timeout=30)
-    assert info.value.code() is grpc.StatusCode.UNIMPLEMENTED  # type: ignore[attr-defined]
-    assert "Execute" in info.value.details()  # type: ignore[attr-defined]
+    assert info.value.code() is grpc.StatusCode.NOT_FOUND  # type: ignore[attr-defined]
 
 
-def test_client_maps_unimplemented(zero_daemon: Daemon) -> None:
+@pytest.mark.parametrize(
+    ("rpc", "request_message", "field"),
+    [
+        ("GetExecution", pb.GetExecutionRequest(), "execution_id"),
+        ("CancelExecution", pb.CancelExecutionRequest(), "execution_id"),
+        (
+            "Execute",
+            pb.ExecuteRequest(runtime=pb.RUNTIME_PYTHON, code="1", idempotency_key="k"),
+            "idempotency_key",
+        ),
+        (
+            "Submit",
+            pb.ExecuteRequest(runtime=pb.RUNTIME_PYTHON, code="1", idempotency_key="k" * 129),
+            "idempotency_key",
+        ),
+    ],
+    ids=["get-no-id", "cancel-no-id", "key-on-execute", "key-too-long"],
+)
+def test_async_invalid_arguments(
+    zero_daemon: Daemon, rpc: str, request_message: object, field: str
+) -> None:
     with grpc.insecure_channel(zero_daemon.address) as channel:
         stub = pb_grpc.SandboxStub(channel)  # type: ignore[no-untyped-call]
-        try:
-            stub.Submit(pb.ExecuteRequest(runtime=pb.RUNTIME_PYTHON, code="1"), timeout=30)
-        except grpc.RpcError as e:
-            from sandboxd_client._convert import rpc_error
-
-            assert isinstance(rpc_error(e), Unimplemented)
-        else:
-            pytest.fail("Submit succeeded")
+        with pytest.raises(grpc.RpcError) as info:
+            getattr(stub, rpc)(request_message, timeout=30)
+    assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
+    assert _bad_request_fields(info.value) == [field]
 
 
 def test_result_is_json_of_any_value(client: Client) -> None:

@@ -7,7 +7,7 @@ import grpc
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 
-from sandboxd_client import InvalidRequest, QuotaExceeded, Unavailable
+from sandboxd_client import InvalidRequest, NotFound, QuotaExceeded, Unavailable, Unimplemented
 from sandboxd_client._convert import error
 from sandboxd_client._status_details import TRAILER, parse
 
@@ -79,5 +79,7 @@ def test_errors_by_status_code() -> None:
     )
     assert isinstance(q, QuotaExceeded) and q.retry_after_s == 5e-9
     assert isinstance(error(grpc.StatusCode.UNAVAILABLE, "x", None), Unavailable)
+    assert isinstance(error(grpc.StatusCode.NOT_FOUND, "x", None), NotFound)
+    assert isinstance(error(grpc.StatusCode.UNIMPLEMENTED, "x", None), Unimplemented)
     internal = error(grpc.StatusCode.DATA_LOSS, "x", None)
     assert internal.code == "DATA_LOSS"

@@ -47,6 +47,11 @@ def test_env_and_flag_precedence() -> None:
         (["--drain-grace", "-1"], {}, "out of range"),
         (["--node", "node"], {}, "must be an absolute path"),
         (["--log-level", "loud"], {}, "is not DEBUG, INFO, WARNING or ERROR"),
+        (["--result-retention-s", "0.5"], {}, "0.5 is out of range [1, 604800] seconds"),
+        ([], {"SANDBOXD_RESULT_RETENTION_S": "soon"}, "'soon' is not a number of seconds"),
+        (["--result-retention-s", "nan"], {}, "out of range"),
+        (["--max-queued-jobs", "0"], {}, "--max-queued-jobs: 0 is out of range"),
+        (["--async-max-bytes", "1024"], {}, "--async-max-bytes: 1024 is out of range"),
     ],
 )
 def test_bad_values(argv: list[str], env: dict[str, str], message: str) -> None:
@@ -69,3 +74,21 @@ def test_loopback_detection(tmp_path: Path) -> None:
     tenants.write_text("")
     s = parse(["--listen", "0.0.0.0:0", "--tenants", str(tenants)])
     assert not s.listens_on_loopback_only
+
+
+def test_async_settings_defaults_and_environment() -> None:
+    s = parse([])
+    assert s.result_retention_s == 3600.0
+    assert s.max_queued_jobs == 1000
+    assert s.async_max_bytes == 1024 * 1024 * 1024
+    s = parse(
+        ["--max-queued-jobs", "5"],
+        {
+            "SANDBOXD_RESULT_RETENTION_S": "2.5",
+            "SANDBOXD_MAX_QUEUED_JOBS": "7",
+            "SANDBOXD_ASYNC_MAX_BYTES": str(32 * 1024 * 1024),
+        },
+    )
+    assert s.result_retention_s == 2.5
+    assert s.max_queued_jobs == 5
+    assert s.async_max_bytes == 32 * 1024 * 1024
