@@ -190,9 +190,15 @@ class Worker:
                     kill_reason = self._kill_for(KillReason.CANCELLED)
                 elif cg is not None and cg.cpu_time_ns() - cpu_base_ns > cpu_limit_ns:
                     kill_reason = self._kill_for(KillReason.CPU)
+                elif cg is None and (
+                    (_proc_cpu_us(self.pid, children=True) - proc_cpu_base_us) * 1000 > cpu_limit_ns
+                ):
+                    # No cgroup (rlimit fallback): PID 1's threads and its reaped children; a
+                    # running child is stopped by its own RLIMIT_CPU (whole seconds) only.
+                    kill_reason = self._kill_for(KillReason.CPU)
             if exited_at is not None and now - exited_at > DRAIN_GRACE_S:
                 break
-            wait_s = min(max(deadline - now, 0.0), CPU_POLL_S if cg is not None else 0.1)
+            wait_s = min(max(deadline - now, 0.0), CPU_POLL_S)
             if exited_at is not None:
                 wait_s = 0.05
             for fd, _events in poller.poll(wait_s * 1000):
@@ -371,11 +377,14 @@ def _feed(fd: int, data: memoryview) -> memoryview:
     return data[written:]
 
 
-def _proc_cpu_us(pid: int) -> int:
+def _proc_cpu_us(pid: int, children: bool = False) -> int:
+    """utime + stime of the process (all its threads); with children, plus its reaped ones."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
         ticks = int(fields[11]) + int(fields[12])
+        if children:
+            ticks += int(fields[13]) + int(fields[14])
         return ticks * 1_000_000 // os.sysconf("SC_CLK_TCK")
     except (OSError, IndexError, ValueError):
         return 0
