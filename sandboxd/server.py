@@ -144,7 +144,7 @@ def _start_grpc(settings: Settings, pool: Pool, auth: Authenticator) -> Running:
         max_queued_jobs=settings.max_queued_jobs,
         max_bytes=settings.async_max_bytes,
     )
-    long_polls = settings.max_concurrent_executions  # GetExecution calls waiting at once
+    long_polls = max(16, 4 * settings.max_concurrent_executions)  # GetExecutions waiting
     servicer = SandboxServicer(
         pool,
         auth,
