@@ -4,6 +4,7 @@
     with Client("127.0.0.1:50051", api_key="sbx_...") as c:
         r = c.execute("python", "print('hi')")
         assert r.ok and r.stdout == b"hi\\n"
+        done = c.wait(c.submit("python", "print('later')"), timeout_s=60)
 
 Results are plain dataclasses (no protobuf); request failures are typed exceptions (see
 `sandboxd_client.errors`). Installs with grpcio and protobuf only. The wire contract is
@@ -30,6 +31,8 @@ from .errors import (
 )
 from .types import (
     ExecuteResult,
+    Execution,
+    ExecutionState,
     Limits,
     Mode,
     Output,
@@ -49,6 +52,8 @@ __all__ = [
     "Client",
     "DeadlineExceeded",
     "ExecuteResult",
+    "Execution",
+    "ExecutionState",
     "FieldViolation",
     "InternalError",
     "InvalidRequest",

@@ -11,6 +11,8 @@ from . import _status_details, errors
 from ._proto import sandbox_pb2 as pb
 from .types import (
     ExecuteResult,
+    Execution,
+    ExecutionState,
     Limits,
     Mode,
     Output,
@@ -24,6 +26,7 @@ from .types import (
 _RUNTIME = {Runtime.PYTHON: pb.RUNTIME_PYTHON, Runtime.JAVASCRIPT: pb.RUNTIME_JAVASCRIPT}
 _MODE = {Mode.SCRIPT: pb.MODE_SCRIPT, Mode.HANDLER: pb.MODE_HANDLER}
 _VERDICT = {getattr(pb, f"VERDICT_{v.name}"): v for v in Verdict}
+_STATE = {getattr(pb, f"EXECUTION_STATE_{s.name}"): s for s in ExecutionState}
 
 _ERRORS: dict[grpc.StatusCode, type[errors.SandboxdError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: errors.InvalidRequest,
@@ -59,6 +62,7 @@ def request(
     mode: Mode = Mode.SCRIPT,
     event: bytes = b"",
     labels: Mapping[str, str] | None = None,
+    idempotency_key: str = "",
 ) -> pb.ExecuteRequest:
     lim = limits or Limits()
     return pb.ExecuteRequest(
@@ -79,6 +83,7 @@ def request(
         mode=_MODE[mode],
         event=event,
         labels=dict(labels or {}),
+        idempotency_key=idempotency_key,
     )
 
 
@@ -102,6 +107,17 @@ def result(msg: pb.ExecuteResponse) -> ExecuteResult:
         queue_wait_us=msg.queue_wait_us,
         cold_start=msg.cold_start,
         worker_boot_us=msg.worker_boot_us,
+    )
+
+
+def execution(msg: pb.Execution) -> Execution:
+    state = _STATE.get(msg.state)
+    if state is None:
+        raise errors.InternalError(f"unknown execution state {msg.state}")
+    return Execution(
+        execution_id=msg.execution_id,
+        state=state,
+        result=result(msg.response) if state is ExecutionState.DONE else None,
     )
 
 

@@ -32,7 +32,9 @@ class RetryPolicy:
     reached: either nothing ran, or (a connection lost mid-call) the code ran in a sandbox with
     no network and a throw-away filesystem, which a second run cannot affect. Nothing else is
     retried: not quota errors (the caller decides, see QuotaExceeded.retry_after_s), not
-    deadlines, not cancellations. A stream is retried only before its first event."""
+    deadlines, not cancellations. A stream is retried only before its first event. Submit is
+    retried only with an idempotency key: without one, a retried Submit whose first answer
+    was lost would queue a second execution that the caller never hears of."""
 
     max_attempts: int = 3  # 1 disables retries
     initial_backoff_s: float = 0.05
@@ -46,6 +48,13 @@ class RetryPolicy:
 
 
 NO_RETRY = RetryPolicy(max_attempts=1)
+
+# GetExecution: the server long-polls at most 30 s per call (sandbox.proto); `wait()` asks
+# for that much per call, with this much on top for the call's deadline, and pauses this
+# long before asking again when the server answered early without a final state.
+MAX_WAIT_MS = 30_000
+WAIT_CALL_MARGIN_S = 5.0
+EARLY_ANSWER_PAUSE_S = 0.2
 DEFAULT_RETRY = RetryPolicy()
 
 # The server bounds what it accepts and sends (64 MiB by default); the client does not add a
@@ -83,6 +92,13 @@ def metadata(api_key: str | None) -> tuple[tuple[str, str], ...]:
 
 def retryable(e: errors.SandboxdError) -> bool:
     return isinstance(e, errors.Unavailable)
+
+
+def wait_ms(remaining_s: float | None) -> int:
+    """The long-poll to ask for when `remaining_s` (None: no limit) is left to wait."""
+    if remaining_s is None:
+        return MAX_WAIT_MS
+    return max(0, min(MAX_WAIT_MS, int(remaining_s * 1000)))
 
 
 def handler_call(

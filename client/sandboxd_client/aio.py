@@ -2,11 +2,14 @@
 
 async with AsyncClient("127.0.0.1:50051", api_key=key) as c:
     r = await c.execute("javascript", "console.log(1 + 1)")
+    execution_id = await c.submit("python", "print(42)", idempotency_key="job-17")
+    print((await c.wait(execution_id, timeout_s=60)).result)
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
@@ -15,9 +18,10 @@ import grpc.aio
 
 from . import _convert, _options
 from ._options import DEFAULT_RETRY, RetryPolicy, Tls
+from ._proto import sandbox_pb2 as _proto
 from ._proto import sandbox_pb2_grpc
-from .errors import SandboxdError
-from .types import ExecuteResult, Limits, Mode, Runtime, StreamEvent
+from .errors import DeadlineExceeded, SandboxdError
+from .types import ExecuteResult, Execution, Limits, Mode, Runtime, StreamEvent
 
 
 class AsyncClient:
@@ -79,14 +83,89 @@ class AsyncClient:
             event=event,
             labels=labels,
         )
+        return _convert.result(await self._unary(self._stub.Execute, req, timeout_s))
+
+    async def submit(
+        self,
+        runtime: Runtime | str,
+        code: str,
+        *,
+        stdin: bytes = b"",
+        args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        files: Mapping[str, bytes] | None = None,
+        limits: Limits | None = None,
+        mode: Mode = Mode.SCRIPT,
+        event: bytes = b"",
+        labels: Mapping[str, str] | None = None,
+        idempotency_key: str = "",
+        timeout_s: float | None = None,
+    ) -> str:
+        """As Client.submit: UNAVAILABLE is retried only when an idempotency_key is given
+        (then a retry cannot run the code twice)."""
+        req = _convert.request(
+            runtime,
+            code,
+            stdin=stdin,
+            args=args,
+            env=env,
+            files=files,
+            limits=limits,
+            mode=mode,
+            event=event,
+            labels=labels,
+            idempotency_key=idempotency_key,
+        )
+        msg = await self._unary(self._stub.Submit, req, timeout_s, retry=bool(idempotency_key))
+        return str(msg.execution_id)
+
+    async def get_execution(
+        self, execution_id: str, *, wait_ms: int = 0, timeout_s: float | None = None
+    ) -> Execution:
+        """As Client.get_execution."""
+        req = _proto.GetExecutionRequest(execution_id=execution_id, wait_ms=wait_ms)
+        return _convert.execution(await self._unary(self._stub.GetExecution, req, timeout_s))
+
+    async def cancel_execution(
+        self, execution_id: str, *, timeout_s: float | None = None
+    ) -> Execution:
+        """As Client.cancel_execution."""
+        req = _proto.CancelExecutionRequest(execution_id=execution_id)
+        msg = await self._unary(self._stub.CancelExecution, req, timeout_s)
+        return _convert.execution(msg.execution)
+
+    async def wait(self, execution_id: str, timeout_s: float | None = None) -> Execution:
+        """As Client.wait."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            remaining_s = None if deadline is None else deadline - time.monotonic()
+            wait_ms = _options.wait_ms(remaining_s)
+            asked = time.monotonic()
+            execution = await self.get_execution(
+                execution_id,
+                wait_ms=wait_ms,
+                timeout_s=wait_ms / 1000 + _options.WAIT_CALL_MARGIN_S,
+            )
+            if execution.finished:
+                return execution
+            if deadline is not None and time.monotonic() >= deadline:
+                raise DeadlineExceeded(
+                    f"execution {execution_id} is still {execution.state.value} after "
+                    f"{timeout_s:g} s"
+                )
+            if time.monotonic() - asked < wait_ms / 2000:  # answered early: do not spin
+                await asyncio.sleep(_options.EARLY_ANSWER_PAUSE_S)
+
+    async def _unary(
+        self, rpc: Any, req: Any, timeout_s: float | None, *, retry: bool = True
+    ) -> Any:
         attempt = 1
         while True:
             try:
-                msg = await self._stub.Execute(req, timeout=timeout_s, metadata=self._metadata)
-                return _convert.result(msg)
+                return await rpc(req, timeout=timeout_s, metadata=self._metadata)
             except grpc.aio.AioRpcError as e:
                 err = _convert.error(e.code(), e.details() or "", e.trailing_metadata())
-            if not _options.retryable(err) or attempt >= self._retry.max_attempts:
+            if not retry or not _options.retryable(err) or attempt >= self._retry.max_attempts:
                 raise err
             await asyncio.sleep(self._retry.delay_s(attempt))
             attempt += 1

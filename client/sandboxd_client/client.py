@@ -3,6 +3,8 @@
 with Client("127.0.0.1:50051", api_key=key) as c:
     r = c.execute("python", "print(input())", stdin=b"hi\\n")
     print(r.verdict, r.stdout)
+    execution_id = c.submit("python", "print(42)", idempotency_key="job-17")
+    print(c.wait(execution_id, timeout_s=60).result)
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ import grpc
 
 from . import _convert, _options
 from ._options import DEFAULT_RETRY, RetryPolicy, Tls
+from ._proto import sandbox_pb2 as _proto
 from ._proto import sandbox_pb2_grpc
-from .errors import SandboxdError
-from .types import ExecuteResult, Limits, Mode, Runtime, StreamEvent
+from .errors import DeadlineExceeded, SandboxdError
+from .types import ExecuteResult, Execution, Limits, Mode, Runtime, StreamEvent
 
 
 class Client:
@@ -81,15 +84,97 @@ class Client:
             event=event,
             labels=labels,
         )
+        return _convert.result(self._unary(self._stub.Execute, req, timeout_s))
+
+    def submit(
+        self,
+        runtime: Runtime | str,
+        code: str,
+        *,
+        stdin: bytes = b"",
+        args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        files: Mapping[str, bytes] | None = None,
+        limits: Limits | None = None,
+        mode: Mode = Mode.SCRIPT,
+        event: bytes = b"",
+        labels: Mapping[str, str] | None = None,
+        idempotency_key: str = "",
+        timeout_s: float | None = None,
+    ) -> str:
+        """Queue `code` for asynchronous execution; its execution id, at once. Fetch the
+        result with get_execution() or wait(); the server keeps it for its retention time
+        (default 1 hour) after the execution finished.
+
+        idempotency_key (at most 128 bytes): a second submit with the same key from the same
+        tenant, while the first's result is kept, returns the first execution id and runs
+        nothing. Only with a key is UNAVAILABLE retried: without one, a submit whose answer
+        was lost may still have queued the job, and a retry would run it a second time."""
+        req = _convert.request(
+            runtime,
+            code,
+            stdin=stdin,
+            args=args,
+            env=env,
+            files=files,
+            limits=limits,
+            mode=mode,
+            event=event,
+            labels=labels,
+            idempotency_key=idempotency_key,
+        )
+        retry = bool(idempotency_key)
+        return str(self._unary(self._stub.Submit, req, timeout_s, retry=retry).execution_id)
+
+    def get_execution(
+        self, execution_id: str, *, wait_ms: int = 0, timeout_s: float | None = None
+    ) -> Execution:
+        """The execution's state; with `wait_ms`, the server waits up to that long (at most
+        30000, and not past this call's deadline) for it to finish. NotFound for an id that
+        is unknown, another tenant's, or whose result has expired."""
+        req = _proto.GetExecutionRequest(execution_id=execution_id, wait_ms=wait_ms)
+        return _convert.execution(self._unary(self._stub.GetExecution, req, timeout_s))
+
+    def cancel_execution(self, execution_id: str, *, timeout_s: float | None = None) -> Execution:
+        """Cancel it: a queued execution becomes CANCELLED and never runs; a running one's
+        worker is killed (DONE, verdict KILLED). A finished one is returned unchanged, so
+        cancelling twice is harmless."""
+        req = _proto.CancelExecutionRequest(execution_id=execution_id)
+        msg = self._unary(self._stub.CancelExecution, req, timeout_s)
+        return _convert.execution(msg.execution)
+
+    def wait(self, execution_id: str, timeout_s: float | None = None) -> Execution:
+        """Long-poll until the execution is DONE or CANCELLED and return it; DeadlineExceeded
+        if `timeout_s` passes first (the execution goes on: cancel it if it is not wanted)."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            remaining_s = None if deadline is None else deadline - time.monotonic()
+            wait_ms = _options.wait_ms(remaining_s)
+            asked = time.monotonic()
+            execution = self.get_execution(
+                execution_id,
+                wait_ms=wait_ms,
+                timeout_s=wait_ms / 1000 + _options.WAIT_CALL_MARGIN_S,
+            )
+            if execution.finished:
+                return execution
+            if deadline is not None and time.monotonic() >= deadline:
+                raise DeadlineExceeded(
+                    f"execution {execution_id} is still {execution.state.value} after "
+                    f"{timeout_s:g} s"
+                )
+            if time.monotonic() - asked < wait_ms / 2000:  # answered early: do not spin
+                time.sleep(_options.EARLY_ANSWER_PAUSE_S)
+
+    def _unary(self, rpc: Any, req: Any, timeout_s: float | None, *, retry: bool = True) -> Any:
+        """One unary call, retried per the RetryPolicy (when `retry`); typed errors."""
         attempt = 1
         while True:
             try:
-                return _convert.result(
-                    self._stub.Execute(req, timeout=timeout_s, metadata=self._metadata)
-                )
+                return rpc(req, timeout=timeout_s, metadata=self._metadata)
             except grpc.RpcError as e:
                 err = _convert.rpc_error(e)
-            if not _options.retryable(err) or attempt >= self._retry.max_attempts:
+            if not retry or not _options.retryable(err) or attempt >= self._retry.max_attempts:
                 raise err
             time.sleep(self._retry.delay_s(attempt))
             attempt += 1

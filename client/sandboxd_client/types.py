@@ -98,3 +98,30 @@ class Output:
 
 
 StreamEvent = Started | Output | ExecuteResult
+
+
+class ExecutionState(enum.Enum):
+    """Lifecycle of an asynchronous execution (Client.submit)."""
+
+    QUEUED = "QUEUED"  # accepted, waiting for a worker
+    RUNNING = "RUNNING"  # running in a worker
+    DONE = "DONE"  # finished (whatever its verdict): `Execution.result` is set
+    CANCELLED = "CANCELLED"  # cancelled before it started (or the node drained); nothing ran
+
+    @property
+    def finished(self) -> bool:
+        return self in (ExecutionState.DONE, ExecutionState.CANCELLED)
+
+
+@dataclass(frozen=True)
+class Execution:
+    """An asynchronous execution as the server reports it (Client.get_execution)."""
+
+    execution_id: str
+    state: ExecutionState
+    result: ExecuteResult | None = None  # set exactly when state is DONE
+
+    @property
+    def finished(self) -> bool:
+        """DONE or CANCELLED: the state will not change any more."""
+        return self.state.finished
