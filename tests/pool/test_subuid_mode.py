@@ -134,6 +134,8 @@ print(json.dumps({
     "cap_eff": status["CapEff"].strip(), "cap_bnd": status["CapBnd"].strip(),
     "no_new_privs": status["NoNewPrivs"].strip(), "seccomp": status["Seccomp"].strip(),
     "pids": sorted(int(d) for d in os.listdir("/proc") if d.isdigit()),
+    "fds": sorted(os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+                  if os.path.exists(f"/proc/self/fd/{fd}")),
 }))
 """
 
@@ -374,6 +376,9 @@ def test_the_worker_is_the_sandbox_user_with_nothing_left(report: dict) -> None:
     assert me["cap_eff"] == me["cap_bnd"] == "0000000000000000"
     assert (me["no_new_privs"], me["seccomp"]) == ("1", "2")
     assert me["pids"] == [1], me  # PID 1 of its own PID namespace, nothing else visible
+    # Neither the seccomp listener nor the scratch fs context stayed in the worker: only
+    # stdin, stdout and stderr, three pipes.
+    assert [fd.split(":")[0] for fd in me["fds"]] == ["pipe"] * 3, me["fds"]
 
 
 def test_memory_balloon_is_bounded_by_the_rlimit_fallback(report: dict) -> None:
