@@ -84,8 +84,12 @@ class SandboxServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Submit(self, request, context):
-        """Queues the request for asynchronous execution and returns its id at once. Results are
-        fetched with GetExecution and kept for a server-configured time (default 1 hour).
+        """Queues the request for asynchronous execution and returns its id at once. Admitted like
+        Execute (same INVALID_ARGUMENT, PERMISSION_DENIED), but over the tenant's concurrency
+        limit it waits in the node's queue instead of failing; RESOURCE_EXHAUSTED only when the
+        node's queue or its memory for async executions is full, UNAVAILABLE while draining.
+        Results are fetched with GetExecution and kept for a server-configured time after the
+        execution finished (default 1 hour).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -93,14 +97,16 @@ class SandboxServicer:
 
     def GetExecution(self, request, context):
         """Returns the execution's current state, long-polling up to `wait_ms` for it to finish.
+        NOT_FOUND for an id that is unknown, another tenant's, or whose result expired.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CancelExecution(self, request, context):
-        """Cancels a queued or running execution (a running one's worker is killed). Cancelling an
-        execution that has already finished is not an error and changes nothing.
+        """Cancels a queued execution (it becomes CANCELLED and never runs) or a running one (its
+        worker is killed: DONE with VERDICT_KILLED). Cancelling an execution that has already
+        finished is not an error and changes nothing. NOT_FOUND as for GetExecution.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
