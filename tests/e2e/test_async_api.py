@@ -221,7 +221,9 @@ def test_queue_time_counts_into_queue_wait(tenant_daemon: TenantDaemon) -> None:
     marker = new_marker()
     wait_sum = 'sandboxd_queue_wait_seconds_sum{runtime="python"}'
     with tenant_daemon.client("alpha") as alpha:
-        blocker = alpha.submit("python", marked_program(marker, 60))
+        blocker = alpha.submit(
+            "python", marked_program(marker, 60), limits=Limits(wall_time_ms=3000)
+        )
         try:
             wait_for_pids(marker)
             before = _value(_metrics(daemon), wait_sum)
@@ -306,6 +308,33 @@ def test_idempotency_keys_are_per_tenant(tenant_daemon: TenantDaemon) -> None:
         result_a, result_b = alpha.wait(a, DONE_WITHIN_S).result, beta.wait(b, DONE_WITHIN_S).result
     assert result_a is not None and result_a.stdout == b"alpha\n"
     assert result_b is not None and result_b.stdout == b"beta\n"
+
+
+def test_async_logs_carry_id_and_tenant_never_the_payload(
+    zero_daemon: Daemon, client: Client
+) -> None:
+    secret = f"SECRET-{token()}"
+    key = f"{secret}-key"
+    submit = {
+        "stdin": f"{secret}-stdin".encode(),
+        "env": {"X": f"{secret}-env"},
+        "files": {"f.txt": f"{secret}-file".encode()},
+        "labels": {"job": "nightly"},
+        "idempotency_key": key,
+    }
+    code = f"# {secret}-code\nimport sys\nprint(sys.stdin.read() + '-out')\n"
+    execution_id = client.submit("python", code, **submit)  # type: ignore[arg-type]
+    assert client.submit("python", code, **submit) == execution_id  # type: ignore[arg-type]
+    execution = client.wait(execution_id, DONE_WITHIN_S)
+    assert execution.result is not None and execution.result.stdout.startswith(secret.encode())
+    entry = zero_daemon.wait_for_log_entry("execution submitted", execution_id=execution_id)
+    assert entry["tenant"] == "default" and entry["runtime"] == "python"
+    assert entry["labels"] == {"job": "nightly"} and entry["deduplicated"] is False
+    zero_daemon.wait_for_log_entry(
+        "execution submitted", execution_id=execution_id, deduplicated=True
+    )
+    zero_daemon.wait_for_log_entry("execution finished", execution_id=execution_id)
+    assert secret not in "".join(zero_daemon.raw_stderr)
 
 
 # -- tenants and retention ---------------------------------------------------------------------
