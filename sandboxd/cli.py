@@ -3,6 +3,7 @@
 sandboxd serve                  run the gRPC daemon (settings: `sandboxd serve --help`)
 sandboxd run FILE               run a file on a daemon; exit with the program's exit code
 sandboxd tenants add|list|remove  manage the tenants file
+sandboxd health                 exit 0 only if a daemon's grpc.health.v1 says SERVING
 sandboxd demo                   start a warm pool, run a Python and a JavaScript hello
 """
 
@@ -86,7 +87,7 @@ _EXTENSIONS = {".py": "python", ".js": "javascript", ".cjs": "javascript", ".mjs
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from sandboxd import json_log, server, settings
+    from sandboxd import json_log, preflight, server, settings
     from sandboxd.tenants import TenantsFileError
 
     try:
@@ -94,6 +95,10 @@ def _serve(args: argparse.Namespace) -> int:
     except settings.SettingsError as e:
         for problem in e.problems:
             print(f"sandboxd serve: error: {problem}", file=sys.stderr)
+        return 2
+    problems = preflight.check()
+    if problems:
+        print(preflight.message(problems), file=sys.stderr)
         return 2
     json_log.configure(config.log_level)
     try:
@@ -172,7 +177,7 @@ def _run(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     import os
 
-    from sandboxd import settings, tenants_cli
+    from sandboxd import health_cli, settings, tenants_cli
 
     parser = argparse.ArgumentParser(
         prog="sandboxd",
@@ -223,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=_run)
 
     tenants_cli.register(commands)
+    health_cli.register(commands)
 
     demo = commands.add_parser(
         "demo",

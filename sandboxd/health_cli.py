@@ -1,0 +1,59 @@
+"""`sandboxd health`: ask a daemon's grpc.health.v1 service; exit 0 only if SERVING.
+
+The container image's HEALTHCHECK runs it (no grpc_health_probe binary needed). Registered into
+the main parser by `sandboxd.cli` with `register(subparsers)`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+__all__ = ["register"]
+
+_EXIT_NOT_SERVING = 1
+_EXIT_UNREACHABLE = 2
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "health",
+        help="check a daemon's health (exit 0 only if SERVING)",
+        description="Call grpc.health.v1.Health/Check on a daemon and print the status. Exit 0 "
+        "if SERVING, 1 if it answered anything else, 2 if it could not be reached in time.",
+    )
+    parser.add_argument(
+        "--target",
+        default=os.environ.get("SANDBOXD_TARGET", "127.0.0.1:50051"),
+        help="daemon address, HOST:PORT or unix:PATH [env SANDBOXD_TARGET; default "
+        "127.0.0.1:50051]",
+    )
+    parser.add_argument(
+        "--service",
+        default="",
+        help="health service name: '' (default, SERVING when every runtime is), "
+        "'sandboxd.v1.Sandbox/python' or 'sandboxd.v1.Sandbox/javascript'",
+    )
+    parser.add_argument("--timeout", type=float, default=3.0, help="seconds (default 3)")
+    parser.set_defaults(func=_health)
+
+
+def _health(args: argparse.Namespace) -> int:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(args.target) as channel:
+        stub: Any = health_pb2_grpc.HealthStub(channel)
+        try:
+            response = stub.Check(
+                health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout
+            )
+        except grpc.RpcError as e:
+            print(
+                f"sandboxd health: {args.target}: {e.code().name}: {e.details()}", file=sys.stderr
+            )
+            return _EXIT_UNREACHABLE
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+    print(status)
+    return 0 if response.status == health_pb2.HealthCheckResponse.SERVING else _EXIT_NOT_SERVING

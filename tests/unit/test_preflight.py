@@ -1,0 +1,40 @@
+"""sandboxd.preflight: the startup checks and their messages (the container test runs them
+for real under podman's masked /proc)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sandboxd import preflight
+
+
+def test_this_host_passes() -> None:
+    assert preflight.check() == []
+
+
+def test_no_new_privs_is_named_with_the_flag(tmp_path: Path) -> None:
+    status = tmp_path / "status"
+    status.write_text("Name:\tx\nNoNewPrivs:\t1\n")
+    problems = preflight._helpers(str(status))
+    assert [p.what for p in problems if p.what == "no_new_privs"] == ["no_new_privs"]
+    assert "--security-opt no-new-privileges" in preflight.message(problems)
+    assert "allowPrivilegeEscalation: true" in preflight.message(problems)
+
+
+def test_proc_message_names_the_flags() -> None:
+    text = preflight.PROC_FIX.format(error="EPERM")
+    assert "--security-opt systempaths=unconfined" in text
+    assert "procMount: Unmasked" in text
+
+
+def test_serve_exits_2_fast_when_proc_cannot_be_mounted(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sandboxd import cli
+
+    monkeypatch.setattr(
+        preflight,
+        "_namespaces",
+        lambda: [preflight.Problem("/proc", preflight.PROC_FIX.format(error="EPERM"))],
+    )
+    assert cli.main(["serve", "--listen", "127.0.0.1:0"]) == 2
