@@ -81,11 +81,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     raw seccomp tests) check that they leave no fd and no child behind, which a live pool's
     background threads, opening and closing worker fds, would make meaningless.
     The end-to-end tests run last: each starts daemons, and a daemon is a process tree of its
-    own."""
+    own; the container tests (podman: a Debian base, an image build) after them."""
     items.sort(key=_order)
 
 
 def _order(item: pytest.Item) -> int:
+    if "tests/container/" in item.nodeid or item.nodeid.startswith("container/"):
+        return 3
     if "tests/e2e/" in item.nodeid or item.nodeid.startswith("e2e/"):
         return 2
     return 1 if "pool" in getattr(item, "fixturenames", ()) else 0

@@ -1,0 +1,115 @@
+"""The sandboxd image under podman, run as README.md "Running in a container" says (no
+--privileged), on published loopback ports. Session-scoped: one build, one container."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from sandboxd.tenants import add_tenant
+
+from .podman import Built, Podman, ensure_packages
+
+# Exactly the flags README.md documents (besides the ports and the tenants mount).
+RUN_FLAGS = ("--security-opt", "systempaths=unconfined", "--security-opt", "seccomp=unconfined")
+SERVING_TIMEOUT_S = 60.0
+SANDBOXD_UID = 10001
+
+
+@dataclass(frozen=True)
+class Running:
+    name: str
+    target: str  # 127.0.0.1:PORT, published to the container's 50051
+    metrics_url: str
+    api_key: str
+    start_to_serving_s: float
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def podman() -> Podman:
+    ensure_packages()
+    return Podman()
+
+
+@pytest.fixture(scope="session")
+def image(podman: Podman) -> Built:
+    podman.ensure_base()
+    built = podman.ensure_image()
+    print(f"\nimage {built.image}: {built.size_bytes / 1e6:.0f} MB, build {built.build_s:.1f} s")
+    return built
+
+
+@pytest.fixture(scope="session")
+def tenants_dir() -> Iterator[str]:
+    with tempfile.TemporaryDirectory(prefix="sandboxd-container-") as tmp:
+        etc = os.path.join(tmp, "etc")
+        os.mkdir(etc)
+        key = add_tenant(os.path.join(etc, "tenants.toml"), "acme")
+        with open(os.path.join(tmp, "key"), "w") as f:
+            f.write(key)
+        for path in (etc, os.path.join(etc, "tenants.toml")):
+            os.chown(path, SANDBOXD_UID, SANDBOXD_UID)
+        yield tmp
+
+
+def health(target: str, service: str = "") -> str:
+    out = subprocess.run(
+        [
+            "python3",
+            "-m",
+            "sandboxd",
+            "health",
+            "--target",
+            target,
+            "--timeout",
+            "1",
+            "--service",
+            service,
+        ],
+        capture_output=True,
+        text=True,
+    )
+    return out.stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def container(podman: Podman, image: Built, tenants_dir: str) -> Iterator[Running]:
+    name = f"sandboxd-test-{os.getpid()}"
+    port, metrics = free_port(), free_port()
+    start = time.monotonic()
+    podman.run(
+        "run", "--detach", "--name", name, *RUN_FLAGS,
+        "-p", f"127.0.0.1:{port}:50051", "-p", f"127.0.0.1:{metrics}:9090",
+        "-v", f"{tenants_dir}/etc:/etc/sandboxd:ro",
+        image.image,
+    )  # fmt: skip
+    try:
+        target = f"127.0.0.1:{port}"
+        # Only Python: the JavaScript workers do not boot in the image yet (Debian 12's Node 18
+        # dies with SIGSEGV in the subuid jail; see test_container.NODE_BROKEN).
+        while health(target, "sandboxd.v1.Sandbox/python") != "SERVING":
+            if time.monotonic() - start > SERVING_TIMEOUT_S:
+                logs = podman.run("logs", name, check=False)
+                pytest.fail(f"not SERVING in {SERVING_TIMEOUT_S} s:\n{logs.stdout}{logs.stderr}")
+            time.sleep(0.1)
+        elapsed = time.monotonic() - start
+        print(f"\ncontainer start -> SERVING: {elapsed:.2f} s")
+        with open(os.path.join(tenants_dir, "key")) as f:
+            key = f.read().strip()
+        yield Running(name, target, f"http://127.0.0.1:{metrics}/metrics", key, elapsed)
+    finally:
+        podman.run("rm", "--force", "--time", "10", name, check=False)
