@@ -15,6 +15,7 @@ from .types import CEILING_LIMITS, DEFAULT_LIMITS, Limits, Runtime
 BOOT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_in_worker")
 JAIL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "jail")
 JAIL_BOOT_DIR = "/opt/sandboxd"
+DEBIAN_NODE_BUILTINS = "/usr/share/nodejs"
 
 
 def _real_python() -> str:
@@ -104,6 +105,10 @@ def _python_plan(config: PoolConfig) -> RuntimePlan:
 def _node_plan(config: PoolConfig) -> RuntimePlan:
     exe = config.node_path
     binds = [] if exe.startswith("/usr/") else [Bind(exe, is_dir=False)]
+    # Debian's own Node build loads some builtins (cjs-module-lexer, acorn, undici) from here at
+    # start; without it every worker aborts ("Cannot load externalized builtin").
+    if os.path.isdir(DEBIAN_NODE_BUILTINS):
+        binds.append(Bind(DEBIAN_NODE_BUILTINS))
     return RuntimePlan(
         name=Runtime.JAVASCRIPT.value,
         argv=(exe, f"{JAIL_BOOT_DIR}/node_boot.js"),
