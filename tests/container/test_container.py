@@ -17,15 +17,7 @@ from sandboxd_pool import Runtime
 from .conftest import RUN_FLAGS, Running
 from .podman import Built, Podman
 
-# Known, not skipped: in the image (subuid mode, Debian 12's Node 18) every JavaScript worker
-# dies with SIGSEGV while booting. strict: the day it boots, these xpass and fail, and the
-# marker must go (and the fixture must wait for every runtime again).
-NODE_BROKEN = pytest.mark.xfail(
-    reason="JavaScript workers die with SIGSEGV while booting in the image", strict=True
-)
-RUNTIMES = pytest.mark.parametrize(
-    "runtime", [PY, pytest.param(JS, marks=NODE_BROKEN)], ids=["python", "javascript"]
-)
+RUNTIMES = pytest.mark.parametrize("runtime", [PY, JS], ids=["python", "javascript"])
 HELLO = {PY: "print('hello', 6 * 7)", JS: "console.log('hello', 6 * 7)"}
 CONNECT = {
     PY: "import socket\ntry:\n    socket.create_connection(('{host}', {port}), timeout=2)\n"
@@ -107,7 +99,6 @@ def test_no_new_privileges_is_refused_with_the_flag(podman: Podman, image: Built
     assert "no-new-privileges" in out.stderr
 
 
-@NODE_BROKEN
 def test_healthcheck_command(podman: Podman, container: Running) -> None:
     out = podman.run("healthcheck", "run", container.name, check=False)
     assert out.returncode == 0, out
