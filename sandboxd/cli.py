@@ -177,7 +177,7 @@ def _run(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     import os
 
-    from sandboxd import health_cli, settings, tenants_cli
+    from sandboxd import health_cli, seccomp_profile_cli, settings, tenants_cli
 
     parser = argparse.ArgumentParser(
         prog="sandboxd",
@@ -229,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tenants_cli.register(commands)
     health_cli.register(commands)
+    seccomp_profile_cli.register(commands)
 
     demo = commands.add_parser(
         "demo",

@@ -11,6 +11,9 @@ Checked, in a throwaway child process (forked before any thread exists):
   /proc             inside that user namespace, a new PID and mount namespace and a fresh /proc
                     mount; the kernel refuses it (EPERM) where the existing /proc is partly
                     masked, as podman and docker mask it unless `systempaths=unconfined`
+  hostname          in the namespaces above, a new UTS namespace and sethostname (the workers'
+                    hostname); container runtimes' default seccomp profiles refuse it without
+                    CAP_SYS_ADMIN in the container
   newuidmap         non-root only: /usr/bin/newuidmap and newgidmap exist, and the process may
                     gain privileges (no `no-new-privileges`), or they cannot write a map
 """
@@ -23,6 +26,7 @@ import os
 from dataclasses import dataclass
 
 CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 MS_REC = 0x4000
@@ -42,6 +46,14 @@ USERNS_FIX = (
     "a container: a seccomp profile allowing unshare/clone with CLONE_NEWUSER (podman's and "
     "docker's default profiles do; `--security-opt seccomp=unconfined` to check)"
 )
+HOSTNAME_FIX = (
+    "setting a worker's hostname in its own UTS namespace is refused ({error}): this "
+    "container's seccomp profile allows sethostname only with CAP_SYS_ADMIN (podman's and "
+    "docker's default profiles). Run it with `--security-opt seccomp=PROFILE` (podman, docker), "
+    "PROFILE made by `sandboxd seccomp-profile` (the runtime's default plus the jail's system "
+    "calls), or, in Kubernetes, that file as a `seccompProfile: {{type: Localhost}}`; see "
+    "README.md 'Running in a container'"
+)
 HELPER_FIX = (
     "{helper} is missing: a non-root daemon maps each worker to a subordinate id with "
     "newuidmap/newgidmap (Debian package `uidmap`)"
@@ -55,7 +67,7 @@ NNP_FIX = (
 
 @dataclass(frozen=True)
 class Problem:
-    what: str  # "user namespaces", "/proc", "newuidmap", "no_new_privs"
+    what: str  # "user namespaces", "hostname", "/proc", "newuidmap", "no_new_privs"
     message: str  # what is wrong and the flag or setting that fixes it
 
 
@@ -85,7 +97,7 @@ def _helpers(status_path: str = "/proc/self/status") -> list[Problem]:
 
 def _namespaces() -> list[Problem]:
     """Fork a child that makes a user namespace, then a PID + mount namespace in which its own
-    child mounts /proc; the child reports the first failure as 'STAGE ERRNO' on a pipe."""
+    child mounts /proc; the child reports each failure as a line "STAGE ERRNO" on a pipe."""
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the forked child
@@ -101,17 +113,28 @@ def _namespaces() -> list[Problem]:
     with os.fdopen(read_fd, "rb") as f:
         report = f.read().decode(errors="replace")
     os.waitpid(pid, 0)
-    stage, _, number = report.partition(" ")
-    if stage == "ok":
-        return []
+    problems = []
+    for line in report.splitlines() or ["userns unknown"]:
+        stage, _, number = line.partition(" ")
+        if stage == "ok":
+            continue
+        problems.append(_problem(stage, number))
+    return problems
+
+
+def _problem(stage: str, number: str) -> Problem:
     error = errno.errorcode.get(int(number), number) if number.isdigit() else "unknown error"
     error = f"{error}: {os.strerror(int(number))}" if number.isdigit() else error
     if stage == "proc":
-        return [Problem("/proc", PROC_FIX.format(error=error))]
-    return [Problem("user namespaces", USERNS_FIX.format(error=error))]
+        return Problem("/proc", PROC_FIX.format(error=error))
+    if stage == "hostname":
+        return Problem("hostname", HOSTNAME_FIX.format(error=error))
+    return Problem("user namespaces", USERNS_FIX.format(error=error))
 
 
 def _child_probe() -> str:  # pragma: no cover - runs in the forked child
+    """One 'STAGE ERRNO' line per failed stage ('ok 0' if none); a failed user namespace
+    stops the probe, as nothing else can be tried without one."""
     libc = ctypes.CDLL(None, use_errno=True)
     uid, gid = os.geteuid(), os.getegid()
     if libc.unshare(CLONE_NEWUSER) != 0:
@@ -125,8 +148,11 @@ def _child_probe() -> str:  # pragma: no cover - runs in the forked child
             f.write(f"0 {gid} 1")
     except OSError as e:
         return f"userns {e.errno}"
-    if libc.unshare(CLONE_NEWPID | CLONE_NEWNS) != 0:
+    if libc.unshare(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS) != 0:
         return f"userns {ctypes.get_errno()}"
+    failed = []
+    if libc.sethostname(b"sandbox", 7) != 0:
+        failed.append(f"hostname {ctypes.get_errno()}")
     grandchild = os.fork()
     if grandchild == 0:
         status = 0
@@ -138,9 +164,9 @@ def _child_probe() -> str:  # pragma: no cover - runs in the forked child
         os._exit(min(status, 255))
     _, wait_status = os.waitpid(grandchild, 0)
     code = os.waitstatus_to_exitcode(wait_status)
-    if code == 0:
-        return "ok 0"
-    return f"proc {code - 100 if code >= 100 else errno.EIO}"
+    if code != 0:
+        failed.append(f"proc {code - 100 if code >= 100 else errno.EIO}")
+    return "\n".join(failed) or "ok 0"
 
 
 def message(problems: list[Problem]) -> str:

@@ -15,10 +15,10 @@ import pytest
 
 from sandboxd.tenants import add_tenant
 
-from .podman import Built, Podman, ensure_packages
+from .podman import CACHE_DIR, Built, Podman, ensure_packages
 
-# Exactly the flags README.md documents (besides the ports and the tenants mount).
-RUN_FLAGS = ("--security-opt", "systempaths=unconfined", "--security-opt", "seccomp=unconfined")
+# podman's default seccomp profile, the base `sandboxd seccomp-profile` reads by default.
+PODMAN_SECCOMP = "/usr/share/containers/seccomp.json"
 SERVING_TIMEOUT_S = 60.0
 SANDBOXD_UID = 10001
 
@@ -43,6 +43,26 @@ def free_port() -> int:
 def podman() -> Podman:
     ensure_packages()
     return Podman()
+
+
+@pytest.fixture(scope="session")
+def seccomp_profile(podman: Podman) -> str:
+    """The profile README.md says to make: `sandboxd seccomp-profile` from podman's default."""
+    path = os.path.join(CACHE_DIR, "sandboxd-seccomp.json")
+    subprocess.run(
+        ["python3", "-m", "sandboxd", "seccomp-profile", "--base", PODMAN_SECCOMP, "-o", path],
+        check=True,
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
+def run_flags(seccomp_profile: str) -> tuple[str, ...]:
+    """Exactly the flags README.md documents (besides the ports and the tenants mount)."""
+    return (
+        "--security-opt", "systempaths=unconfined",
+        "--security-opt", f"seccomp={seccomp_profile}",
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="session")
@@ -87,12 +107,14 @@ def health(target: str, service: str = "") -> str:
 
 
 @pytest.fixture(scope="session")
-def container(podman: Podman, image: Built, tenants_dir: str) -> Iterator[Running]:
+def container(
+    podman: Podman, image: Built, tenants_dir: str, run_flags: tuple[str, ...]
+) -> Iterator[Running]:
     name = f"sandboxd-test-{os.getpid()}"
     port, metrics = free_port(), free_port()
     start = time.monotonic()
     podman.run(
-        "run", "--detach", "--name", name, *RUN_FLAGS,
+        "run", "--detach", "--name", name, *run_flags,
         "-p", f"127.0.0.1:{port}:50051", "-p", f"127.0.0.1:{metrics}:9090",
         "-v", f"{tenants_dir}/etc:/etc/sandboxd:ro",
         image.image,

@@ -14,7 +14,7 @@ from pollution_programs import CHECK, CLEAN_ENV, EXPECTED, HELPER, JS, POLLUTE, 
 from sandboxd_client import Client, InvalidRequest, Verdict
 from sandboxd_pool import Runtime
 
-from .conftest import RUN_FLAGS, Running
+from .conftest import Running
 from .podman import Built, Podman
 
 RUNTIMES = pytest.mark.parametrize("runtime", [PY, JS], ids=["python", "javascript"])
@@ -79,24 +79,45 @@ def test_start_to_serving_is_quick(container: Running) -> None:
     assert container.start_to_serving_s < 30
 
 
-def test_masked_proc_is_refused_at_once_with_the_flag(podman: Podman, image: Built) -> None:
-    without = [f for f in RUN_FLAGS if f != "systempaths=unconfined"]
-    without.remove("--security-opt")
+def refused(podman: Podman, image: Built, *flags: str) -> str:
+    """Run the image with `flags` (no tenants file, loopback); it must exit 2 at once (the
+    preflight runs before the pool). Its stderr."""
     start = time.monotonic()
-    out = podman.run("run", "--rm", *without, "-e", "SANDBOXD_LISTEN=127.0.0.1:50051",
+    out = podman.run("run", "--rm", *flags, "-e", "SANDBOXD_LISTEN=127.0.0.1:50051",
                      "-e", "SANDBOXD_TENANTS=", image.image, check=False, timeout_s=60)  # fmt: skip
-    assert time.monotonic() - start < 30
+    assert time.monotonic() - start < 30, "the refusal must not wait for anything"
     assert out.returncode == 2, out
-    assert "--security-opt systempaths=unconfined" in out.stderr
-    assert "procMount: Unmasked" in out.stderr
+    return out.stderr
 
 
-def test_no_new_privileges_is_refused_with_the_flag(podman: Podman, image: Built) -> None:
-    out = podman.run("run", "--rm", *RUN_FLAGS, "--security-opt", "no-new-privileges",
-                     "-e", "SANDBOXD_LISTEN=127.0.0.1:50051", "-e", "SANDBOXD_TENANTS=",
-                     image.image, check=False, timeout_s=60)  # fmt: skip
-    assert out.returncode == 2, out
-    assert "no-new-privileges" in out.stderr
+def test_masked_proc_is_refused_at_once_with_the_flag(
+    podman: Podman, image: Built, seccomp_profile: str
+) -> None:
+    err = refused(podman, image, "--security-opt", f"seccomp={seccomp_profile}")
+    assert "--security-opt systempaths=unconfined" in err
+    assert "procMount: Unmasked" in err
+    assert "sethostname" not in err
+
+
+def test_default_seccomp_profile_is_refused_with_the_flag(podman: Podman, image: Built) -> None:
+    # podman's own profile allows sethostname only with CAP_SYS_ADMIN in the container.
+    err = refused(podman, image, "--security-opt", "systempaths=unconfined")
+    assert "sethostname only with CAP_SYS_ADMIN" in err
+    assert "--security-opt seccomp=PROFILE" in err and "`sandboxd seccomp-profile`" in err
+    assert "systempaths" not in err
+
+
+def test_with_no_flags_every_problem_is_named(podman: Podman, image: Built) -> None:
+    err = refused(podman, image)
+    assert "--security-opt systempaths=unconfined" in err
+    assert "--security-opt seccomp=PROFILE" in err
+
+
+def test_no_new_privileges_is_refused_with_the_flag(
+    podman: Podman, image: Built, run_flags: tuple[str, ...]
+) -> None:
+    err = refused(podman, image, *run_flags, "--security-opt", "no-new-privileges")
+    assert "no-new-privileges" in err
 
 
 def test_healthcheck_command(podman: Podman, container: Running) -> None:

@@ -3,6 +3,9 @@ for real under podman's masked /proc)."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -38,3 +41,35 @@ def test_serve_exits_2_fast_when_proc_cannot_be_mounted(monkeypatch: pytest.Monk
         lambda: [preflight.Problem("/proc", preflight.PROC_FIX.format(error="EPERM"))],
     )
     assert cli.main(["serve", "--listen", "127.0.0.1:0"]) == 2
+
+
+def test_hostname_message_names_the_profile_command() -> None:
+    text = preflight.HOSTNAME_FIX.format(error="EPERM")
+    assert "--security-opt seccomp=PROFILE" in text and "`sandboxd seccomp-profile`" in text
+    assert "type: Localhost" in text
+
+
+# In a child that a seccomp filter forbids sethostname (as podman's default profile does
+# without CAP_SYS_ADMIN), the preflight names exactly that problem.
+_HOSTNAME_DENIED = """
+import errno, json
+try:
+    import seccomp
+except ImportError:
+    import pyseccomp as seccomp
+from sandboxd import preflight
+f = seccomp.SyscallFilter(seccomp.ALLOW)
+f.add_rule(seccomp.ERRNO(errno.EPERM), "sethostname")
+f.load()
+print(json.dumps([[p.what, p.message] for p in preflight.check()]))
+"""
+
+
+def test_a_profile_denying_sethostname_is_found() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", _HOSTNAME_DENIED], capture_output=True, text=True, check=True
+    )
+    problems = json.loads(out.stdout)
+    assert [what for what, _ in problems] == ["hostname"]
+    assert "(EPERM: Operation not permitted)" in problems[0][1]
+    assert "`sandboxd seccomp-profile`" in problems[0][1]
