@@ -89,6 +89,7 @@ _EXTENSIONS = {".py": "python", ".js": "javascript", ".cjs": "javascript", ".mjs
 def _serve(args: argparse.Namespace) -> int:
     from sandboxd import json_log, preflight, server, settings
     from sandboxd.tenants import TenantsFileError
+    from sandboxd_pool.errors import JailModeError
 
     try:
         config = settings.from_args(args)
@@ -103,7 +104,7 @@ def _serve(args: argparse.Namespace) -> int:
     json_log.configure(config.log_level)
     try:
         return server.serve(config)
-    except TenantsFileError as e:
+    except (TenantsFileError, JailModeError) as e:
         print(f"sandboxd serve: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:

@@ -118,6 +118,7 @@ def start(settings: Settings) -> Running:
         "warm_workers_per_runtime": settings.warm_workers_per_runtime,
         "max_concurrent_executions": settings.max_concurrent_executions,
         "runtimes": runtimes,
+        "jail_mode": settings.jail_mode,
         "max_stdin_bytes": settings.max_message_bytes,
         "max_files_bytes": settings.max_message_bytes,
         "max_code_bytes": min(settings.max_message_bytes, 16 * 1024 * 1024),

@@ -37,6 +37,7 @@ class Settings:
     runtimes: tuple[str, ...] = ("python", "javascript")
     python_path: str | None = None  # interpreter for Python workers (default: the daemon's)
     node_path: str | None = None  # default: `node` on PATH
+    jail_mode: str = "auto"  # auto|root|subuid (README "The two jail modes")
     log_level: str = "INFO"
     # Async executions (Submit), embedded backend: all in this process's memory.
     result_retention_s: float = 3600.0  # a finished execution's result is kept this long
@@ -131,6 +132,13 @@ _FLAGS: tuple[tuple[str, str, str, str], ...] = (
         "Python interpreter for workers (default: the daemon's own)",
     ),
     ("--node", "SANDBOXD_NODE", "node_path", "Node.js binary for workers (default: node on PATH)"),
+    (
+        "--jail-mode",
+        "SANDBOXD_JAIL_MODE",
+        "jail_mode",
+        "auto, root or subuid: how workers are jailed (default auto: root mode as host root, "
+        "else subuid mode; README 'The two jail modes')",
+    ),
     (
         "--result-retention-s",
         "SANDBOXD_RESULT_RETENTION_S",
@@ -229,6 +237,11 @@ def from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) ->
             if bad or not names:
                 problems.append(f"{name}: {value!r}: each runtime must be 'python' or 'javascript'")
             values[field] = names
+        elif field == "jail_mode":
+            mode = value.strip().lower()
+            if mode not in ("auto", "root", "subuid"):
+                problems.append(f"{name}: {value!r} is not auto, root or subuid")
+            values[field] = mode
         elif field == "log_level":
             level = value.upper()
             if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):

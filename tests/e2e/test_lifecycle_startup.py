@@ -107,6 +107,33 @@ def test_every_bad_value_is_reported(tmp: str) -> None:
     assert f"error: SANDBOXD_TENANTS: {missing!r} does not exist" in text
 
 
+def test_a_bad_jail_mode_is_named() -> None:
+    rc, lines = refused(["--listen", "127.0.0.1:0"], {"SANDBOXD_JAIL_MODE": "chroot"})
+    assert rc == 2
+    assert lines == [
+        "sandboxd serve: error: SANDBOXD_JAIL_MODE: 'chroot' is not auto, root or subuid"
+    ]
+
+
+def test_subuid_mode_without_subordinate_ids_exits_2_naming_the_file() -> None:
+    # This host gives root no subordinate ids (tests/pool/test_subuid_mode.py adds and removes
+    # its own user's lines), so forcing subuid mode as root cannot build the jail.
+    with open("/etc/subuid") as f:
+        assert not any(line.startswith(("root:", "0:")) for line in f), "root has subuids here"
+    daemon = spawn(["--listen", "127.0.0.1:0", "--jail-mode", "subuid"])
+    try:
+        rc = daemon.proc.wait(EXIT_TIMEOUT_S)
+    finally:
+        stopped(daemon)
+    assert daemon._reader is not None
+    daemon._reader.join(timeout=10)
+    errors = [line for line in daemon.raw_stderr if line.startswith("sandboxd serve: error:")]
+    assert rc == 2
+    assert len(errors) == 1, daemon.raw_stderr
+    assert "jail_mode subuid: /etc/subuid has no line for user 'root' (uid 0)" in errors[0]
+    assert "Traceback" not in "".join(daemon.raw_stderr)
+
+
 def test_zero_config_warns_about_the_keyless_tenant(zero_daemon: Daemon) -> None:
     warnings = [
         entry
