@@ -36,6 +36,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "'sandboxd.v1.Sandbox/python' or 'sandboxd.v1.Sandbox/javascript'",
     )
     parser.add_argument("--timeout", type=float, default=3.0, help="seconds (default 3)")
+    parser.add_argument(
+        "--tls-ca",
+        default=os.environ.get("SANDBOXD_HEALTH_TLS_CA") or os.environ.get("SANDBOXD_TLS_CERT"),
+        help="connect with TLS, trusting this PEM CA bundle [env SANDBOXD_HEALTH_TLS_CA; "
+        "default: the daemon's own SANDBOXD_TLS_CERT when set (a self-signed certificate), "
+        "else plaintext]",
+    )
+    parser.add_argument(
+        "--tls-server-name",
+        default=os.environ.get("SANDBOXD_HEALTH_TLS_SERVER_NAME"),
+        help="the name the server certificate must carry, when it is not the target's host "
+        "(e.g. the certificate names the service, the check dials 127.0.0.1) [env "
+        "SANDBOXD_HEALTH_TLS_SERVER_NAME]",
+    )
     parser.set_defaults(func=_health)
 
 
@@ -43,7 +57,22 @@ def _health(args: argparse.Namespace) -> int:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    with grpc.insecure_channel(args.target) as channel:
+    if args.tls_ca:
+        try:
+            with open(args.tls_ca, "rb") as f:
+                roots = f.read()
+        except OSError as e:
+            print(f"sandboxd health: --tls-ca: {args.tls_ca}: {e.strerror}", file=sys.stderr)
+            return _EXIT_UNREACHABLE
+        options = []
+        if args.tls_server_name:
+            options.append(("grpc.ssl_target_name_override", args.tls_server_name))
+        channel = grpc.secure_channel(
+            args.target, grpc.ssl_channel_credentials(root_certificates=roots), options=options
+        )
+    else:
+        channel = grpc.insecure_channel(args.target)
+    with channel:
         stub: Any = health_pb2_grpc.HealthStub(channel)
         try:
             response = stub.Check(

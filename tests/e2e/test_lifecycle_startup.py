@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 
@@ -228,6 +229,42 @@ def test_tls(tmp: str) -> None:
             pytest.raises(Unavailable),
         ):
             untrusting.execute("python", "print('untrusted')", timeout_s=10)
+        assert daemon.stop() == 0, "".join(daemon.raw_stderr[-20:])
+    finally:
+        stopped(daemon)
+
+
+def health_cli(target: str, *args: str, env: Mapping[str, str] | None = None) -> tuple[int, str]:
+    """`sandboxd health` as the container's HEALTHCHECK runs it: (exit status, output)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("SANDBOXD_")}
+    out = subprocess.run(
+        [sys.executable, "-m", "sandboxd", "health", "--target", target, "--timeout", "10", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**clean, **(env or {})},
+    )
+    return out.returncode, out.stdout + out.stderr
+
+
+def test_health_command_over_tls(tmp: str) -> None:
+    cert, key = self_signed(tmp)
+    daemon = start(["--tls-cert", cert, "--tls-key", key])
+    try:
+        target = daemon.address  # 127.0.0.1:PORT; the certificate names localhost
+        assert health_cli(target, "--tls-ca", cert, "--tls-server-name", "localhost") == (
+            0,
+            "SERVING\n",
+        )
+        # In the image the daemon's own variables are set: its certificate is the default CA.
+        env = {"SANDBOXD_TLS_CERT": cert, "SANDBOXD_HEALTH_TLS_SERVER_NAME": "localhost"}
+        assert health_cli(target, env=env) == (0, "SERVING\n")
+        rc, out = health_cli(target)  # plaintext against TLS
+        assert rc == 2 and "UNAVAILABLE" in out, out
+        rc, out = health_cli(target, "--tls-ca", cert)  # 127.0.0.1 is not in the certificate
+        assert rc == 2 and "UNAVAILABLE" in out, out
+        rc, out = health_cli(target, "--tls-ca", os.path.join(tmp, "missing.pem"))
+        assert rc == 2 and "missing.pem: No such file or directory" in out, out
         assert daemon.stop() == 0, "".join(daemon.raw_stderr[-20:])
     finally:
         stopped(daemon)
