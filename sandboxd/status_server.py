@@ -1,7 +1,12 @@
 """The one seam where errors become gRPC status (DESIGN §6; the table is in errors.py).
 
 `to_status(exc)` builds the status; `translate_errors(context)` wraps a servicer method so that
-whatever it raises leaves as the right status with its standard details."""
+whatever it raises leaves as the right status with its standard details.
+
+Messages often quote the request (a file path, an env name, an execution id), which may be up
+to 128 KiB. A status travels in the trailers, and gRPC clients refuse trailers over 8 KiB
+(soft limit; the call then fails with a RESOURCE_EXHAUSTED of the client's own, losing the
+real status), so every text of a status is cut to a few hundred bytes here."""
 
 from __future__ import annotations
 
@@ -21,6 +26,21 @@ from . import errors
 
 log = logging.getLogger("sandboxd.rpc")
 
+# UTF-8 bytes of each text in a status. grpc-message percent-encodes non-ASCII bytes (x3) and
+# the details are base64 (x4/3): at most ~3 KiB of trailers in all.
+MAX_MESSAGE_BYTES = 512
+MAX_FIELD_BYTES = 128
+MAX_DESCRIPTION_BYTES = 384
+_CUT = "..."
+
+
+def bounded(text: str, max_bytes: int) -> str:
+    """`text` as valid UTF-8 of at most `max_bytes` bytes, ending in '...' when cut."""
+    data = text.encode("utf-8", "backslashreplace")
+    if len(data) > max_bytes:
+        data = data[: max_bytes - len(_CUT)] + _CUT.encode()
+    return data.decode("utf-8", "ignore")
+
 
 def _packed(message: object) -> any_pb2.Any:
     detail = any_pb2.Any()
@@ -39,7 +59,8 @@ def to_status(exc: BaseException) -> grpc.Status:
                 error_details_pb2.BadRequest(
                     field_violations=[
                         error_details_pb2.BadRequest.FieldViolation(
-                            field=exc.field, description=exc.message
+                            field=bounded(exc.field, MAX_FIELD_BYTES),
+                            description=bounded(exc.message, MAX_DESCRIPTION_BYTES),
                         )
                     ]
                 )
@@ -56,7 +77,8 @@ def to_status(exc: BaseException) -> grpc.Status:
                 error_details_pb2.QuotaFailure(
                     violations=[
                         error_details_pb2.QuotaFailure.Violation(
-                            subject=exc.subject, description=exc.description
+                            subject=bounded(exc.subject, MAX_FIELD_BYTES),
+                            description=bounded(exc.description, MAX_DESCRIPTION_BYTES),
                         )
                     ]
                 )
@@ -83,6 +105,7 @@ def to_status(exc: BaseException) -> grpc.Status:
             extra={"fields": {"request_id": request_id}},
         )
         code, message = code_pb2.INTERNAL, f"internal error (request id {request_id})"
+    message = bounded(message, MAX_MESSAGE_BYTES)
     return rpc_status.to_status(status_pb2.Status(code=code, message=message, details=details))
 
 
