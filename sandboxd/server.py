@@ -22,11 +22,12 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from sandboxd_client._proto import sandbox_pb2, sandbox_pb2_grpc
+from sandboxd_client._proto import sandbox_pb2
 from sandboxd_pool import Pool, PoolConfig, Runtime
 from sandboxd_pool.validation import validate
 
 from .auth import Authenticator
+from .decode_server import add_sandbox_service
 from .job_store import StoreLimits
 from .jobs_embedded import EmbeddedJobs
 from .metrics import Metrics
@@ -174,7 +175,9 @@ def _start_grpc(settings: Settings, pool: Pool, auth: Authenticator) -> Running:
             ("grpc.so_reuseport", 0),
         ],
     )
-    sandbox_pb2_grpc.add_SandboxServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+    add_sandbox_service(
+        server, servicer, auth, lambda code, _: metrics.rejections.labels(code.name).inc()
+    )
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
