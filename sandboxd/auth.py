@@ -13,12 +13,18 @@ SCHEME = "bearer "
 
 
 def api_key(metadata: Iterable[tuple[str, str | bytes]] | None) -> str | None:
-    for key, value in metadata or ():
-        if key == HEADER and isinstance(value, str):
-            if value[: len(SCHEME)].lower() == SCHEME:
-                return value[len(SCHEME) :].strip()
-            raise Unauthenticated("the authorization metadata must be 'Bearer <api-key>'")
-    return None
+    """The key of the one `authorization` entry, None without one. More than one entry is
+    refused rather than picking one: a proxy in front that checked the last while the daemon
+    used the first would let a caller choose its tenant."""
+    values = [value for key, value in metadata or () if key == HEADER]
+    if not values:
+        return None
+    if len(values) > 1:
+        raise Unauthenticated("more than one authorization metadata entry; send exactly one")
+    value = values[0]
+    if isinstance(value, str) and value[: len(SCHEME)].lower() == SCHEME:
+        return value[len(SCHEME) :].strip()
+    raise Unauthenticated("the authorization metadata must be 'Bearer <api-key>'")
 
 
 class Authenticator:
