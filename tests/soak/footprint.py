@@ -1,0 +1,178 @@
+"""What a running (or dead) daemon leaves on the host, seen from outside: its process tree,
+its workers' cgroups, processes in those cgroups that are no longer in its tree, its mounts,
+its open fds and its RSS.
+
+Other sandboxd instances may run on this machine at the same time (other checkouts, other test
+sessions), so everything is attributed by owner: a worker cgroup is named `z<zygote pid>-<n>`
+under the `sandboxd` parent of each hierarchy, and only the zygotes of the daemon under test
+count.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import psutil
+
+PARENT_NAME = "sandboxd"
+ZYGOTE_MODULE = "sandboxd_pool._in_zygote"
+TEMPLATE_SCRIPT = "python_template.py"
+# Mounts made by container tooling running next to us on the shared machine, not by sandboxd.
+FOREIGN_MOUNT_PREFIXES = ("/var/lib/containers", "/run/containers", "/run/user", "/run/netns")
+
+
+@dataclass(frozen=True)
+class ProcessSample:
+    """One process's resource use at one moment."""
+
+    fd_count: int
+    rss_bytes: int
+
+    def __str__(self) -> str:
+        return f"{self.fd_count} fds, RSS {self.rss_bytes / 2**20:.1f} MiB"
+
+
+def sample(pid: int) -> ProcessSample:
+    return ProcessSample(
+        fd_count=len(os.listdir(f"/proc/{pid}/fd")),
+        rss_bytes=psutil.Process(pid).memory_info().rss,
+    )
+
+
+def cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def zygote_of(daemon_pid: int) -> int | None:
+    """The daemon's live zygote (a direct child running sandboxd_pool._in_zygote), if any."""
+    try:
+        children = psutil.Process(daemon_pid).children()
+    except psutil.NoSuchProcess:
+        return None
+    zygotes = [c.pid for c in children if ZYGOTE_MODULE in cmdline(c.pid)]
+    assert len(zygotes) <= 1, f"daemon {daemon_pid} has several zygotes: {zygotes}"
+    return zygotes[0] if zygotes else None
+
+
+def cgroup_parents() -> list[str]:
+    """The `sandboxd` parent directory of every mounted cgroup hierarchy (v1 and v2)."""
+    parents: list[str] = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            fstype = right.split()[0] if right else ""
+            if fstype in ("cgroup", "cgroup2"):
+                path = os.path.join(left.split()[4], PARENT_NAME)
+                if os.path.isdir(path) and path not in parents:
+                    parents.append(path)
+    return parents
+
+
+def worker_cgroups(zygote_pids: Iterable[int]) -> set[str]:
+    """Every worker cgroup directory (all hierarchies) named after one of these zygotes."""
+    prefixes = tuple(f"z{pid}-" for pid in zygote_pids)
+    found: set[str] = set()
+    if not prefixes:
+        return found
+    for parent in cgroup_parents():
+        try:
+            names = os.listdir(parent)
+        except OSError:
+            continue
+        found.update(os.path.join(parent, n) for n in names if n.startswith(prefixes))
+    return found
+
+
+def cgroup_names_of(pid: int) -> set[str]:
+    """Names of the worker cgroups (`z<zygote>-<n>`) the process is in, all hierarchies."""
+    names: set[str] = set()
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            for line in f:
+                path = line.rstrip("\n").split(":", 2)[2]
+                match = re.search(rf"/{PARENT_NAME}/(z\d+-\d+)$", path)
+                if match:
+                    names.add(match.group(1))
+    except OSError:
+        pass
+    return names
+
+
+def processes_in_worker_cgroups(zygote_pids: Iterable[int]) -> set[int]:
+    """Host pids of every process in a worker cgroup of these zygotes."""
+    prefixes = tuple(f"z{pid}-" for pid in zygote_pids)
+    found: set[int] = set()
+    if not prefixes:
+        return found
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and any(n.startswith(prefixes) for n in cgroup_names_of(int(entry))):
+            found.add(int(entry))
+    return found
+
+
+def descendants(pid: int) -> set[int]:
+    try:
+        return {p.pid for p in psutil.Process(pid).children(recursive=True)}
+    except psutil.NoSuchProcess:
+        return set()
+
+
+def processes_with(token: str) -> list[int]:
+    """Host pids whose command line contains `token` (a background process's unique argument)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and entry != str(os.getpid()) and token in cmdline(int(entry)):
+            found.append(int(entry))
+    return found
+
+
+def mount_points() -> set[str]:
+    """Mount points of this (the host's) mount namespace, but for container tooling's."""
+    points: set[str] = set()
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = line.split()[4]
+            if not point.startswith(FOREIGN_MOUNT_PREFIXES):
+                points.add(point)
+    return points
+
+
+@dataclass(frozen=True)
+class TreeReport:
+    """A daemon's process tree at rest: zygote, Python template, warm workers, nothing else."""
+
+    zygote_pid: int
+    template_pids: frozenset[int]
+    worker_pids: frozenset[int]  # direct children of the zygote in a worker cgroup
+    strays: frozenset[int]  # any other descendant of the daemon (a worker's child, ...)
+    orphans: frozenset[int]  # in one of its worker cgroups but not in its tree
+
+    def describe(self, pids: Iterable[int]) -> list[str]:
+        return [f"{pid}: {cmdline(pid)[:120]}" for pid in sorted(pids)]
+
+
+def tree(daemon_pid: int, zygote_pids: Iterable[int]) -> TreeReport:
+    zygote = zygote_of(daemon_pid)
+    assert zygote is not None, f"daemon {daemon_pid} has no zygote"
+    everything = descendants(daemon_pid)
+    direct = {p.pid for p in psutil.Process(zygote).children()}
+    # Python workers are forked from the template (same command line) but each moved into a
+    # worker cgroup of its own; the template is in none.
+    workers = {pid for pid in direct if cgroup_names_of(pid)}
+    templates = {pid for pid in direct - workers if TEMPLATE_SCRIPT in cmdline(pid)}
+    strays = everything - {zygote} - templates - workers
+    in_cgroups = processes_in_worker_cgroups([*zygote_pids, zygote])
+    return TreeReport(
+        zygote_pid=zygote,
+        template_pids=frozenset(templates),
+        worker_pids=frozenset(workers),
+        strays=frozenset(strays),
+        orphans=frozenset(in_cgroups - everything),
+    )
