@@ -130,14 +130,14 @@ def serve(listen: str, runtimes: dict[str, BenchRuntime]) -> int:
 
     from sandboxd.auth import Authenticator
     from sandboxd.metrics import Metrics
-    from sandboxd.quotas import ConcurrencyQuota
     from sandboxd.servicer import SandboxServicer
+    from sandboxd.tenant_quotas import LocalQuotas
     from sandboxd_client._proto import sandbox_pb2_grpc
 
     servicer = SandboxServicer(
         BwrapEngine(runtimes),
         Authenticator(None),
-        ConcurrencyQuota(),
+        LocalQuotas(),
         Metrics(),
     )
     server = grpc.server(

@@ -14,8 +14,9 @@ import signal
 import stat
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -29,11 +30,12 @@ from sandboxd_pool.validation import validate
 from .auth import Authenticator
 from .decode_server import add_sandbox_service
 from .job_store import StoreLimits
+from .jobs import JobBackend, RunJob
 from .jobs_embedded import EmbeddedJobs
 from .metrics import Metrics
-from .quotas import ConcurrencyQuota
 from .servicer import SandboxServicer
 from .settings import Settings
+from .tenant_quotas import LocalQuotas, Quotas
 from .tenants import TenantDirectory, load_tenants
 
 log = logging.getLogger("sandboxd.server")
@@ -63,6 +65,7 @@ class Running:
     _stop_requested: threading.Event
     _stopped: threading.Event
     _poller: threading.Thread
+    _closers: list[Callable[[], None]] = field(default_factory=list)  # after the pool, in order
 
     def request_stop(self) -> None:
         self._stop_requested.set()
@@ -85,6 +88,8 @@ class Running:
             self.servicer.jobs.close(grace_s=max(0.0, deadline - time.monotonic()))
         self._poller.join(timeout=5)
         self.pool.close(grace_s=grace)
+        for close in self._closers:
+            close()
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
             self._metrics_server.server_close()
@@ -140,25 +145,35 @@ def start(settings: Settings) -> Running:
 
 def _start_grpc(settings: Settings, pool: Pool, auth: Authenticator) -> Running:
     metrics = Metrics(tenant_labels=settings.metrics_tenant_labels)
-    quotas = ConcurrencyQuota()
-    store_limits = StoreLimits(
-        retention_s=settings.result_retention_s,
-        max_queued_jobs=settings.max_queued_jobs,
-        max_bytes=settings.async_max_bytes,
-    )
+    local_quotas = LocalQuotas()
     long_polls = max(16, 4 * settings.max_concurrent_executions)  # GetExecutions waiting
+    closers: list[Callable[[], None]] = []
+    quotas: Quotas
+    jobs: Callable[[RunJob], JobBackend]
+    if settings.redis_url is None:
+        store_limits = StoreLimits(
+            retention_s=settings.result_retention_s,
+            max_queued_jobs=settings.max_queued_jobs,
+            max_bytes=settings.async_max_bytes,
+        )
+        quotas = local_quotas
+
+        def jobs(run: RunJob) -> JobBackend:
+            return EmbeddedJobs(
+                run,
+                local_quotas.concurrency,
+                store_limits,
+                max_running=settings.max_concurrent_executions,
+                max_waiters=long_polls,
+            )
+    else:
+        quotas, jobs = _cluster(settings, local_quotas, long_polls, closers)
     servicer = SandboxServicer(
         pool,
         auth,
         quotas,
         metrics,
-        jobs=lambda run: EmbeddedJobs(
-            run,
-            quotas,
-            store_limits,
-            max_running=settings.max_concurrent_executions,
-            max_waiters=long_polls,
-        ),
+        jobs=jobs,
         validate=lambda request: validate(request, pool.config),
     )
     assert servicer.jobs is not None
@@ -229,7 +244,52 @@ def _start_grpc(settings: Settings, pool: Pool, auth: Authenticator) -> Running:
         _stop_requested=stop_requested,
         _stopped=stopped,
         _poller=poller,
+        _closers=closers,
     )
+
+
+def _cluster(
+    settings: Settings,
+    local_quotas: LocalQuotas,
+    long_polls: int,
+    closers: list[Callable[[], None]],
+) -> tuple[Quotas, Callable[[RunJob], JobBackend]]:
+    """Quotas and async jobs in Redis (imported here: a node without --redis-url does not
+    need the redis package)."""
+    from .jobs_redis import RedisJobs, RedisJobsConfig, node_name
+    from .quotas_redis import RedisQuotas
+    from .redis_link import RedisLink
+
+    assert settings.redis_url is not None
+    link = RedisLink(settings.redis_url)
+    if not link.ping():
+        log.warning(
+            "starting without Redis: synchronous executions use node-local quotas, async "
+            "executions are UNAVAILABLE until it is reachable",
+            extra={"fields": {"redis": link.where}},
+        )
+    quotas = RedisQuotas(link, local_quotas, lease_s=settings.redis_lease_s)
+    config = RedisJobsConfig(
+        node=node_name(),
+        max_running=settings.max_concurrent_executions,
+        max_waiters=long_polls,
+        retention_s=settings.result_retention_s,
+        max_unfinished_jobs=settings.max_queued_jobs,
+        visibility_s=settings.redis_visibility_timeout_s,
+    )
+    closers.extend([quotas.close, link.close])
+    log.info(
+        "cluster mode",
+        extra={
+            "fields": {
+                "redis": link.where,
+                "node": config.node,
+                "visibility_timeout_s": config.visibility_s,
+                "lease_s": settings.redis_lease_s,
+            }
+        },
+    )
+    return quotas, lambda run: RedisJobs(run, link, quotas, config)
 
 
 def _bind(server: grpc.Server, settings: Settings) -> str:

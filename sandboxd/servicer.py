@@ -32,8 +32,8 @@ from .auth import Authenticator
 from .errors import PermissionDenied, QuotaExceeded, Unavailable, Unimplemented
 from .jobs import MAX_WAIT_MS, JobBackend, JobSpec, RunJob
 from .metrics import Metrics
-from .quotas import ConcurrencyQuota
 from .status_server import translate_errors
+from .tenant_quotas import Quotas
 from .tenants import Tenant
 
 log = logging.getLogger("sandboxd.executions")
@@ -63,7 +63,7 @@ class SandboxServicer(pb_grpc.SandboxServicer):
         self,
         engine: Engine,
         auth: Authenticator,
-        quotas: ConcurrencyQuota,
+        quotas: Quotas,
         metrics: Metrics,
         *,
         jobs: Callable[[RunJob], JobBackend] | None = None,
@@ -93,6 +93,7 @@ class SandboxServicer(pb_grpc.SandboxServicer):
         with self._errors(context):
             tenant, req = self._admit(request, context)
             cancel = _cancel_on_termination(context)
+            self._quotas.admit(tenant)
             with self._quotas.slot(tenant.name, tenant.max_concurrent_executions):
                 outcome = self._run(tenant.name, req, request.labels, cancel)
             return convert.response(outcome)
@@ -126,6 +127,7 @@ class SandboxServicer(pb_grpc.SandboxServicer):
                 except BaseException as e:
                     events.put((_DONE, e))
 
+            self._quotas.admit(tenant)
             with self._quotas.slot(tenant.name, tenant.max_concurrent_executions):
                 runner = threading.Thread(target=run, name="sandboxd-stream", daemon=True)
                 runner.start()
@@ -151,6 +153,7 @@ class SandboxServicer(pb_grpc.SandboxServicer):
         with self._errors(context):
             jobs = self._jobs(context)
             tenant, req = self._admit(request, context, submit=True)
+            self._quotas.admit(tenant)
             spec = JobSpec(
                 tenant=tenant.name,
                 max_concurrent_executions=tenant.max_concurrent_executions,
@@ -252,6 +255,7 @@ class SandboxServicer(pb_grpc.SandboxServicer):
             )
         finally:
             self._metrics.in_flight.dec()
+        self._quotas.charge_cpu(tenant, outcome.usage.cpu_time_us / 1e6)
         if queued_us:
             outcome = replace(outcome, queue_wait_us=outcome.queue_wait_us + queued_us)
         self._metrics.record(req.runtime.value, tenant, outcome)

@@ -43,6 +43,10 @@ class Settings:
     result_retention_s: float = 3600.0  # a finished execution's result is kept this long
     max_queued_jobs: int = 1000  # async executions waiting to start on this node
     async_max_bytes: int = 1024 * MIB  # memory for queued requests and kept results
+    # Cluster (jobs_redis.py, quotas_redis.py): None keeps everything on this node.
+    redis_url: str | None = None  # redis://[:password@]host:port/db, rediss://..., unix://...
+    redis_visibility_timeout_s: float = 30.0  # a job its node stopped renewing is taken over
+    redis_lease_s: float = 30.0  # a dead node's concurrency slots are free again after this
 
     @property
     def is_unix_socket(self) -> bool:
@@ -158,6 +162,26 @@ _FLAGS: tuple[tuple[str, str, str, str], ...] = (
         "memory for queued async requests and kept results, bytes (default 1073741824 = 1 GiB)",
     ),
     (
+        "--redis-url",
+        "SANDBOXD_REDIS_URL",
+        "redis_url",
+        "Redis shared by the nodes of a cluster (redis://HOST:PORT/DB, rediss://, unix://): async "
+        "executions on a Redis Stream, tenant quotas cluster-wide (default: none, this node only)",
+    ),
+    (
+        "--redis-visibility-timeout-s",
+        "SANDBOXD_REDIS_VISIBILITY_TIMEOUT_S",
+        "redis_visibility_timeout_s",
+        "seconds after which a job whose node stopped renewing it (died) is run by another "
+        "node (default 30)",
+    ),
+    (
+        "--redis-lease-s",
+        "SANDBOXD_REDIS_LEASE_S",
+        "redis_lease_s",
+        "seconds after which the concurrency slots of a node that died are free again (default 30)",
+    ),
+    (
         "--log-level",
         "SANDBOXD_LOG_LEVEL",
         "log_level",
@@ -201,6 +225,13 @@ def _seconds(problems: list[str], name: str, raw: str, lo: float, hi: float) -> 
     return value
 
 
+def _redacted(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if "@" not in rest:
+        return url
+    return f"{scheme}{sep}***@{rest.rsplit('@', 1)[1]}"
+
+
 def from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Settings:
     """Settings from parsed flags and the environment; SettingsError lists every bad value."""
     env = os.environ if env is None else env
@@ -231,6 +262,15 @@ def from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) ->
             values[field] = _int(problems, name, value, 1, 1_000_000)
         elif field == "async_max_bytes":
             values[field] = _int(problems, name, value, 16 * MIB, 1024 * 1024 * MIB)
+        elif field in ("redis_visibility_timeout_s", "redis_lease_s"):
+            values[field] = _seconds(problems, name, value, 1, 3600)
+        elif field == "redis_url":
+            if not value.startswith(("redis://", "rediss://", "unix://")):
+                problems.append(
+                    f"{name}: {_redacted(value)!r} is not a Redis URL "
+                    "(redis://HOST:PORT/DB, rediss://HOST:PORT/DB or unix:///PATH)"
+                )
+            values[field] = value
         elif field == "runtimes":
             names = tuple(r.strip().lower() for r in value.split(",") if r.strip())
             bad = [r for r in names if r not in ("python", "javascript")]

@@ -8,6 +8,8 @@ file, the tenant and the field, and the daemon refuses to start rather than gues
     key_sha256 = "9f86d0..."                 # required: hex sha256 of the API key
     runtimes = ["python", "javascript"]      # optional, default: every runtime
     max_concurrent_executions = 8            # optional, default 8
+    max_executions_per_second = 20.0         # optional, default no limit (token bucket)
+    max_cpu_seconds_per_minute = 120.0       # optional, default no limit
     network_allowed = false                  # optional; true is refused (workers have no network)
     [tenants.acme.default_limits]            # optional: used when a request leaves a limit at 0
     wall_time_ms = 5000
@@ -53,6 +55,8 @@ __all__ = [
 
 DEFAULT_MAX_CONCURRENT_EXECUTIONS = 8
 DEFAULT_TENANT_MAX_CONCURRENT_EXECUTIONS = 16
+MAX_EXECUTIONS_PER_SECOND = 1_000_000.0
+MAX_CPU_SECONDS_PER_MINUTE = 1_000_000.0
 LIMIT_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Limits))
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 _KEY_SHA256_PATTERN = re.compile(r"[0-9a-fA-F]{64}")
@@ -62,6 +66,8 @@ _TENANT_KEYS = frozenset(
         "runtimes",
         "max_concurrent_executions",
         "network_allowed",
+        "max_executions_per_second",
+        "max_cpu_seconds_per_minute",
         "default_limits",
         "ceiling_limits",
     }
@@ -76,6 +82,11 @@ FILE_HEADER = """\
 #                                    itself is never stored (it is shown once by `add`)
 #   runtimes = ["python", "javascript"]   optional, default: every runtime
 #   max_concurrent_executions = 8    optional, default 8: executions running at once
+#                                    (cluster-wide with --redis-url, else on this node)
+#   max_executions_per_second = 20.0 optional, default no limit: executions started per
+#                                    second (token bucket, bursts up to max(1, rate))
+#   max_cpu_seconds_per_minute = 120 optional, default no limit: CPU seconds the tenant's
+#                                    executions may use per minute (sliding window)
 #   network_allowed = false          optional; true is refused: workers have no network
 #   [tenants.NAME.default_limits]    optional: used when a request leaves a limit at 0
 #   [tenants.NAME.ceiling_limits]    optional: the most a request may ask for (larger
@@ -108,6 +119,8 @@ class Tenant:
     ceiling_limits: Limits  # complete: overrides over CEILING_LIMITS, each <= CEILING_LIMITS
     max_concurrent_executions: int = DEFAULT_MAX_CONCURRENT_EXECUTIONS
     network_allowed: bool = False
+    max_executions_per_second: float | None = None  # None: no rate limit
+    max_cpu_seconds_per_minute: float | None = None  # None: no CPU-time quota
 
     def effective_limits(self, requested: Limits) -> Limits:
         """The limits an execution runs with: a zero field takes the tenant's default, then
@@ -316,6 +329,9 @@ def _tenant(label: str, name: str, raw: object) -> Tenant:
             "no network. Remove the line or set it to false.",
         )
 
+    rate = _positive_number(raw, "max_executions_per_second", MAX_EXECUTIONS_PER_SECOND, error)
+    cpu = _positive_number(raw, "max_cpu_seconds_per_minute", MAX_CPU_SECONDS_PER_MINUTE, error)
+
     ceiling_overrides = _limit_overrides(raw, "ceiling_limits", error)
     for field, value in ceiling_overrides.items():
         built_in = getattr(CEILING_LIMITS, field)
@@ -348,7 +364,27 @@ def _tenant(label: str, name: str, raw: object) -> Tenant:
         ceiling_limits=ceiling,
         max_concurrent_executions=max_concurrent,
         network_allowed=False,
+        max_executions_per_second=rate,
+        max_cpu_seconds_per_minute=cpu,
     )
+
+
+def _positive_number(
+    raw: dict[str, Any], field: str, maximum: float, error: _ErrorFactory
+) -> float | None:
+    """An optional quota: a number > 0 and <= maximum (integers are accepted), else None."""
+    if field not in raw:
+        return None
+    value = raw[field]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise error(field, f"{field} must be a number > 0, got {value!r}")
+    if not 0 < value <= maximum:  # also refuses nan
+        raise error(
+            field,
+            f"{field} must be > 0 and at most {maximum:g}, got {value!r} "
+            "(omit the line for no limit)",
+        )
+    return float(value)
 
 
 def _runtimes(value: object, error: _ErrorFactory) -> frozenset[Runtime]:
@@ -412,6 +448,8 @@ def add_tenant(
     max_concurrent_executions: int | None = None,
     default_limits: Mapping[str, int] | None = None,
     ceiling_limits: Mapping[str, int] | None = None,
+    max_executions_per_second: float | None = None,
+    max_cpu_seconds_per_minute: float | None = None,
 ) -> str:
     """Add a tenant with a fresh API key and return the key (it is stored only hashed).
 
@@ -437,6 +475,10 @@ def add_tenant(
             else max_concurrent_executions
         ),
     }
+    if max_executions_per_second is not None:
+        entry["max_executions_per_second"] = max_executions_per_second
+    if max_cpu_seconds_per_minute is not None:
+        entry["max_cpu_seconds_per_minute"] = max_cpu_seconds_per_minute
     if default_limits:
         entry["default_limits"] = dict(default_limits)
     if ceiling_limits:
@@ -575,6 +617,8 @@ def _toml_value(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, int):
         return str(value)
+    if isinstance(value, float):
+        return repr(value)  # finite by validation; repr round-trips ("20.0", "0.5")
     if isinstance(value, str):
         return _toml_string(value)
     if isinstance(value, list | tuple):

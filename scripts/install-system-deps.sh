@@ -7,11 +7,14 @@
 #   libseccomp.so.2   loaded by pyseccomp (ctypes) to build the seccomp filter
 #   newuidmap         setuid helpers newuidmap/newgidmap (package `uidmap`): the pool's subuid
 #                     jail mode (a non-root daemon); tests/pool/test_subuid_mode.py runs it
+#   redis-server      tests/cluster and `python -m bench cluster` start their own on a free
+#                     port (package `redis-server`; its system service is not used)
 set -euo pipefail
 
 missing=()
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 { [ -x /usr/bin/newuidmap ] && [ -x /usr/bin/newgidmap ]; } || missing+=(uidmap)
 if ! /sbin/ldconfig -p 2>/dev/null | grep -q 'libseccomp\.so\.2 '; then
     missing+=(libseccomp2)
