@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+from collections.abc import Mapping
 
 from .config import PoolConfig
 from .errors import InvalidRequest
@@ -18,6 +19,8 @@ MIN_LIMITS = Limits(
     tmpfs_bytes=1024 * 1024,
 )
 MAX_PATH_BYTES = 1024
+NAME_MAX = 255  # bytes of one path component (Linux)
+PAGE_BYTES = 4096  # a tmpfs file takes whole pages
 MAX_ARG_BYTES = 128 * 1024
 MAX_ENV_ENTRIES = 1024
 
@@ -53,7 +56,9 @@ def validate(request: ExecutionRequest, config: PoolConfig) -> Limits:
             raise InvalidRequest(f"env[{key!r}]", "a name must be non-empty and contain no '='")
         _check_text(f"env[{key!r}]", value, MAX_ARG_BYTES)
     _check_files(request, config)
-    return _check_limits(request.limits, config)
+    limits = _check_limits(request.limits, config)
+    _check_space(request, limits)
+    return limits
 
 
 def _check_mode_and_event(request: ExecutionRequest, config: PoolConfig) -> None:
@@ -82,6 +87,8 @@ def _check_mode_and_event(request: ExecutionRequest, config: PoolConfig) -> None
         json.loads(text, parse_constant=_reject_constant)
     except ValueError as e:
         raise InvalidRequest("event", f"is not valid JSON ({e})") from None
+    except RecursionError:
+        raise InvalidRequest("event", "nests arrays or objects too deeply to parse") from None
 
 
 def _reject_constant(name: str) -> object:
@@ -117,6 +124,8 @@ def _check_files(request: ExecutionRequest, config: PoolConfig) -> None:
             raise InvalidRequest(field, "must not contain '..' or name the work dir itself")
         if any(part == "" for part in parts[:-1]) or path.endswith("/"):
             raise InvalidRequest(field, "must name a file (no empty path components)")
+        if any(len(part.encode()) > NAME_MAX for part in parts):
+            raise InvalidRequest(field, f"a path component is at most {NAME_MAX} bytes")
         if normalized == main:
             raise InvalidRequest(field, f"{main} is where the code is written")
         if not isinstance(data, bytes | bytearray):
@@ -124,6 +133,44 @@ def _check_files(request: ExecutionRequest, config: PoolConfig) -> None:
         total += len(data)
     if total > config.max_files_bytes:
         raise InvalidRequest("files", f"{total} bytes in all exceeds {config.max_files_bytes}")
+    _check_file_tree(request.files, main)
+
+
+def _check_file_tree(files: Mapping[str, bytes], main: str) -> None:
+    """No two paths name the same file (`a/./b`, `a/b`) and no file is another's directory
+    (`a`, `a/b`; `main.py/x`): the worker could not write them all."""
+    taken = {main: main}  # normalized file path -> the path as given
+    directories: set[str] = set()
+    for path in files:
+        field = f"files[{path!r}]"
+        normalized = posixpath.normpath(path)
+        if normalized in taken:
+            raise InvalidRequest(field, f"names the same file as {taken[normalized]!r}")
+        if normalized in directories:
+            raise InvalidRequest(field, "is the directory of another file")
+        parents = _parents(normalized)
+        for parent in parents:
+            if parent in taken:
+                raise InvalidRequest(field, f"puts a file inside {taken[parent]!r}, a file")
+        taken[normalized] = path
+        directories.update(parents)
+
+
+def _parents(normalized: str) -> list[str]:
+    parts = normalized.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def _check_space(request: ExecutionRequest, limits: Limits) -> None:
+    """The code and the files must fit the work dir's tmpfs, or the worker cannot write them."""
+    sizes = [len(request.code.encode("utf-8")), *(len(d) for d in request.files.values())]
+    needed = sum(-(-size // PAGE_BYTES) * PAGE_BYTES for size in sizes)
+    if needed > limits.tmpfs_bytes:
+        raise InvalidRequest(
+            "limits.tmpfs_bytes",
+            f"{limits.tmpfs_bytes} is less than the {needed} bytes the code and files take "
+            f"(in {PAGE_BYTES}-byte pages)",
+        )
 
 
 def _check_limits(requested: Limits, config: PoolConfig) -> Limits:

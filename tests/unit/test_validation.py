@@ -16,7 +16,15 @@ from sandboxd_pool import (
     PoolConfig,
     Runtime,
 )
-from sandboxd_pool.validation import MAX_ARG_BYTES, MAX_ENV_ENTRIES, MIN_LIMITS, validate
+from sandboxd_pool.types import Mode
+from sandboxd_pool.validation import (
+    MAX_ARG_BYTES,
+    MAX_ENV_ENTRIES,
+    MIN_LIMITS,
+    NAME_MAX,
+    PAGE_BYTES,
+    validate,
+)
 
 CONFIG = PoolConfig()
 
@@ -173,6 +181,46 @@ class TestFiles:
         assert field_of(request(files={"a": b"x" * 6, "b": b"y" * 5}), config) == "files"
         assert validate(request(files={"a": b"x" * 5, "b": b"y" * 5}), config) == DEFAULT_LIMITS
 
+    # Found by tests/fuzz: each of these ran and came back RUNTIME_ERROR with the bootstrap's
+    # traceback (the worker could not write the files), not INVALID_ARGUMENT.
+    @pytest.mark.parametrize(
+        ("paths", "bad"),
+        [
+            (["a", "a/b"], "a/b"),
+            (["a/b", "a"], "a"),
+            (["a/b/c", "a/b"], "a/b"),
+            (["a/./b", "a/b"], "a/b"),
+            (["./a", "a"], "a"),
+            (["main.py/x"], "main.py/x"),
+        ],
+    )
+    def test_paths_that_cannot_all_be_written(self, paths: list[str], bad: str) -> None:
+        assert field_of(request(files=dict.fromkeys(paths, b"x"))) == f"files[{bad!r}]"
+
+    def test_sibling_and_nested_files_are_fine(self) -> None:
+        files = dict.fromkeys(["a/b", "a/c", "a/d/e", "ab", "b/a", "x/main.py"], b"x")
+        assert validate(request(files=files), CONFIG) == DEFAULT_LIMITS
+
+    def test_a_path_component_longer_than_name_max(self) -> None:
+        ok = "d/" + "n" * NAME_MAX
+        assert validate(request(files={ok: b""}), CONFIG) == DEFAULT_LIMITS
+        assert field_of(request(files={ok + "n": b""})) == f"files[{ok + 'n'!r}]"
+        # bytes, not characters
+        long_name = "é" * (NAME_MAX // 2 + 1)
+        assert field_of(request(files={long_name: b""})) == f"files[{long_name!r}]"
+
+    def test_code_and_files_must_fit_the_tmpfs(self) -> None:
+        tmpfs = MIN_LIMITS.tmpfs_bytes
+        limits = Limits(tmpfs_bytes=tmpfs)
+        # code "print(1)" takes a page; the files the rest, exactly
+        fits = {"a": b"x" * (tmpfs - 2 * PAGE_BYTES), "b": b"y" * PAGE_BYTES}
+        assert validate(request(files=fits, limits=limits), CONFIG).tmpfs_bytes == tmpfs
+        over = {**fits, "c": b"z"}  # one byte takes a whole page
+        assert field_of(request(files=over, limits=limits)) == "limits.tmpfs_bytes"
+        many_small = {f"f{i}": b"s" for i in range(tmpfs // PAGE_BYTES)}
+        assert field_of(request(files=many_small, limits=limits)) == "limits.tmpfs_bytes"
+        assert field_of(request(code="#" * tmpfs + "\n", limits=limits)) == "limits.tmpfs_bytes"
+
 
 LIMIT_FIELDS = tuple(Limits.__dataclass_fields__)
 
@@ -200,3 +248,18 @@ class TestLimits:
         config = PoolConfig(ceiling_limits=Limits(**{**vars(CEILING_LIMITS), "wall_time_ms": 5}))
         assert field_of(request(), config) == "limits.wall_time_ms"
         assert validate(request(limits=Limits(wall_time_ms=5)), config).wall_time_ms == 5
+
+
+class TestEvent:
+    def handler(self, event: bytes) -> ExecutionRequest:
+        return request(code="def handler(e, c): return e", mode=Mode.HANDLER, event=event)
+
+    def test_nested_json_is_accepted(self) -> None:
+        assert validate(self.handler(b"[" * 50 + b"]" * 50), CONFIG) == DEFAULT_LIMITS
+
+    def test_json_nested_past_the_parser_is_invalid_not_a_crash(self) -> None:
+        # Found by tests/fuzz: a RecursionError escaped validation (INTERNAL from the daemon).
+        for depth in (5_000, 100_000):
+            deep = b"[" * depth + b"]" * depth
+            assert field_of(self.handler(deep)) == "event"
+            assert field_of(self.handler(b'{"a":' * depth + b"1" + b"}" * depth)) == "event"
