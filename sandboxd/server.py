@@ -125,6 +125,7 @@ def start(settings: Settings) -> Running:
         "max_concurrent_executions": settings.max_concurrent_executions,
         "runtimes": runtimes,
         "jail_mode": settings.jail_mode,
+        "cgroup_parent": settings.cgroup_parent,
         "max_stdin_bytes": settings.max_message_bytes,
         "max_files_bytes": settings.max_message_bytes,
         "max_code_bytes": min(settings.max_message_bytes, 16 * 1024 * 1024),

@@ -9,6 +9,8 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from sandboxd_pool.jail.cgroups import PARENT_NAME_PATTERN
+
 MIB = 1024 * 1024
 DEFAULT_LISTEN = "127.0.0.1:50051"
 
@@ -38,6 +40,7 @@ class Settings:
     python_path: str | None = None  # interpreter for Python workers (default: the daemon's)
     node_path: str | None = None  # default: `node` on PATH
     jail_mode: str = "auto"  # auto|root|subuid (README "The two jail modes")
+    cgroup_parent: str = "sandboxd"  # cgroup holding this daemon's worker cgroups
     log_level: str = "INFO"
     # Async executions (Submit), embedded backend: all in this process's memory.
     result_retention_s: float = 3600.0  # a finished execution's result is kept this long
@@ -142,6 +145,13 @@ _FLAGS: tuple[tuple[str, str, str, str], ...] = (
         "jail_mode",
         "auto, root or subuid: how workers are jailed (default auto: root mode as host root, "
         "else subuid mode; README 'The two jail modes')",
+    ),
+    (
+        "--cgroup-parent",
+        "SANDBOXD_CGROUP_PARENT",
+        "cgroup_parent",
+        "name of the cgroup (made in each hierarchy) holding this daemon's worker cgroups; "
+        "daemons sharing it share its limits (default sandboxd)",
     ),
     (
         "--result-retention-s",
@@ -282,6 +292,13 @@ def from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) ->
             if mode not in ("auto", "root", "subuid"):
                 problems.append(f"{name}: {value!r} is not auto, root or subuid")
             values[field] = mode
+        elif field == "cgroup_parent":
+            if not PARENT_NAME_PATTERN.fullmatch(value):
+                problems.append(
+                    f"{name}: {value!r} is not one directory name (letters, digits, '_', '.', "
+                    "'-'; at most 64; not starting with '.' or '-')"
+                )
+            values[field] = value
         elif field == "log_level":
             level = value.upper()
             if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):

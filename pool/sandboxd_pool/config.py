@@ -7,7 +7,7 @@ import shutil
 import sys
 from dataclasses import dataclass, field
 
-from .jail.cgroups import CgroupSetup
+from .jail.cgroups import PARENT_NAME_PATTERN, CgroupSetup
 from .jail.mode import MODES, JailMode
 from .jail.policy import SANDBOX_UID, WORK_DIR, Bind, JailPlan, RlimitPlan, RuntimePlan
 from .types import CEILING_LIMITS, DEFAULT_LIMITS, Limits, Runtime
@@ -38,6 +38,10 @@ class PoolConfig:
     python_path: str = field(default_factory=_real_python)
     node_path: str = field(default_factory=_default_node)
     cgroup_root: str | None = None  # None: detect (v2 if usable, else v1, else rlimit fallback)
+    # The cgroup (one directory name, in each hierarchy) holding this pool's worker cgroups.
+    # Pools sharing a name share its limits (an operator's pids.max on it, say); one name per
+    # daemon gives each its own budget. Removed at close() when empty.
+    cgroup_parent: str = "sandboxd"
     boot_timeout_ms: int = 10_000  # a worker not ready by then counts as a boot failure
     max_boot_failures: int = 3  # consecutive failures that mark a runtime unhealthy
     unhealthy_retry_ms: int = 5_000  # while unhealthy, one boot attempt per this interval
@@ -67,6 +71,11 @@ class PoolConfig:
             raise ValueError("runtimes must name at least one runtime")
         if self.jail_mode not in MODES:
             raise ValueError(f"jail_mode must be one of {', '.join(MODES)}")
+        if not PARENT_NAME_PATTERN.fullmatch(self.cgroup_parent):
+            raise ValueError(
+                "cgroup_parent must be one directory name: letters, digits, '_', '.', '-' "
+                "(at most 64, not starting with '.' or '-')"
+            )
 
     @property
     def worker_slots_needed(self) -> int:

@@ -63,7 +63,7 @@ class _RuntimeState:
 class Pool:
     def __init__(self, config: PoolConfig | None = None) -> None:
         self.config = config or PoolConfig()
-        self.cgroups = CgroupSetup.detect(self.config.cgroup_root)
+        self.cgroups = CgroupSetup.detect(self.config.cgroup_root, self.config.cgroup_parent)
         if self.cgroups.version == 0:
             self.cgroup_warning = (
                 "sandboxd: WARNING: no writable cgroup hierarchy "

@@ -1,7 +1,8 @@
 """One cgroup per worker (memory incl. swap, pids, cpu), on cgroup v1 or v2 behind one interface.
 
-    CgroupSetup.detect()      finds a writable hierarchy, creates the `sandboxd` parent, or says
-                              why none is usable (the pool then falls back to rlimits, loudly)
+    CgroupSetup.detect()      finds a writable hierarchy, creates the parent (`sandboxd`, or the
+                              configured name: one per pool gives it a budget of its own), or
+                              says why none is usable (the pool then falls back to rlimits)
     WorkerCgroup              paths of one worker's cgroup: add a pid, set limits, read facts,
                               kill everything in it, remove it
 
@@ -14,12 +15,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import signal
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 PARENT_NAME = "sandboxd"
+PARENT_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 V1_CONTROLLERS = ("memory", "pids", "cpu", "cpuacct")
 V2_CONTROLLERS = ("memory", "pids", "cpu")
 UNIFIED = "unified"
@@ -42,24 +45,28 @@ class CgroupSetup:
     reason: str = ""
 
     @staticmethod
-    def detect(root: str | None = None) -> CgroupSetup:
+    def detect(root: str | None = None, parent_name: str = PARENT_NAME) -> CgroupSetup:
         """Find a writable hierarchy. `root` forces one: a v2 dir, or a v1 mount dir like
-        /sys/fs/cgroup (holding memory/, pids/, ...)."""
+        /sys/fs/cgroup (holding memory/, pids/, ...). Worker cgroups go under `parent_name`
+        (one directory name, made in each hierarchy)."""
+        if not PARENT_NAME_PATTERN.fullmatch(parent_name):
+            raise ValueError(f"cgroup parent name {parent_name!r} is not one plain directory name")
         reasons: list[str] = []
         if root is not None:  # forced: that hierarchy or none, never the host's others
             if _is_v2(root):
-                setup = _try_v2(root, reasons)
+                setup = _try_v2(root, reasons, parent_name)
             else:
-                setup = _try_v1({c: os.path.join(root, c) for c in V1_CONTROLLERS}, reasons)
+                v1 = {c: os.path.join(root, c) for c in V1_CONTROLLERS}
+                setup = _try_v1(v1, reasons, parent_name)
             return setup or CgroupSetup(version=0, reason="; ".join(reasons))
         mounts = _cgroup_mounts()
         if UNIFIED in mounts:
-            setup = _try_v2(mounts[UNIFIED], reasons)
+            setup = _try_v2(mounts[UNIFIED], reasons, parent_name)
             if setup:
                 return setup
         v1_mounts = {c: mounts[c] for c in V1_CONTROLLERS if c in mounts}
         if v1_mounts:
-            setup = _try_v1(v1_mounts, reasons)
+            setup = _try_v1(v1_mounts, reasons, parent_name)
             if setup:
                 return setup
         if not mounts:
@@ -279,7 +286,7 @@ def _is_v2(path: str) -> bool:
     return os.path.exists(os.path.join(path, "cgroup.controllers"))
 
 
-def _try_v2(mount_point: str, reasons: list[str]) -> CgroupSetup | None:
+def _try_v2(mount_point: str, reasons: list[str], parent_name: str) -> CgroupSetup | None:
     available = (
         set(_read(mount_point, "cgroup.controllers").split()) if _is_v2(mount_point) else set()
     )
@@ -287,7 +294,7 @@ def _try_v2(mount_point: str, reasons: list[str]) -> CgroupSetup | None:
     if missing:
         reasons.append(f"cgroup v2 at {mount_point} lacks controllers {','.join(missing)}")
         return None
-    parent = os.path.join(mount_point, PARENT_NAME)
+    parent = os.path.join(mount_point, parent_name)
     try:
         enable = " ".join(f"+{c}" for c in V2_CONTROLLERS)
         _write(mount_point, "cgroup.subtree_control", enable)
@@ -300,12 +307,12 @@ def _try_v2(mount_point: str, reasons: list[str]) -> CgroupSetup | None:
     return CgroupSetup(version=2, parents={UNIFIED: parent})
 
 
-def _try_v1(mounts: Mapping[str, str], reasons: list[str]) -> CgroupSetup | None:
+def _try_v1(mounts: Mapping[str, str], reasons: list[str], parent_name: str) -> CgroupSetup | None:
     missing = [c for c in V1_CONTROLLERS if c not in mounts or not os.path.isdir(mounts[c])]
     if missing:
         reasons.append(f"cgroup v1 lacks controllers {','.join(missing)}")
         return None
-    parents = {c: os.path.join(m, PARENT_NAME) for c, m in mounts.items()}
+    parents = {c: os.path.join(m, parent_name) for c, m in mounts.items()}
     try:
         for path in parents.values():
             os.makedirs(path, exist_ok=True)
