@@ -5,10 +5,10 @@ daemon now refuses them with INVALID_ARGUMENT, see tests/fuzz/test_fuzz_wire.py)
 from __future__ import annotations
 
 import pytest
+from fuzz import wire
 
 from sandboxd.decode_server import WHOLE_REQUEST, Undecodable, diagnose, lenient_deserializer
 from sandboxd_client._proto import sandbox_pb2 as pb
-from tests.fuzz import wire
 
 BAD_UTF8 = (b"\xff", b"\xc3", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"ok\x80")
 
