@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import e2e_command, pool_command
+from bench import cluster_command, e2e_command, pool_command
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,6 +26,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     e2e_command.add_arguments(e2e)
     e2e.set_defaults(func=e2e_command.run)
+    cluster = sub.add_parser(
+        "cluster",
+        help="Submit->result over Redis vs synchronous Execute (p50/p99); three nodes vs one "
+        "(jobs/s)",
+        description=cluster_command.__doc__,
+    )
+    cluster_command.add_arguments(cluster)
+    cluster.set_defaults(func=cluster_command.run)
     args = parser.parse_args(argv)
     return int(args.func(args))
 
