@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -176,3 +177,31 @@ def tree(daemon_pid: int, zygote_pids: Iterable[int]) -> TreeReport:
         strays=frozenset(strays),
         orphans=frozenset(in_cgroups - everything),
     )
+
+
+def wait_nothing_left(
+    daemon_pid: int,
+    zygote_pids: Iterable[int],
+    mounts_before: set[str],
+    tmpdir: str | None = None,
+    timeout_s: float = 30.0,
+) -> None:
+    """After a daemon ended (drained or killed): wait until nothing of it remains, or fail
+    naming what does: its descendants, its zygotes, their worker cgroups and any process in
+    them, host mounts that were not there before, files in its TMPDIR."""
+    zygotes = set(zygote_pids)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        left = {
+            "descendants": descendants(daemon_pid),
+            "zygotes alive": {z for z in zygotes if ZYGOTE_MODULE in cmdline(z)},
+            "worker cgroups": worker_cgroups(zygotes),
+            "processes in worker cgroups": processes_in_worker_cgroups(zygotes),
+            "new mounts": mount_points() - mounts_before,
+            "files in the daemon's TMPDIR": set(os.listdir(tmpdir)) if tmpdir else set(),
+        }
+        if not any(left.values()):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"left behind: { {k: v for k, v in left.items() if v} }")
+        time.sleep(0.1)

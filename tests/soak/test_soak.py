@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import random
+import tempfile
 import time
 from collections.abc import Iterator
 
@@ -50,15 +51,15 @@ ZYGOTE_RSS_GROWTH_MAX_BYTES = 8 * 2**20
 
 
 @pytest.fixture()
-def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, str]]:
-    tmpdir = str(tmp_path_factory.mktemp("soak-tmpdir"))
-    d = start(["--warm-workers", str(WARM_WORKERS)], env={"TMPDIR": tmpdir}, warm=WARM_WORKERS)
-    try:
-        yield d, tmpdir
-    finally:
-        if d.proc.poll() is None:
-            d.proc.kill()
-            d.proc.wait()
+def daemon() -> Iterator[tuple[Daemon, str]]:
+    with tempfile.TemporaryDirectory(prefix="sandboxd-soak-") as tmpdir:
+        d = start(["--warm-workers", str(WARM_WORKERS)], env={"TMPDIR": tmpdir}, warm=WARM_WORKERS)
+        try:
+            yield d, tmpdir
+        finally:
+            if d.proc.poll() is None:
+                d.proc.kill()
+                d.proc.wait()
 
 
 def at_rest(daemon: Daemon, zygotes: set[int]) -> footprint.TreeReport:
@@ -136,25 +137,7 @@ def test_soak(daemon: tuple[Daemon, str]) -> None:
             assert (r.verdict, r.stdout) == (Verdict.OK, b"42\n"), r
 
     assert d.stop() == 0, "".join(d.raw_stderr[-20:])
-    _assert_nothing_left(pid, zygotes, mounts_before, tmpdir)
-
-
-def _assert_nothing_left(pid: int, zygotes: set[int], mounts_before: set[str], tmpdir: str) -> None:
-    deadline = time.monotonic() + GONE_TIMEOUT_S
-    while True:
-        left = {
-            "descendants": footprint.descendants(pid),
-            "zygotes alive": {z for z in zygotes if footprint.cmdline(z)},
-            "worker cgroups": footprint.worker_cgroups(zygotes),
-            "processes in worker cgroups": footprint.processes_in_worker_cgroups(zygotes),
-            "new mounts": footprint.mount_points() - mounts_before,
-            "files in the daemon's TMPDIR": set(os.listdir(tmpdir)),
-        }
-        if not any(left.values()):
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"left behind after the drain: {left}")
-        time.sleep(0.1)
+    footprint.wait_nothing_left(pid, zygotes, mounts_before, tmpdir, GONE_TIMEOUT_S)
 
 
 def _print_figures(
