@@ -36,6 +36,13 @@ CPU_POLL_S = 0.02
 DRAIN_GRACE_S = 2.0
 EXIT_REPORT_TIMEOUT_S = 10.0
 NO_RESULT_MESSAGE = b"sandboxd: the handler exited before returning a value\n"
+UNOBSERVED_MESSAGE = b"sandboxd: the worker's exit could not be observed\n"
+# The zygote (every worker's parent) died: its workers were killed with it (parent-death
+# signal); what the program did before is unknown, as is whether it finished.
+ZYGOTE_DIED_MESSAGE = (
+    b"sandboxd: the zygote (the workers' parent process) died during the execution, killing "
+    b"its worker; the worker's exit could not be observed\n"
+)
 
 OutputCallback = Callable[[Stream, bytes], None]
 
@@ -98,6 +105,14 @@ class Worker:
         status = report.get("status")
         tail = stderr.decode(errors="replace").strip().splitlines()[-3:]
         detail = f"exit status {_describe(status)}" if status is not None else "no exit report"
+        # A runtime that cannot start its threads dies in its own way (Node: SIGSEGV with a
+        # native stack trace); the cgroup's count of refused forks names the real cause.
+        refused = int((report.get("facts") or {}).get("pids_limit_hits", 0))
+        if refused:
+            detail += (
+                f"; the pids controller refused {refused} new task(s): the pids.max of its "
+                "cgroup or of a parent cgroup is used up"
+            )
         return f"worker died while booting ({detail}){': ' + ' | '.join(tail) if tail else ''}"
 
     # -- one execution ----------------------------------------------------------------------------
@@ -235,10 +250,13 @@ class Worker:
         self._close_stdin()
 
         report: dict[str, Any] | None
+        unobserved = UNOBSERVED_MESSAGE
         try:
             report = sp.exit_report.result(timeout=EXIT_REPORT_TIMEOUT_S)
-        except (FutureTimeout, ZygoteDied):
+        except FutureTimeout:
             report = None
+        except ZygoteDied:
+            report, unobserved = None, ZYGOTE_DIED_MESSAGE
         facts = (report or {}).get("facts") or {}
         rusage = (report or {}).get("rusage") or {}
         if cg is not None and facts:
@@ -278,8 +296,8 @@ class Worker:
             and verdict is Verdict.RUNTIME_ERROR
         ):
             stderr += NO_RESULT_MESSAGE
-        elif verdict is Verdict.INTERNAL_ERROR and not stderr:
-            stderr = b"sandboxd: the worker's exit could not be observed\n"
+        elif verdict is Verdict.INTERNAL_ERROR:
+            stderr += unobserved
         outcome = Outcome(
             verdict=verdict,
             exit_code=exit_code,

@@ -4,8 +4,8 @@ its open fds and its RSS.
 
 Other sandboxd instances may run on this machine at the same time (other checkouts, other test
 sessions), so everything is attributed by owner: a worker cgroup is named `z<zygote pid>-<n>`
-under the `sandboxd` parent of each hierarchy, and only the zygotes of the daemon under test
-count.
+under the parent cgroup (`sandboxd` or --cgroup-parent) of each hierarchy, and only the zygotes
+of the daemon under test count.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 import psutil
 
-PARENT_NAME = "sandboxd"
 ZYGOTE_MODULE = "sandboxd_pool._in_zygote"
 TEMPLATE_SCRIPT = "python_template.py"
 # Mounts made by container tooling running next to us on the shared machine, not by sandboxd.
@@ -62,32 +61,36 @@ def zygote_of(daemon_pid: int) -> int | None:
     return zygotes[0] if zygotes else None
 
 
-def cgroup_parents() -> list[str]:
-    """The `sandboxd` parent directory of every mounted cgroup hierarchy (v1 and v2)."""
-    parents: list[str] = []
+def cgroup_roots() -> list[str]:
+    """Mount points of every cgroup hierarchy (v1 and v2)."""
+    roots: list[str] = []
     with open("/proc/self/mountinfo") as f:
         for line in f:
             left, _, right = line.partition(" - ")
             fstype = right.split()[0] if right else ""
-            if fstype in ("cgroup", "cgroup2"):
-                path = os.path.join(left.split()[4], PARENT_NAME)
-                if os.path.isdir(path) and path not in parents:
-                    parents.append(path)
-    return parents
+            if fstype in ("cgroup", "cgroup2") and left.split()[4] not in roots:
+                roots.append(left.split()[4])
+    return roots
 
 
 def worker_cgroups(zygote_pids: Iterable[int]) -> set[str]:
-    """Every worker cgroup directory (all hierarchies) named after one of these zygotes."""
+    """Every worker cgroup directory (all hierarchies, any parent name: `sandboxd` or a
+    daemon's --cgroup-parent) named after one of these zygotes."""
     prefixes = tuple(f"z{pid}-" for pid in zygote_pids)
     found: set[str] = set()
     if not prefixes:
         return found
-    for parent in cgroup_parents():
+    for root in cgroup_roots():
         try:
-            names = os.listdir(parent)
+            parents = [e for e in os.scandir(root) if e.is_dir(follow_symlinks=False)]
         except OSError:
             continue
-        found.update(os.path.join(parent, n) for n in names if n.startswith(prefixes))
+        for parent in parents:
+            try:
+                names = os.listdir(parent.path)
+            except OSError:
+                continue
+            found.update(os.path.join(parent.path, n) for n in names if n.startswith(prefixes))
     return found
 
 
@@ -98,7 +101,7 @@ def cgroup_names_of(pid: int) -> set[str]:
         with open(f"/proc/{pid}/cgroup") as f:
             for line in f:
                 path = line.rstrip("\n").split(":", 2)[2]
-                match = re.search(rf"/{PARENT_NAME}/(z\d+-\d+)$", path)
+                match = re.search(r"^/[^/]+/(z\d+-\d+)$", path)
                 if match:
                     names.add(match.group(1))
     except OSError:
