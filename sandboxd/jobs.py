@@ -6,7 +6,7 @@ limits clamped), then hands the backend a `JobSpec`. A backend queues it, runs i
 time. No protobuf crosses this interface: the servicer converts at its edge.
 
     JobBackend            jobs_embedded.EmbeddedJobs: in-process, this node only, in memory
-                          (later: a Redis Streams backend shared by the nodes, DESIGN §7)
+                          jobs_redis.RedisJobs: a Redis Stream shared by the nodes (--redis-url)
 
 Errors a backend raises (translated in status_server.py): `errors.NotFound` for an id that
 is unknown, expired or another tenant's (one answer for all three, so ids do not leak across

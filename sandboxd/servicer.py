@@ -1,8 +1,8 @@
 """The `sandboxd.v1.Sandbox` servicer: authenticate, admit, run on the engine, answer.
 
 Runs in the gRPC server's threads. Each call: tenant from the key (auth.py), request converted
-and limits clamped to the tenant's ceilings (convert_server.py), a tenant concurrency slot
-(quotas.py), then the engine. A client that cancels or whose deadline passes has its worker
+and limits clamped to the tenant's ceilings (convert_server.py), the tenant's rate and CPU
+quotas and a concurrency slot (tenant_quotas.py), then the engine. A client that cancels or whose deadline passes has its worker
 killed (the call's termination callback sets the engine's cancel event). Errors leave through
 status_server.py.
 
