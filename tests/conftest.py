@@ -80,17 +80,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests that do not use the session pool run first, before it exists: some of them (the
     raw seccomp tests) check that they leave no fd and no child behind, which a live pool's
     background threads, opening and closing worker fds, would make meaningless.
-    The end-to-end and cluster tests run last: each starts daemons (the cluster tests also a
-    redis-server), and a daemon is a process tree of its own; the container tests (podman: a
+    The suites that start daemons run last (e2e, cluster, fuzz, faults, soak, deploy): a
+    daemon is a process tree of its own and its clients leave threads in this process; the container tests (podman: a
     Debian base, an image build) after them."""
     items.sort(key=_order)
+
+
+# Suites that start daemons (and leave gRPC channels, redis clients and their threads in this
+# process): after everything that checks this process's own fds and children.
+_DAEMON_SUITES = ("e2e", "cluster", "fuzz", "faults", "soak", "deploy")
 
 
 def _order(item: pytest.Item) -> int:
     if "tests/container/" in item.nodeid or item.nodeid.startswith("container/"):
         return 3
-    if "tests/e2e/" in item.nodeid or item.nodeid.startswith("e2e/"):
-        return 2
-    if "tests/cluster/" in item.nodeid or item.nodeid.startswith("cluster/"):
-        return 2
+    for suite in _DAEMON_SUITES:
+        if f"tests/{suite}/" in item.nodeid or item.nodeid.startswith(f"{suite}/"):
+            return 2
     return 1 if "pool" in getattr(item, "fixturenames", ()) else 0
