@@ -11,10 +11,12 @@ FROM ${BASE_IMAGE} AS build
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
     && rm -rf /var/lib/apt/lists/*
-# The three distributions and their dependencies as wheels (everything is pure Python or has
-# manylinux wheels on PyPI: no compiler), installed into the system python3's dist-packages,
-# which the runtime copies. Not a virtualenv: the engine execs its zygote and workers with the
-# real interpreter (`/usr/bin/python3.11 -I`), which must find sandboxd_pool on its own path.
+# The third-party packages exactly as requirements.lock pins them (versions and sha256 hashes;
+# everything is pure Python or has manylinux wheels on PyPI: no compiler), then the three
+# distributions without resolving anything, into a directory the runtime stage copies into the
+# system python3's dist-packages. Not a virtualenv: the engine execs its zygote and workers with
+# the real interpreter (`/usr/bin/python3.11 -I`).
+COPY requirements.lock /src/
 COPY pool/ /src/pool/
 COPY client/ /src/client/
 COPY pyproject.toml README.md /src/
@@ -24,11 +26,15 @@ COPY sandboxd/ /src/sandboxd/
 RUN --mount=type=secret,id=ca \
     if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
     && python3 -m venv /opt/build \
-    && /opt/build/bin/pip wheel --no-cache-dir --disable-pip-version-check \
-        --wheel-dir /wheels /src/pool /src/client /src \
+    && /opt/build/bin/pip install --no-cache-dir --disable-pip-version-check \
+        --require-hashes --no-deps -r /src/requirements.lock \
     && /opt/build/bin/pip install --no-cache-dir --disable-pip-version-check --no-compile \
-        --no-index --find-links /wheels --target /out/dist-packages sandboxd \
-    && rm -rf /out/dist-packages/bin \
+        --require-hashes --no-deps --target /out/dist-packages -r /src/requirements.lock \
+    && /opt/build/bin/pip install --no-cache-dir --disable-pip-version-check --no-compile \
+        --no-deps --no-build-isolation --target /out/dist-packages /src/pool /src/client /src \
+    && rm -rf /out/dist-packages/setuptools* /out/dist-packages/pkg_resources \
+        /out/dist-packages/_distutils_hack /out/dist-packages/distutils-precedence.pth \
+        /out/dist-packages/bin \
     && python3 -m compileall -q /out/dist-packages \
     && printf '#!/bin/sh\nexec /usr/bin/python3 -m sandboxd "$@"\n' > /out/sandboxd \
     && chmod 755 /out/sandboxd

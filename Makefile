@@ -4,10 +4,15 @@
 #   make test    install test requirements + the distributions, lint, type-check, run pytest
 #   make lint    ruff check, ruff format --check, mypy (installs like `make test`)
 #   make bench   run the pool benchmark (`python -m bench pool`)
+#   make lock    re-resolve requirements.lock and requirements-dev.lock (exact pins, hashes)
 #
 # Everything installs into the environment of $(PYTHON) (override: `make test PYTHON=...`).
+# Every third-party package comes from requirements.lock (run time; `make demo`) or
+# requirements-dev.lock (what `make test` adds): exact versions with sha256 hashes, installed
+# with --require-hashes. The three distributions of this checkout are installed editable on
+# top with --no-deps, so nothing outside the locks is ever resolved.
 # Installs are remembered by stamp files under .make/ (one set per interpreter), so a second
-# `make test` skips pip entirely unless requirements-dev.txt or a pyproject.toml changed, or
+# `make test` skips pip entirely unless a lock or a pyproject.toml changed, or
 # the editable installs no longer point at this checkout (scripts/editable_installed.py).
 # `make test`/`make lint` also `npm ci` the e2e Node.js client (tests/e2e/node_client) when its
 # package-lock.json changes.
@@ -35,7 +40,7 @@ ifeq ($(wildcard $(NODE_CLIENT)/node_modules/@grpc/grpc-js/package.json),)
 $(STAMPS)/node-client: FORCE
 endif
 
-.PHONY: demo test lint bench system-deps install install-dev clean FORCE
+.PHONY: demo test lint bench lock system-deps install install-dev clean FORCE
 
 demo: system-deps install
 	$(PYTHON) -m sandboxd demo
@@ -56,17 +61,27 @@ system-deps:
 	bash scripts/install-system-deps.sh
 
 install: $(STAMPS)/packages
-install-dev: system-deps $(STAMPS)/packages $(STAMPS)/dev-requirements $(STAMPS)/node-client
+install-dev: system-deps $(STAMPS)/packages $(STAMPS)/dev-locked $(STAMPS)/node-client
 
-# The three distributions, editable, in one pip call so that the local sandboxd-pool and
-# sandboxd-client satisfy the daemon's requirements.
-$(STAMPS)/packages: $(DISTRIBUTIONS)
-	$(PIP) install -e ./pool -e ./client -e .
+# The locked third-party packages, then the three distributions, editable, without resolving
+# anything (their dependencies and their build backend are all in requirements.lock).
+$(STAMPS)/locked: requirements.lock
+	$(PIP) install --require-hashes --no-deps -r requirements.lock
 	@mkdir -p $(@D) && touch $@
 
-$(STAMPS)/dev-requirements: requirements-dev.txt
-	$(PIP) install -r requirements-dev.txt
+# What `make test` adds: linters, type stubs, pytest and the test libraries.
+$(STAMPS)/dev-locked: requirements-dev.lock
+	$(PIP) install --require-hashes --no-deps -r requirements-dev.lock
 	@mkdir -p $(@D) && touch $@
+
+$(STAMPS)/packages: $(STAMPS)/locked $(DISTRIBUTIONS)
+	$(PIP) install --no-deps --no-build-isolation -e ./pool -e ./client -e .
+	@mkdir -p $(@D) && touch $@
+
+# Re-resolve the lock from the pyproject.toml ranges and requirements-dev.txt (needs the
+# package index). Review the diff, run `make test`, commit requirements.lock.
+lock:
+	$(PYTHON) scripts/lock.py
 
 # The e2e Node.js client's npm dependencies, exactly as locked (tests/e2e/test_node_client.py).
 $(STAMPS)/node-client: $(NODE_CLIENT)/package-lock.json $(NODE_CLIENT)/package.json | system-deps

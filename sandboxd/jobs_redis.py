@@ -622,7 +622,7 @@ class RedisJobs:
 
     def _events_loop(self) -> None:
         while not self._stop.is_set():
-            pubsub: Any = self._r.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+            pubsub: Any = self._r.pubsub(ignore_subscribe_messages=True)
             try:
                 self._follow_events(pubsub)
             except RedisDown:
