@@ -27,9 +27,40 @@ from .jail.policy import JailPlan
 log = logging.getLogger("sandboxd_pool.zygote")
 
 
+# This engine's own package directory. The zygote must run exactly these files: started as
+# `python -I -m sandboxd_pool...`, the interpreter would import whatever sandboxd_pool its own
+# site-packages hold (another checkout, another version) whenever the pool runs from a
+# virtualenv or a path of its own.
+ENGINE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+# Run by the zygote's interpreter (-I -S: no environment variables, no site-packages, no .pth):
+# argv is [-c, pool socket fd, engine's parent dir, the pool's other sys.path entries...].
+_ZYGOTE_BOOT = (
+    "import sys; sys.path[:0] = sys.argv[2:]; del sys.argv[2:]; "
+    "from sandboxd_pool._in_zygote.main import main; main()"
+)
+
+
 def _own_interpreter() -> str:
     """The real binary of this interpreter (pyenv's `python3` is a shell shim)."""
     return os.path.realpath(getattr(sys, "_base_executable", sys.executable) or sys.executable)
+
+
+def zygote_import_path() -> list[str]:
+    """Where the zygote imports from: this engine first, then the pool's own import path (its
+    dependencies: pyseccomp), so a virtualenv's packages are found by the base interpreter."""
+    rest = [p for p in sys.path if p and os.path.isabs(p) and os.path.isdir(p)]
+    return [os.path.dirname(ENGINE_DIR), *rest]
+
+
+def check_engine(hello: dict[str, Any]) -> None:
+    """Refuse a zygote that runs another copy of the engine than this pool."""
+    theirs = hello.get("engine")
+    if theirs != ENGINE_DIR:
+        raise ZygoteDied(
+            f"engine mismatch: the zygote runs sandboxd_pool from {theirs!r}, the pool from "
+            f"{ENGINE_DIR!r}; refusing to start workers from another version"
+        )
 
 
 class ZygoteDied(Exception):
@@ -63,6 +94,7 @@ class ZygoteClient:
         self._process: subprocess.Popen[bytes] | None = None
         self._reader: threading.Thread | None = None
         self.pid = 0
+        self.engine_dir = ""  # the engine the running zygote imported (checked: ENGINE_DIR)
         self.swept: list[str] = []
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -72,13 +104,15 @@ class ZygoteClient:
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
         process = subprocess.Popen(
             [
-                # The zygote runs on the pool's own interpreter (it imports sandboxd_pool); the
-                # configured python_path is only what the Python workers run.
+                # The zygote runs on the pool's own interpreter and this engine's own files;
+                # the configured python_path is only what the Python workers run.
                 _own_interpreter(),
                 "-I",
-                "-m",
-                "sandboxd_pool._in_zygote",
+                "-S",
+                "-c",
+                _ZYGOTE_BOOT,
                 str(theirs.fileno()),
+                *zygote_import_path(),
             ],
             stdin=subprocess.PIPE,
             pass_fds=(theirs.fileno(),),
@@ -95,6 +129,14 @@ class ZygoteClient:
             process.wait()
             raise ZygoteDied(f"zygote failed to start (exit status {process.poll()})")
         hello = got[0]
+        try:
+            check_engine(hello)
+        except ZygoteDied:
+            ours.close()
+            process.kill()
+            process.wait()
+            raise
+        self.engine_dir = str(hello["engine"])
         self.swept = list(hello.get("swept", []))
         if self.swept:
             log.warning("removed %d stale worker cgroups: %s", len(self.swept), self.swept)

@@ -6,7 +6,7 @@ pool -> zygote                         zygote -> pool
                                          {"op": "spawn_failed", "id", "error"}
                                          {"op": "exited", "pid", "status", "rusage", "facts",
                                           "blocked_syscall", "boot_error"}
-  {"op": "shutdown"} (or EOF)            {"op": "hello", "pid", "swept"}
+  {"op": "shutdown"} (or EOF)            {"op": "hello", "pid", "swept", "engine"}
 """
 
 from __future__ import annotations

@@ -86,7 +86,8 @@ class Zygote:
         signal.signal(signal.SIGTERM, lambda *_: None)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         swept = self.cgroups.sweep() if self.cgroups else []
-        proto.send(self.pool, {"op": "hello", "pid": os.getpid(), "swept": swept})
+        engine = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        proto.send(self.pool, {"op": "hello", "pid": os.getpid(), "swept": swept, "engine": engine})
         while self.running or self.children:
             self.poll_once()
         while self.removals:
