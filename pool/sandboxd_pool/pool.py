@@ -386,7 +386,12 @@ class Pool:
                 self._boot_failed(state, f"spawn failed: {e}")
             self._wake()
             return
-        worker = Worker(spawned, t0, self.config.cpu_cores_per_worker)
+        worker = Worker(
+            spawned,
+            t0,
+            self.config.cpu_cores_per_worker,
+            acting_as=None if self._plan.subuid else self._plan.outside_ids(spawned.slot),
+        )
         with self._lock:
             state.spawning -= 1
             if self._closed:

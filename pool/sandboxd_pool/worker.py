@@ -44,6 +44,9 @@ ZYGOTE_DIED_MESSAGE = (
     b"its worker; the worker's exit could not be observed\n"
 )
 
+# The worker's init exited by itself without reporting the program's exit (jail/init.py).
+INIT_LOST_MESSAGE = b"sandboxd: the worker's init exited without reporting the program's exit\n"
+
 OutputCallback = Callable[[Stream, bytes], None]
 
 
@@ -56,9 +59,19 @@ class RunResult:
 
 
 class Worker:
-    def __init__(self, spawned: SpawnedWorker, spawn_started: float, cpu_cores: float) -> None:
+    def __init__(
+        self,
+        spawned: SpawnedWorker,
+        spawn_started: float,
+        cpu_cores: float,
+        acting_as: tuple[int, int] | None = None,
+    ) -> None:
         self.spawned = spawned
-        self.pid = spawned.pid
+        # Root mode: the worker's host (uid, gid), which the pool takes (in one thread, for
+        # the call) to tighten the program's rlimits: see rlimits.limit_running_worker.
+        self.acting_as = acting_as
+        self.pid = spawned.pid  # the init: PID 1 of the worker's PID namespace
+        self.program_pid = spawned.program_pid  # its child, the program (see jail/init.py)
         self.runtime = spawned.runtime
         self.spawn_started = spawn_started
         self.cpu_cores = cpu_cores  # cgroup CPU quota while the request runs; 0: none
@@ -79,7 +92,7 @@ class Worker:
             data = os.read(self.spawned.control, 1)
         except OSError:
             return False
-        if data != b"R":
+        if data != b"R" or not self.program_pid:
             return False
         self.boot_us = int((time.monotonic() - self.spawn_started) * 1e6)
         # Hold the worker's mount namespace: otherwise its teardown (an RCU grace period,
@@ -150,10 +163,14 @@ class Worker:
         if cg is not None:
             cg.set_limits(limits.memory_bytes, limits.max_processes, self.cpu_cores)
         mounts.resize_scratch(self.pid, limits.tmpfs_bytes, self.spawned.scratch_fs)
-        proc_cpu_us = _proc_cpu_us(self.pid)
+        proc_cpu_us = _proc_cpu_us(self.program_pid)
         cpu_s = (proc_cpu_us // 1_000_000) + (limits.cpu_time_ms + 999) // 1000 + 1
         rlimits.limit_running_worker(
-            self.pid, cpu_s, limits.max_processes, 0 if cg else limits.memory_bytes
+            self.program_pid,
+            cpu_s,
+            limits.max_processes,
+            0 if cg else limits.memory_bytes,
+            acting_as=self.acting_as,
         )
         return (cg.cpu_time_ns() if cg else 0), proc_cpu_us
 
@@ -262,10 +279,11 @@ class Worker:
         elif cg is not None and cg.cpu_time_ns() - watch.cpu_base_ns > cpu_limit_ns:
             self._kill_once(watch, KillReason.CPU)
         elif cg is None and (
-            (_proc_cpu_us(self.pid, children=True) - watch.proc_cpu_base_us) * 1000 > cpu_limit_ns
+            (_proc_cpu_us(self.program_pid, children=True) - watch.proc_cpu_base_us) * 1000
+            > cpu_limit_ns
         ):
-            # No cgroup (rlimit fallback): PID 1's threads and its reaped children; a running
-            # child is stopped by its own RLIMIT_CPU (whole seconds) only.
+            # No cgroup (rlimit fallback): the program's threads and its reaped children; a
+            # running child is stopped by its own RLIMIT_CPU (whole seconds) only.
             self._kill_once(watch, KillReason.CPU)
 
     def _kill_once(self, watch: _Watch, reason: KillReason) -> None:
@@ -301,6 +319,8 @@ class Worker:
                 0, rusage.get("utime_us", 0) + rusage.get("stime_us", 0) - watch.proc_cpu_base_us
             )
             peak = int(rusage.get("maxrss_kb", 0)) * 1024
+        if report is not None and report.get("init_lost"):
+            report, unobserved = None, INIT_LOST_MESSAGE
         status = None if report is None else int(report["status"])
         result = watch.result
         # A complete result is one that ended with the socket's close, under the cap.
@@ -423,7 +443,7 @@ class _Watch:
     started: float  # monotonic seconds, when the request frame was sent
     deadline: float  # started + the wall-time limit
     cpu_base_ns: int  # the cgroup's CPU time when the request was sent
-    proc_cpu_base_us: int  # PID 1's CPU time then (no cgroup)
+    proc_cpu_base_us: int  # the program's CPU time then (no cgroup)
     handler_mode: bool
     kill_reason: KillReason = KillReason.NONE
     killed_at: float = 0.0

@@ -142,8 +142,12 @@ def test_host_secret_file_never_reachable(
         if line.strip():
             assert line.encode() not in outcome.stdout + outcome.stderr
     seen = _report(outcome)
-    # A directory read gives EISDIR only if it exists; every probe must be plainly absent.
-    assert seen == {p: "ENOENT" for p in probes}
+    # A directory read gives EISDIR only if it exists; every probe must be plainly absent. PID 1
+    # is the worker's init, which is not dumpable: its /proc entries are closed to the program.
+    assert seen == {
+        p: "EACCES" if p.startswith("/proc/1/") or p == "/work/escape-link" else "ENOENT"
+        for p in probes
+    }
 
 
 @RUNTIMES
@@ -251,10 +255,10 @@ def test_proc_shows_only_the_workers_own_processes(pool: Pool, runtime: Runtime)
             import json, os, subprocess
             child = subprocess.Popen(["/usr/bin/sleep", "5"])
             pids = sorted(int(d) for d in os.listdir("/proc") if d.isdigit())
-            cmd = open("/proc/1/cmdline", "rb").read().split(b"\\0")
-            env = open("/proc/1/environ", "rb").read().split(b"\\0")
+            cmd = open("/proc/self/cmdline", "rb").read().split(b"\\0")
+            env = open("/proc/self/environ", "rb").read().split(b"\\0")
             child.kill(); child.wait()
-            print(json.dumps({"pids": pids, "child": child.pid,
+            print(json.dumps({"pids": pids, "child": child.pid, "self": os.getpid(),
                               "cmd": [c.decode() for c in cmd if c],
                               "env": [e.decode() for e in env if e]}))
             """
@@ -265,15 +269,17 @@ def test_proc_shows_only_the_workers_own_processes(pool: Pool, runtime: Runtime)
             const fs = require('fs');
             const child = require('child_process').spawn('/usr/bin/sleep', ['5']);
             const pids = fs.readdirSync('/proc').filter((d) => /^\\d+$/.test(d)).map(Number).sort((a, b) => a - b);
-            const cmd = fs.readFileSync('/proc/1/cmdline', 'utf8').split('\\0').filter(Boolean);
-            const env = fs.readFileSync('/proc/1/environ', 'utf8').split('\\0').filter(Boolean);
+            const cmd = fs.readFileSync('/proc/self/cmdline', 'utf8').split('\\0').filter(Boolean);
+            const env = fs.readFileSync('/proc/self/environ', 'utf8').split('\\0').filter(Boolean);
             child.kill('SIGKILL');
-            console.log(JSON.stringify({ pids, child: child.pid, cmd, env }));
+            console.log(JSON.stringify({ pids, child: child.pid, self: process.pid, cmd, env }));
             """
         )
     seen = _report(run(pool, runtime, code, limits=LIMITS))
-    assert seen["pids"] == sorted([1, seen["child"]])
-    # PID 1 is this worker's own runtime: a fork of the Python template, or node itself
+    # PID 1 is the worker's init (jail/init.py); the program is its child, PID 2.
+    assert seen["self"] == 2
+    assert seen["pids"] == sorted([1, 2, seen["child"]])
+    # The program is this worker's own runtime: a fork of the Python template, or node itself
     boot = (
         "/opt/sandboxd/python_template.py"
         if runtime is Runtime.PYTHON
@@ -336,7 +342,8 @@ SYSTEM_WRITES = {
     "/etc/passwd": "EROFS",
     "/evil": "EROFS",
     "/opt/sandboxd/evil.py": "EROFS",
-    "/proc/1/root/evil": "EROFS",
+    "/proc/self/root/evil": "EROFS",
+    "/proc/1/root/evil": "EACCES",  # the init's: not dumpable, closed to the program
     "/proc/sys/kernel/hostname": "EACCES",
     "/proc/sys/vm/drop_caches": "EACCES",
 }
@@ -393,7 +400,7 @@ def test_proc_root_symlinks_stay_inside(pool: Pool, runtime: Runtime) -> None:
         code = textwrap.dedent(
             """
             import json, os
-            os.symlink("/proc/1/root/../../../../..", "/work/up")
+            os.symlink("/proc/self/root/../../../../..", "/work/up")
             os.symlink("/proc/self/root/..", "/work/up2")
             def ident(p):
                 st = os.stat(p)
@@ -401,13 +408,13 @@ def test_proc_root_symlinks_stay_inside(pool: Pool, runtime: Runtime) -> None:
             print(json.dumps({
                 "root": ident("/"),
                 "/proc/self/root": ident("/proc/self/root"),
-                "/proc/1/root/../..": ident("/proc/1/root/../.."),
+                "/proc/self/root/../..": ident("/proc/self/root/../.."),
                 "/work/up": ident("/work/up"),
                 "/work/up2": ident("/work/up2"),
                 "ls /work/up": sorted(os.listdir("/work/up")),
                 "ls /": sorted(os.listdir("/")),
-                "readlink /proc/1/root": os.readlink("/proc/1/root"),
-                "readlink /proc/1/cwd": os.readlink("/proc/1/cwd"),
+                "readlink /proc/self/root": os.readlink("/proc/self/root"),
+                "readlink /proc/self/cwd": os.readlink("/proc/self/cwd"),
                 "realpath /proc/self/root/../..": os.path.realpath("/proc/self/root/../.."),
             }))
             """
@@ -416,28 +423,28 @@ def test_proc_root_symlinks_stay_inside(pool: Pool, runtime: Runtime) -> None:
         code = textwrap.dedent(
             """
             const fs = require('fs');
-            fs.symlinkSync('/proc/1/root/../../../../..', '/work/up');
+            fs.symlinkSync('/proc/self/root/../../../../..', '/work/up');
             fs.symlinkSync('/proc/self/root/..', '/work/up2');
             const ident = (p) => { const st = fs.statSync(p); return [st.dev, st.ino]; };
             console.log(JSON.stringify({
               root: ident('/'),
               '/proc/self/root': ident('/proc/self/root'),
-              '/proc/1/root/../..': ident('/proc/1/root/../..'),
+              '/proc/self/root/../..': ident('/proc/self/root/../..'),
               '/work/up': ident('/work/up'),
               '/work/up2': ident('/work/up2'),
               'ls /work/up': fs.readdirSync('/work/up').sort(),
               'ls /': fs.readdirSync('/').sort(),
-              'readlink /proc/1/root': fs.readlinkSync('/proc/1/root'),
-              'readlink /proc/1/cwd': fs.readlinkSync('/proc/1/cwd'),
+              'readlink /proc/self/root': fs.readlinkSync('/proc/self/root'),
+              'readlink /proc/self/cwd': fs.readlinkSync('/proc/self/cwd'),
               'realpath /proc/self/root/../..': fs.realpathSync.native('/proc/self/root/../..'),
             }));
             """
         )
     seen = _report(run(pool, runtime, code, limits=LIMITS))
-    for key in ("/proc/self/root", "/proc/1/root/../..", "/work/up", "/work/up2"):
+    for key in ("/proc/self/root", "/proc/self/root/../..", "/work/up", "/work/up2"):
         assert seen[key] == seen["root"], key
     assert seen["ls /work/up"] == seen["ls /"]
     assert "sys" not in seen["ls /"]
-    assert seen["readlink /proc/1/root"] == "/"
-    assert seen["readlink /proc/1/cwd"] == "/work"
+    assert seen["readlink /proc/self/root"] == "/"
+    assert seen["readlink /proc/self/cwd"] == "/work"
     assert seen["realpath /proc/self/root/../.."] == "/"

@@ -33,6 +33,7 @@ from .. import zygote_protocol as proto
 from ..jail import mode, mounts, namespaces, seccomp
 from ..jail.cgroups import CgroupSetup, WorkerCgroup
 from ..jail.enter import enter_and_exec, jail_extra_binds
+from ..jail.init import EXIT_PREFIX
 from ..jail.policy import SANDBOX_UID, JailPlan
 from ..seccomp_policy import SeccompProgram, build_program
 
@@ -50,6 +51,8 @@ class Child:
     boot_error: str = ""
     spawn_id: int = 0
     reported_spawned: bool = False
+    program_pid: int = 0  # host pid of the program, the child of the worker's init
+    program_status: int | None = None  # its raw wait status, as the init reported it
     pool_fds: list[int] = field(default_factory=list)
     map_helpers: dict[int, int] = field(default_factory=dict)  # subuid: helper pid -> stderr fd
 
@@ -181,7 +184,12 @@ class Zygote:
         opened: list[int] = []
         try:
             if cgroup:
-                cgroup.create()
+                try:
+                    cgroup.create()
+                except FileNotFoundError:
+                    assert self.cgroups is not None
+                    self.cgroups.ensure_parents()
+                    cgroup.create()
                 cgroup.set_limits(self.plan.boot_memory_bytes, self.plan.boot_pids)
             stdin_r, stdin_w = os.pipe2(os.O_CLOEXEC)
             stdout_r, stdout_w = os.pipe2(os.O_CLOEXEC)
@@ -360,10 +368,14 @@ class Zygote:
         if data == b"ok" and fds:
             child.listener = fds[0]
             child.pool_fds += fds[1:]  # subuid mode: the scratch fs context, for the pool
+            child.program_pid = program_of(child.pid)
             self.report_spawned(child)
             return
         for fd in fds:
             os.close(fd)
+        if data.startswith(EXIT_PREFIX):
+            child.program_status = int(data[len(EXIT_PREFIX) :])
+            return
         if data:
             child.boot_error = data.decode(errors="replace").removeprefix("err ")
         # EOF: exec happened (setup socket is close-on-exec) or the child died.
@@ -381,6 +393,7 @@ class Zygote:
             "slot": child.slot,
             "runtime": child.runtime,
             "cgroup": dict(child.cgroup.paths) if child.cgroup else {},
+            "program_pid": child.program_pid,
         }
         fds = [child.pidfd, *child.pool_fds]
         self.tell_pool(message, fds)
@@ -465,12 +478,13 @@ class Zygote:
                 "pids_limit_hits": f.pids_limit_hits,
             }
         if child.setup is not None:
-            if not child.boot_error:
-                child.setup.setblocking(False)
-                with contextlib.suppress(OSError):
-                    data = child.setup.recv(4096)
-                    if data.startswith(b"err "):
-                        child.boot_error = data[4:].decode(errors="replace")
+            child.setup.setblocking(False)
+            with contextlib.suppress(OSError):
+                data = child.setup.recv(4096)
+                if data.startswith(EXIT_PREFIX):
+                    child.program_status = int(data[len(EXIT_PREFIX) :])
+                elif data.startswith(b"err ") and not child.boot_error:
+                    child.boot_error = data[4:].decode(errors="replace")
             child.setup.close()
         for helper, stderr in child.map_helpers.items():
             self.map_helpers.pop(helper, None)  # reaped later as a stranger
@@ -485,7 +499,13 @@ class Zygote:
                 {
                     "op": "exited",
                     "pid": child.pid,
-                    "status": status,
+                    # The program's own wait status when its init reported it; else the
+                    # init's (killed by the pool at a limit, or it died while booting).
+                    "status": status if child.program_status is None else child.program_status,
+                    # The init exited by itself without reporting: the program's fate is unknown.
+                    "init_lost": child.program_status is None
+                    and child.reported_spawned
+                    and os.WIFEXITED(status),
                     "rusage": {
                         "utime_us": int(rusage.ru_utime * 1e6),
                         "stime_us": int(rusage.ru_stime * 1e6),
@@ -510,6 +530,16 @@ class Zygote:
             proto.send(self.pool, message, fds)
         except OSError:
             self.shutdown()
+
+
+def program_of(init_pid: int) -> int:
+    """The host pid of a worker's program: its init's only child when the init reports ready."""
+    try:
+        with open(f"/proc/{init_pid}/task/{init_pid}/children") as f:
+            children = f.read().split()
+    except OSError:
+        return 0
+    return int(children[0]) if len(children) == 1 else 0
 
 
 def main() -> None:

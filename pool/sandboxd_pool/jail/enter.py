@@ -9,8 +9,9 @@ Two ways in, one order:
 
 confine(), in order: wait for the zygote's "go"; cgroup (the child moves itself in); mount, net,
 IPC, UTS and cgroup namespaces; its private mounts (scratch tmpfs, a fresh /proc) as real root;
-hostname; user namespace (mapped by the zygote); fds; rlimits; capabilities; no_new_privs;
-seccomp (whose listener goes to the zygote).
+hostname; the slot's host uid, then the user namespace (mapped by the zygote); fds; rlimits;
+capabilities; no_new_privs; seccomp (whose listener goes to the zygote); then the fork of the
+program, the confined process staying behind as the namespace's init (jail/init.py).
 
 Subuid mode (jail/mode.py; exec path only): the zygote clones the child with CLONE_NEWUSER |
 CLONE_NEWPID, so the user namespace comes first and owns the PID namespace. The child waits for
@@ -29,7 +30,7 @@ import os
 import socket
 from collections.abc import Mapping
 
-from . import capabilities, cgroups, mounts, namespaces, rlimits, seccomp
+from . import capabilities, cgroups, init, mounts, namespaces, rlimits, seccomp
 from .policy import SANDBOX_HOSTNAME, SANDBOX_UID, JailPlan, RlimitPlan, RuntimePlan
 
 WORKER_FDS = 4  # 0 stdin, 1 stdout, 2 stderr, 3 control socket; 4 setup socket until confined
@@ -85,13 +86,12 @@ def enter_forked(
     fds: tuple[int, int, int, int],
     setup: int,
 ) -> None:
-    """In a child of the Python template: confine, then return to run the bootstrap in place.
-    On error, reports on `setup` and exits 127."""
+    """In a child of the Python template: confine, then return in the program (the init's
+    child) to run the bootstrap in place. On error, reports on `setup` and exits 127."""
     report = [setup]
     try:
         _leave_the_zygotes_world(setup, cgroup_fds)
         _confine(scratch_bytes, rlimits_plan, bpf, outside_uid, fds, setup, report)
-        os.close(WORKER_FDS)  # no exec will close it: EOF tells the zygote we are confined
     except BaseException as e:
         _die(report[0], e)
 
@@ -136,8 +136,14 @@ def _confine(
 ) -> None:
     mounts.mount_private(scratch_bytes, outside_uid)
     namespaces.set_hostname(SANDBOX_HOSTNAME)
-    # The user namespace comes last of all namespaces, still as real root (so it works where
-    # unprivileged user namespaces are disabled); the zygote writes its uid/gid map.
+    # The user namespace comes last of all namespaces, made as the slot's own host uid (not as
+    # root: the kernel charges a namespace's per-user budgets (inotify instances, queued
+    # signals, message-queue bytes, ...) to the uid that created it, so root would share its
+    # own with every worker); the zygote (real root) writes its uid/gid map. This works where
+    # unprivileged user namespaces are disabled: the mounts above were made as real root.
+    os.setgroups([])
+    os.setresgid(outside_uid, outside_uid, outside_uid)
+    os.setresuid(outside_uid, outside_uid, outside_uid)
     namespaces.unshare(namespaces.CLONE_NEWUSER)
     os.write(setup, b"map")
     _wait_for(setup, b"mapped")
@@ -152,8 +158,10 @@ def _lock_down(
     report: list[int],
     scratch: int = -1,
 ) -> None:
-    """fds, rlimits, drop every capability, no_new_privs, seccomp last. The zygote gets the
-    seccomp listener (and the scratch fs context, subuid mode); the worker keeps neither."""
+    """fds, rlimits, drop every capability, no_new_privs, seccomp last; then fork the program
+    (jail/init.py), which returns here, while this process stays behind as its init. The zygote
+    gets the seccomp listener (and the scratch fs context, subuid mode) from the init; the
+    program holds neither, nor the setup socket (its errors go to its stderr)."""
     if scratch >= 0:  # kept out of _install_fds' close, above the fds it installs
         scratch = _move_above(scratch, WORKER_FDS + 1)
     _install_fds(fds, setup, keep=scratch)
@@ -162,12 +170,18 @@ def _lock_down(
     capabilities.drop_all_and_become(SANDBOX_UID, SANDBOX_UID)
     capabilities.set_no_new_privs()
     listener = seccomp.load_filter(bpf)
+    program = init.start_program()
+    if program == 0:
+        init.close_in_program((listener, scratch, WORKER_FDS))
+        report[0] = 2
+        return
     setup_sock = socket.socket(fileno=WORKER_FDS)
     socket.send_fds(setup_sock, [b"ok"], [listener] if scratch < 0 else [listener, scratch])
     setup_sock.detach()
     os.close(listener)
     if scratch >= 0:
         os.close(scratch)
+    init.serve_as_init(program, WORKER_FDS)
 
 
 def _die(report_fd: int, e: BaseException) -> None:

@@ -26,6 +26,8 @@ class RlimitPlan:
     fsize_bytes: int = 1024 * 1024 * 1024
     nproc: int = 1024
     data_bytes: int = 0  # 0: unlimited. Set only when no memory cgroup is available.
+    sigpending: int = 1024  # queued signals (RLIMIT_SIGPENDING)
+    msgqueue_bytes: int = 819_200  # POSIX message queues (RLIMIT_MSGQUEUE; the kernel default)
 
 
 @dataclass(frozen=True)
