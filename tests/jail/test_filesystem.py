@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import secrets
 import shutil
 import socket
@@ -152,31 +153,24 @@ def test_host_secret_file_never_reachable(
 
 @RUNTIMES
 def test_host_home_and_daemon_source_are_not_mounted(pool: Pool, runtime: Runtime) -> None:
+    """No host home directory shows, even for an interpreter installed under one (pyenv here):
+    a prefix of its own is mounted at /opt/python, a node outside /usr at /opt/node/bin."""
     config = PoolConfig()
-    bound = (
-        os.path.dirname(os.path.dirname(config.python_path))
-        if runtime is Runtime.PYTHON
-        else config.node_path
-    )
     pool_src = os.path.dirname(os.path.abspath(sandboxd_pool.__file__))
-    # The only things under /root inside are the directories leading to a bound runtime
-    # prefix (pyenv lives under /root here); every other host entry of /root is absent.
-    expected: dict[str, object] = {}
+    prefix = os.path.dirname(os.path.dirname(config.python_path))
+    own_prefix = not prefix.startswith("/usr")
+    expected: dict[str, object] = {"/root": "ENOENT", "/home": "ENOENT"}
     absent = [pool_src, "/work/main", os.path.join(os.path.dirname(pool_src), "pyproject.toml")]
-    for name in os.listdir("/root"):
-        host_path = os.path.join("/root", name)
-        if not (bound + "/").startswith(host_path + "/"):
-            absent.append(host_path)
-    ancestor = "/root"
-    if bound.startswith("/root/"):
-        for part in Path(bound).relative_to("/root").parts:
-            expected[ancestor] = [part]
-            ancestor = os.path.join(ancestor, part)
-    else:
-        expected["/root"] = "ENOENT"
-    expected.update({p: "ENOENT" for p in absent})
+    absent += [prefix, config.node_path] if prefix.startswith("/root") else []
+    expected.update({p: "ENOENT" for p in absent if not p.startswith("/usr")})
     # The bootstraps and, for the Python template, the jail package: read-only, no secret.
-    expected["/opt"] = ["sandboxd", "sandboxd-lib"]
+    expected["/opt"] = sorted(
+        [
+            "sandboxd",
+            "sandboxd-lib",
+            *(["python"] if runtime is Runtime.PYTHON and own_prefix else []),
+        ]
+    )
     boot_dir = os.path.join(pool_src, "_in_worker")
     expected["/opt/sandboxd"] = sorted(os.listdir(boot_dir))
     expected["/opt/sandboxd-lib"] = ["jail"]
@@ -211,6 +205,45 @@ def test_host_home_and_daemon_source_are_not_mounted(pool: Pool, runtime: Runtim
     seen = _report(run(pool, runtime, code, args=tuple(dirs), limits=LIMITS))
     assert seen == expected
     assert "worker.py" not in seen["/opt/sandboxd"]  # only the bootstraps, not the engine
+
+
+def _host_paths_the_test_knows() -> list[str]:
+    """Host paths whose appearance inside a worker would tell where things are on the host and
+    who runs them: this checkout, the engine, the interpreters' prefixes, the home directory."""
+    config = PoolConfig()
+    paths = {
+        str(Path(__file__).resolve().parents[2]),  # the checkout
+        os.path.dirname(os.path.abspath(sandboxd_pool.__file__)),
+        os.path.dirname(os.path.dirname(config.python_path)),
+        os.path.dirname(os.path.realpath(sys.executable)),
+        sys.prefix,
+        os.path.expanduser("~"),
+    }
+    if not config.node_path.startswith("/usr/"):
+        paths.add(os.path.dirname(config.node_path))
+    # /usr and / are the jail's own system paths too; only the distinctive ones count.
+    return sorted(p for p in paths if p not in ("/", "/usr") and not p.startswith("/usr/"))
+
+
+@RUNTIMES
+def test_mount_table_names_no_host_path(pool: Pool, runtime: Runtime) -> None:
+    """/proc/self/mountinfo lists each mount's source root, which for a bind is the host path
+    it came from (the checkout's _in_worker and jail, the interpreter's prefix). Every layer is
+    an overlay of its own now: nothing in the table, nor in the interpreter's own idea of where
+    it lives, names a host path."""
+    code = {
+        Runtime.PYTHON: "import sys\nprint(open('/proc/self/mountinfo').read())\n"
+        "print(sys.executable, sys.prefix, *sys.path)",
+        Runtime.JAVASCRIPT: "const fs = require('fs');\n"
+        "console.log(fs.readFileSync('/proc/self/mountinfo', 'utf8'));\n"
+        "console.log(process.execPath, ...module.paths);",
+    }[runtime]
+    outcome = run(pool, runtime, code, limits=LIMITS)
+    assert outcome.verdict is Verdict.OK, outcome
+    text = outcome.stdout.decode()
+    assert " /opt/sandboxd " in text  # the table was read
+    leaked = [p for p in _host_paths_the_test_knows() if p in text]
+    assert leaked == [], text
 
 
 @RUNTIMES

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
@@ -230,3 +231,59 @@ def test_modify_ldt_is_blocked(pool: Pool) -> None:
     outcome = run(pool, Runtime.PYTHON, code)
     assert (outcome.verdict, outcome.blocked_syscall) == (Verdict.SYSCALL_BLOCKED, "modify_ldt")
     assert outcome.stdout == b"calling\n"
+
+
+# Take an exclusive flock on each path, print "locked", hold them for sys.argv[1] seconds.
+HOLD_LOCKS = """\
+import fcntl, os, sys, time
+held = []
+for path in sys.argv[2:]:
+    fd = os.open(path, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    held.append(fd)
+print("locked", flush=True)
+time.sleep(float(sys.argv[1]))
+"""
+# Try the same locks without waiting; print what each gave.
+TRY_LOCKS = """\
+import errno, fcntl, os, sys
+out = []
+for path in sys.argv[1:]:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        out.append("ok")
+    except OSError as e:
+        out.append(errno.errorcode[e.errno])
+print(" ".join(out))
+"""
+SHARED_FILES = ("/usr/bin/node", "/etc/passwd", "/dev/null", "/", "/usr/lib", "/opt/sandboxd")
+
+
+def test_a_lock_on_a_shared_file_is_invisible_to_other_executions_and_the_host(
+    pool: Pool,
+) -> None:
+    """Locks are per inode, and the jail's read-only files were the host's own inodes (and, for
+    Python workers, the template's /etc and /dev): one tenant's flock(LOCK_EX) on /usr/bin/node
+    made every other tenant's fail with EWOULDBLOCK. Each worker's files are inodes of its own."""
+    holder_ready = threading.Event()
+    holder = _run_async(pool, HOLD_LOCKS, ("3", *SHARED_FILES), holder_ready)
+    assert holder_ready.wait(30), "the holder never took its locks"
+    # The positive control: in the holder's own execution a second open file is refused.
+    own = run(
+        pool,
+        Runtime.PYTHON,
+        HOLD_LOCKS.replace('print("locked", flush=True)', "")
+        + "\n"
+        + TRY_LOCKS.replace("sys.argv[1:]", "sys.argv[2:]"),
+        args=("0", "/etc/passwd"),
+    )
+    assert (own.verdict, own.stdout) == (Verdict.OK, b"EAGAIN\n"), own  # EWOULDBLOCK
+    other = run(pool, Runtime.PYTHON, TRY_LOCKS, args=SHARED_FILES)
+    assert (other.verdict, other.stdout) == (Verdict.OK, b" ".join([b"ok"] * 6) + b"\n"), other
+    with open("/usr/bin/node", "rb") as f:  # and the host is not blocked either
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    deadline = time.monotonic() + 30
+    while not holder and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert holder and holder[0].verdict is Verdict.OK, holder

@@ -58,7 +58,9 @@ cp.execFileSync('/bin/sh', ['/tmp/child.sh'], {{ stdio: 'inherit' }});
 
 def expected(tag: str) -> bytes:
     return b"".join(
-        f"{tag}{api}{i:05d}".ljust(1023, tag).encode() + b"\n" for api in "abcd" for i in range(LINES)
+        f"{tag}{api}{i:05d}".ljust(1023, tag).encode() + b"\n"
+        for api in "abcd"
+        for i in range(LINES)
     )
 
 
@@ -102,5 +104,7 @@ def test_large_interleaved_writes_arrive_whole_and_in_order(
 )
 def test_standard_descriptors_are_blocking(pool: Pool, runtime: Runtime, code: str) -> None:
     outcome = run(pool, runtime, code, stdin=b"input")
-    expected_out = b"[False, False, False]\n" if runtime is Runtime.PYTHON else b"[false,false,false]\n"
+    expected_out = (
+        b"[False, False, False]\n" if runtime is Runtime.PYTHON else b"[false,false,false]\n"
+    )
     assert (outcome.verdict, outcome.stdout) == (Verdict.OK, expected_out), outcome

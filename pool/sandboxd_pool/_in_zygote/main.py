@@ -32,9 +32,9 @@ from typing import Any
 from .. import zygote_protocol as proto
 from ..jail import mode, mounts, namespaces, seccomp
 from ..jail.cgroups import CgroupSetup, WorkerCgroup
-from ..jail.enter import enter_and_exec, jail_extra_binds
+from ..jail.enter import TemplateRoot, enter_and_exec, layer_patches
 from ..jail.init import EXIT_PREFIX
-from ..jail.policy import SANDBOX_UID, JailPlan
+from ..jail.policy import BOOT_MOUNT, SANDBOX_UID, JailPlan
 from ..seccomp_policy import SeccompProgram, build_program
 
 
@@ -67,6 +67,7 @@ class Zygote:
         self.programs: dict[str, SeccompProgram] = {
             name: build_program(name) for name in plan.runtimes
         }
+        self.patches = {name: layer_patches(plan.layers(name)) for name in plan.runtimes}
         self.cgroups = (
             CgroupSetup(version=plan.cgroup_version, parents=plan.cgroup_parent)
             if plan.cgroup_version
@@ -248,6 +249,7 @@ class Zygote:
             enter_and_exec(
                 self.plan,
                 self.plan.runtimes[runtime_name],
+                self.patches[runtime_name],
                 self.programs[runtime_name].bpf,
                 uid,
                 tuple(entry_fds),
@@ -288,12 +290,17 @@ class Zygote:
                 namespaces.set_parent_death_signal()
                 namespaces.unshare(namespaces.CLONE_NEWNS)
                 mounts.build_root(
-                    binds=self.plan.common_binds + runtime.binds,
-                    extra_binds=jail_extra_binds(self.plan),
+                    layers=self.plan.layers("python"),
                     masked_dirs=runtime.masked_dirs,
                     symlinks=self.plan.symlinks,
                     etc_files=self.plan.etc_files,
+                    patches=self.patches["python"],
+                    stage="keep",
                 )
+                # The dynamic loader resolves $ORIGIN (a relocated interpreter's RUNPATH) by
+                # reading /proc/self/exe. This proc (the host's PID namespace) is the trusted
+                # template's own: each child detaches it with the template's whole tree.
+                mounts.mount_fresh_proc("/proc")
                 null = os.open("/dev/null", os.O_RDONLY)
                 os.dup2(null, 0)
                 os.dup2(theirs.fileno(), 3)
@@ -304,7 +311,7 @@ class Zygote:
                     "-I",
                     "-S",
                     "-B",
-                    f"{mounts.BOOT_MOUNT}/python_template.py",
+                    f"{BOOT_MOUNT}/python_template.py",
                 ]
                 os.execve(argv[0], argv, dict(runtime.env))
             except BaseException as e:
@@ -318,6 +325,9 @@ class Zygote:
             "rlimits": dataclasses.asdict(self.plan.rlimits),
             "scratch_bytes": self.plan.scratch_bytes,
             "cgroup_version": self.plan.cgroup_version,
+            "root": TemplateRoot.of(
+                self.plan, "python", frozenset(self.patches["python"])
+            ).to_marshal(),
         }
         ours.settimeout(self.TEMPLATE_START_TIMEOUT_S)
         try:

@@ -29,20 +29,33 @@ import fcntl
 import os
 import socket
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from . import capabilities, cgroups, init, mounts, namespaces, rlimits, seccomp
-from .policy import SANDBOX_HOSTNAME, SANDBOX_UID, JailPlan, RlimitPlan, RuntimePlan
+from .elf_runpath import relocate_runpath
+from .policy import SANDBOX_HOSTNAME, SANDBOX_UID, Bind, JailPlan, RlimitPlan, RuntimePlan
 
 WORKER_FDS = 4  # 0 stdin, 1 stdout, 2 stderr, 3 control socket; 4 setup socket until confined
 
 
-def jail_extra_binds(plan: JailPlan) -> Mapping[str, str]:
-    return {mounts.BOOT_MOUNT: plan.boot_dir, f"{mounts.JAIL_LIB_MOUNT}/jail": plan.jail_dir}
+def layer_patches(layers: tuple[Bind, ...]) -> dict[int, dict[str, bytes]]:
+    """The replacement files of each layer (read once, by the zygote): the ELF files whose
+    RUNPATH is relocated for the jail (jail/elf_runpath.py)."""
+    patches: dict[int, dict[str, bytes]] = {}
+    for index, layer in enumerate(layers):
+        for rel in layer.relocate_runpath:
+            source = os.path.join(layer.path, rel)
+            with open(source, "rb") as f:
+                data = f.read()
+            patches.setdefault(index, {})[rel] = relocate_runpath(data, os.path.dirname(source))
+    return patches
 
 
 def enter_and_exec(
     plan: JailPlan,
     runtime: RuntimePlan,
+    patches: Mapping[int, Mapping[str, bytes]],
     bpf: bytes,
     outside_uid: int,
     cgroup_fds: tuple[int, ...],
@@ -57,11 +70,11 @@ def enter_and_exec(
         else:
             _leave_the_zygotes_world(setup, cgroup_fds)
         mounts.build_root(
-            binds=plan.common_binds + runtime.binds,
-            extra_binds=jail_extra_binds(plan),
+            layers=plan.layers(runtime.name),
             masked_dirs=runtime.masked_dirs,
             symlinks=plan.symlinks,
             etc_files=plan.etc_files,
+            patches=patches,
             become=_become_sandbox_user if plan.subuid else None,
             mount_proc=plan.subuid,
         )
@@ -78,6 +91,7 @@ def enter_and_exec(
 
 
 def enter_forked(
+    root: TemplateRoot,
     scratch_bytes: int,
     rlimits_plan: RlimitPlan,
     bpf: bytes,
@@ -86,14 +100,67 @@ def enter_forked(
     fds: tuple[int, int, int, int],
     setup: int,
 ) -> None:
-    """In a child of the Python template: confine, then return in the program (the init's
+    """In a child of the Python template: build a root of its own from the template's layers
+    (mounts.build_root, stage "inherited"), confine, then return in the program (the init's
     child) to run the bootstrap in place. On error, reports on `setup` and exits 127."""
     report = [setup]
     try:
         _leave_the_zygotes_world(setup, cgroup_fds)
+        mounts.build_root(
+            layers=root.layers,
+            masked_dirs=root.masked_dirs,
+            symlinks=root.symlinks,
+            etc_files=root.etc_files,
+            patches={index: {} for index in root.patched},
+            stage="inherited",
+        )
         _confine(scratch_bytes, rlimits_plan, bpf, outside_uid, fds, setup, report)
     except BaseException as e:
         _die(report[0], e)
+
+
+@dataclass(frozen=True)
+class TemplateRoot:
+    """What a child of the Python template needs to rebuild the template's root as its own:
+    the template's layers as seen inside its root, which of them have a patch layer, and the
+    rest of the root's plan."""
+
+    layers: tuple[Bind, ...]
+    patched: frozenset[int]
+    masked_dirs: tuple[str, ...]
+    symlinks: Mapping[str, str]
+    etc_files: Mapping[str, str]
+
+    @staticmethod
+    def of(plan: JailPlan, runtime: str, patched: frozenset[int]) -> TemplateRoot:
+        return TemplateRoot(
+            layers=tuple(
+                Bind(b.jail_path, is_dir=b.is_dir, target=b.jail_path) for b in plan.layers(runtime)
+            ),
+            patched=patched,
+            masked_dirs=plan.runtimes[runtime].masked_dirs,
+            symlinks=plan.symlinks,
+            etc_files=plan.etc_files,
+        )
+
+    def to_marshal(self) -> dict[str, object]:
+        return {
+            "layers": [(b.jail_path, b.is_dir) for b in self.layers],
+            "patched": sorted(self.patched),
+            "masked_dirs": list(self.masked_dirs),
+            "symlinks": dict(self.symlinks),
+            "etc_files": dict(self.etc_files),
+        }
+
+    @staticmethod
+    def from_marshal(raw: Mapping[str, Any]) -> TemplateRoot:
+        return TemplateRoot(
+            layers=tuple(Bind(p, is_dir=d, target=p) for p, d in raw["layers"]),
+            patched=frozenset(raw["patched"]),
+            masked_dirs=tuple(raw["masked_dirs"]),
+            symlinks=raw["symlinks"],
+            etc_files=raw["etc_files"],
+        )
 
 
 def _leave_the_zygotes_world(setup: int, cgroup_fds: tuple[int, ...]) -> None:
