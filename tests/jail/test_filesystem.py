@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import secrets
 import shutil
 import socket
+import sys
 import tempfile
 import textwrap
 from collections.abc import Iterator
