@@ -207,14 +207,15 @@ class Worker:
         on_output: OutputCallback | None,
         output_paused: Callable[[], bool] | None,
     ) -> None:
-        """Feed stdin, drain the outputs and enforce the limits until the worker's PID 1 has
-        exited (its pidfd says so; every other process of its PID namespace is gone by then),
-        whatever the program does with its descriptors; then drain what is left in the pipes
-        for at most DRAIN_GRACE_S."""
+        """Feed stdin, drain the outputs and enforce the limits until the program has exited
+        (its init reports it on the exit pipe) or the worker's PID 1 is gone (its pidfd says
+        so), whatever the program does with its descriptors; then drain what is left in the
+        pipes for at most DRAIN_GRACE_S. The init exits right after its report, which ends
+        whatever else is left of the namespace."""
         sp = self.spawned
         stdin = memoryview(stdin_data)
         stdin_open = bool(stdin) or self._close_stdin()
-        for fd in (sp.stdin, sp.stdout, sp.stderr, sp.control):
+        for fd in (sp.stdin, sp.stdout, sp.stderr, sp.control, sp.exit_pipe):
             with contextlib.suppress(OSError):
                 os.set_blocking(fd, False)
         streams = {sp.stdout: watch.out, sp.stderr: watch.err}
@@ -235,6 +236,7 @@ class Worker:
             poller = select.poll()
             if watch.exited_at is None:
                 poller.register(sp.pidfd, select.POLLIN)
+                poller.register(sp.exit_pipe, select.POLLIN)
             if stdin_open:
                 poller.register(sp.stdin, select.POLLOUT)
             for fd, capture in streams.items():
@@ -245,7 +247,13 @@ class Worker:
             else:
                 wait_s = min(max(watch.deadline - now, 0.0), CPU_POLL_S)
             for fd, _events in poller.poll(wait_s * 1000):
-                if fd == sp.pidfd:
+                if fd in (sp.pidfd, sp.exit_pipe):
+                    if watch.exited_at is not None:
+                        continue
+                    if fd == sp.exit_pipe:
+                        watch.program_exit = _read_program_exit(sp.exit_pipe)
+                    # The program has exited (its init says so), or the init itself is gone
+                    # (killed with the whole namespace).
                     watch.exited_at = time.monotonic()
                     if stdin_open:
                         stdin_open = self._close_stdin()
@@ -294,21 +302,24 @@ class Worker:
             watch.killed_at = time.monotonic()
 
     def _outcome(self, watch: _Watch, execution_id: str) -> RunResult:
-        """The verdict and usage from the kernel's facts (the zygote's exit report, the
-        cgroup) and what supervision saw."""
+        """The verdict and usage from the kernel's facts (the program's wait status and rusage
+        as its init read them, the cgroup's counters; or the zygote's exit report when the init
+        did not report, or the program died of SIGKILL or SIGSYS, which the zygote may have
+        sent for a blocked syscall) and what supervision saw."""
         sp = self.spawned
         cg = sp.cgroup
         limits = watch.limits
         exited_at = watch.exited_at if watch.exited_at is not None else time.monotonic()
         wall_us = int((exited_at - watch.started) * 1e6)
-        report: dict[str, Any] | None
+        report: dict[str, Any] | None = self._report_of_init(watch)
         unobserved = UNOBSERVED_MESSAGE
-        try:
-            report = sp.exit_report.result(timeout=EXIT_REPORT_TIMEOUT_S)
-        except FutureTimeout:
-            report = None
-        except ZygoteDied:
-            report, unobserved = None, ZYGOTE_DIED_MESSAGE
+        if report is None:
+            try:
+                report = sp.exit_report.result(timeout=EXIT_REPORT_TIMEOUT_S)
+            except FutureTimeout:
+                report = None
+            except ZygoteDied:
+                report, unobserved = None, ZYGOTE_DIED_MESSAGE
         facts = (report or {}).get("facts") or {}
         rusage = (report or {}).get("rusage") or {}
         if cg is not None and facts:
@@ -369,6 +380,38 @@ class Worker:
         )
         return RunResult(outcome=outcome, exit_report=report, callback_error=watch.callback_error)
 
+    def _report_of_init(self, watch: _Watch) -> dict[str, Any] | None:
+        """The exit report from the init's own account and the cgroup, without waiting for the
+        zygote: only for a program that ended by itself (not killed by the pool) and not by
+        SIGKILL or SIGSYS (a blocked syscall, an OOM kill: the zygote's report says which)."""
+        program_exit = watch.program_exit
+        if program_exit is None or watch.kill_reason is not KillReason.NONE:
+            return None
+        status, utime_us, stime_us, maxrss_kb = program_exit
+        if os.WIFSIGNALED(status) and os.WTERMSIG(status) in (signal.SIGKILL, signal.SIGSYS):
+            return None
+        facts: dict[str, int] = {}
+        cg = self.spawned.cgroup
+        if cg is not None:
+            try:
+                f = cg.facts()
+            except OSError:  # already removed: the zygote's report has them
+                return None
+            facts = {
+                "peak_memory_bytes": f.peak_memory_bytes,
+                "oom_kills": f.oom_kills,
+                "cpu_time_ns": f.cpu_time_ns,
+                "pids_limit_hits": f.pids_limit_hits,
+            }
+            if f.oom_kills:
+                return None
+        return {
+            "status": status,
+            "rusage": {"utime_us": utime_us, "stime_us": stime_us, "maxrss_kb": maxrss_kb},
+            "facts": facts,
+            "blocked_syscall": None,
+        }
+
     def _send_frame(
         self, request: ExecutionRequest, limits: Limits, execution_id: str, deadline: float
     ) -> None:
@@ -397,7 +440,15 @@ class Worker:
                 return
             self._closed = True
         sp = self.spawned
-        for fd in (sp.pidfd, sp.stdout, sp.stderr, sp.control, self.mount_ns_fd, sp.scratch_fs):
+        for fd in (
+            sp.pidfd,
+            sp.stdout,
+            sp.stderr,
+            sp.control,
+            sp.exit_pipe,
+            self.mount_ns_fd,
+            sp.scratch_fs,
+        ):
             with contextlib.suppress(OSError):
                 os.close(fd)
 
@@ -447,7 +498,8 @@ class _Watch:
     handler_mode: bool
     kill_reason: KillReason = KillReason.NONE
     killed_at: float = 0.0
-    exited_at: float | None = None  # when PID 1's pidfd said it had exited
+    exited_at: float | None = None  # when the program (or PID 1) was seen to have exited
+    program_exit: tuple[int, int, int, int] | None = None  # the init's report (see jail/init.py)
     callback_error: BaseException | None = None
     out: _Capture = field(init=False)
     err: _Capture = field(init=False)
@@ -458,6 +510,17 @@ class _Watch:
         self.out = _Capture(cap, Stream.STDOUT)
         self.err = _Capture(cap, Stream.STDERR)
         self.result = _Capture(cap, None)
+
+
+def _read_program_exit(fd: int) -> tuple[int, int, int, int] | None:
+    """The init's one-line report: (wait status, utime us, stime us, max RSS KiB); None at EOF
+    (the init died without one) or if it is malformed."""
+    try:
+        fields = os.read(fd, 256).split()
+        status, utime_us, stime_us, maxrss_kb = (int(f) for f in fields)
+    except (OSError, ValueError):
+        return None
+    return status, utime_us, stime_us, maxrss_kb
 
 
 def _feed(fd: int, data: memoryview) -> memoryview:

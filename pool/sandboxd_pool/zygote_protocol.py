@@ -19,7 +19,8 @@ from typing import Any
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_FDS = 8
 
-# The fds attached to a "spawned" message, in order: pidfd, stdin, stdout, stderr, control.
+# The fds attached to a "spawned" message, in order: pidfd, stdin, stdout, stderr, control,
+# the init's exit pipe, and (subuid mode) the scratch fs context.
 
 
 def send(sock: socket.socket, message: dict[str, Any], fds: list[int] | None = None) -> None:

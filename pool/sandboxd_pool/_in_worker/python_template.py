@@ -8,7 +8,8 @@ child it clones (CLONE_NEWPID | CLONE_PARENT: PID 1 of its own namespace, child 
 confines itself (jail/enter.py: enter_forked) and only then reads its one request.
 
 zygote -> template: first a config message {bpf, rlimits, scratch_bytes, cgroup_version, root},
-then {uid} + fds [stdin, stdout, stderr, control, setup, cgroup entry fds...] per worker.
+then {uid} + fds [stdin, stdout, stderr, control, setup, exit pipe, cgroup entry fds...] per
+worker.
 template -> zygote: b"ready" once warm, then {pid} or {error} per worker.
 """
 
@@ -61,7 +62,7 @@ def main() -> None:
             continue
         if pid == 0:
             zygote.detach()  # fd 3 becomes the worker's control socket below
-            stdin, stdout, stderr, control, setup, *cgroup_fds = fds
+            stdin, stdout, stderr, control, setup, exit_pipe, *cgroup_fds = fds
             enter.enter_forked(
                 root,
                 config["scratch_bytes"],
@@ -71,6 +72,7 @@ def main() -> None:
                 tuple(cgroup_fds),
                 (stdin, stdout, stderr, control),
                 setup,
+                exit_pipe,
             )
             python_boot.serve_one_request()
         for fd in fds:

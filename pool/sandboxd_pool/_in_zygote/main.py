@@ -197,9 +197,17 @@ class Zygote:
             stderr_r, stderr_w = os.pipe2(os.O_CLOEXEC)
             ctl_pool, ctl_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             setup_z, setup_c = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-            opened = [stdin_r, stdin_w, stdout_r, stdout_w, stderr_r, stderr_w]
+            exit_r, exit_w = os.pipe2(os.O_CLOEXEC)  # the init's report, to the pool
+            opened = [stdin_r, stdin_w, stdout_r, stdout_w, stderr_r, stderr_w, exit_r, exit_w]
             entry_fds = cgroup.open_for_entry() if cgroup else []
-            child_fds = (stdin_r, stdout_w, stderr_w, ctl_child.fileno(), setup_c.fileno())
+            child_fds = (
+                stdin_r,
+                stdout_w,
+                stderr_w,
+                ctl_child.fileno(),
+                setup_c.fileno(),
+                exit_w,
+            )
             try:
                 if runtime_name == "python" and self.plan.python_template:
                     pid = self.template_spawn(self.plan.uid_base + slot, child_fds, entry_fds)
@@ -210,7 +218,7 @@ class Zygote:
             finally:
                 for fd in entry_fds:
                     os.close(fd)
-            for fd in (stdin_r, stdout_w, stderr_w):
+            for fd in (stdin_r, stdout_w, stderr_w, exit_w):
                 os.close(fd)
             ctl_child.close()
             setup_c.close()
@@ -223,7 +231,7 @@ class Zygote:
                 setup=setup_z,
                 cgroup=cgroup,
                 spawn_id=spawn_id,
-                pool_fds=[stdin_w, stdout_r, stderr_r, ctl_pool.detach()],
+                pool_fds=[stdin_w, stdout_r, stderr_r, ctl_pool.detach(), exit_r],
             )
             self.children[pid] = child
             setup_z.send(b"go")
@@ -246,6 +254,7 @@ class Zygote:
             else namespaces.WORKER_CLONE_FLAGS
         )
         if pid == 0:
+            forget_zygote_signals()
             enter_and_exec(
                 self.plan,
                 self.plan.runtimes[runtime_name],
@@ -255,6 +264,7 @@ class Zygote:
                 tuple(entry_fds),
                 (fds[0], fds[1], fds[2], fds[3]),
                 fds[4],
+                fds[5],
             )
             os._exit(127)  # not reached
         return pid
@@ -285,6 +295,7 @@ class Zygote:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         pid = namespaces.clone_into_namespaces(0)
         if pid == 0:
+            forget_zygote_signals()
             report_fd = theirs.fileno()
             try:
                 namespaces.set_parent_death_signal()
@@ -540,6 +551,16 @@ class Zygote:
             proto.send(self.pool, message, fds)
         except OSError:
             self.shutdown()
+
+
+def forget_zygote_signals() -> None:
+    """In a process cloned from the zygote: drop the zygote's signal handling. Its handlers
+    would write each signal's number to the zygote's wake-up fd, whose number the child reuses
+    for its own descriptors (a SIGCHLD from the worker's program once wrote b"\\x11" on the
+    worker's setup socket)."""
+    signal.set_wakeup_fd(-1)
+    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_DFL)
 
 
 def program_of(init_pid: int) -> int:
