@@ -71,6 +71,12 @@ class PoolConfig:
     # start per worker) rather than exec'd one by one. Node is always exec'd (V8 cannot fork).
     # Root mode only: in subuid mode Python workers are always exec'd (logged at start).
     python_template: bool = True
+    # A template's children share what it held when they were forked: the hash seed, the
+    # stack-canary seed (AT_RANDOM), the address layout. It is replaced by a fresh one (started
+    # in the background) after this many children or this many seconds, whichever comes first,
+    # which bounds how many executions share them. Its start costs ~30 ms of CPU once.
+    template_max_forks: int = 250
+    template_max_age_s: float = 300.0
 
     def __post_init__(self) -> None:
         if self.warm_workers_per_runtime < 1:
@@ -79,6 +85,10 @@ class PoolConfig:
             raise ValueError("max_concurrent_executions must be >= 1")
         if not self.runtimes:
             raise ValueError("runtimes must name at least one runtime")
+        if self.template_max_forks < 1:
+            raise ValueError("template_max_forks must be >= 1")
+        if self.template_max_age_s <= 0:
+            raise ValueError("template_max_age_s must be > 0")
         if self.jail_mode not in MODES:
             raise ValueError(f"jail_mode must be one of {', '.join(MODES)}")
         if not PARENT_NAME_PATTERN.fullmatch(self.cgroup_parent):
@@ -205,4 +215,6 @@ def build_jail_plan(config: PoolConfig, cgroups: CgroupSetup, mode: JailMode) ->
         boot_pids=config.ceiling_limits.max_processes,
         jail_mode=mode.mode,
         gid_base=mode.gid_base,
+        template_max_forks=config.template_max_forks,
+        template_max_age_s=config.template_max_age_s,
     )

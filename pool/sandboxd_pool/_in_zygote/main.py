@@ -39,6 +39,21 @@ from ..seccomp_policy import SeccompProgram, build_program
 
 
 @dataclass
+class Template:
+    """A running Python template (see _in_worker/python_template.py)."""
+
+    pid: int
+    sock: socket.socket
+    started_at: float  # monotonic seconds
+    forks: int = 0
+
+    def kill(self) -> None:
+        self.sock.close()
+        with contextlib.suppress(OSError):
+            os.kill(self.pid, signal.SIGKILL)
+
+
+@dataclass
 class Child:
     pid: int
     runtime: str
@@ -77,7 +92,8 @@ class Zygote:
         self.map_helpers: dict[int, Child] = {}  # subuid mode: newuidmap/newgidmap pid -> child
         self.free_slots = list(range(plan.uid_slots - 1, -1, -1))
         self.seq = 0
-        self.template: tuple[int, socket.socket] | None = None  # (pid, socket) once started
+        self.template: Template | None = None  # the one children fork from, once started
+        self.next_template: Template | None = None  # its replacement while it boots
         self.removals: list[WorkerCgroup] = []
         self.running = True
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -104,6 +120,8 @@ class Zygote:
             poller.register(self.pool.fileno(), select.POLLIN)
         poller.register(self.wake_r, select.POLLIN)
         owners: dict[int, tuple[str, Child]] = {}
+        if self.next_template is not None:
+            poller.register(self.next_template.sock.fileno(), select.POLLIN)
         for child in self.children.values():
             if child.setup is not None:
                 poller.register(child.setup.fileno(), select.POLLIN)
@@ -125,6 +143,8 @@ class Zygote:
         for fd, mask in sorted(events, key=lambda e: e[0] == self.pool.fileno()):
             if fd == self.pool.fileno():
                 self.on_pool_message()
+            elif self.next_template is not None and fd == self.next_template.sock.fileno():
+                self.on_next_template_ready()
             elif fd in owners:
                 kind, child = owners[fd]
                 if self.children.get(child.pid) is not child:
@@ -272,12 +292,20 @@ class Zygote:
     # -- the Python template -------------------------------------------------------------------
 
     def template_spawn(self, uid: int, fds: tuple[int, ...], entry_fds: list[int]) -> int:
+        if self.template is not None and self.template_worn_out(self.template):
+            # Never more children than the bound: switch now, waiting for the replacement if
+            # it is still booting (it was started a quarter of the way earlier).
+            booting, self.next_template = self.next_template, None
+            self.stop_template()
+            if booting is not None:
+                with contextlib.suppress(RuntimeError):
+                    self.template = self.finish_template_start(booting)
         if self.template is None:
-            self.template = self.start_template()
-        sock = self.template[1]
+            self.template = self.finish_template_start(self.start_template())
+        template = self.template
         try:
-            socket.send_fds(sock, [marshal.dumps({"uid": uid})], [*fds, *entry_fds])
-            reply = sock.recv(4096)
+            socket.send_fds(template.sock, [marshal.dumps({"uid": uid})], [*fds, *entry_fds])
+            reply = template.sock.recv(4096)
         except OSError as e:
             self.stop_template()
             raise RuntimeError(f"python template: {e}") from e
@@ -287,10 +315,48 @@ class Zygote:
         answer = marshal.loads(reply)
         if "pid" not in answer:
             raise RuntimeError(f"python template could not fork: {answer.get('error')}")
+        template.forks += 1
+        self.maybe_recycle_template()
         return int(answer["pid"])
 
-    def start_template(self) -> tuple[int, socket.socket]:
-        """Clone the template: real root in its own mount namespace holding the jail's root."""
+    def template_worn_out(self, template: Template) -> bool:
+        """Every child of a template shares what the template held at its fork (the hash seed,
+        the stack-canary seed, the address layout): a template has at most
+        `template_max_forks` children and lives at most `template_max_age_s` seconds."""
+        return (
+            template.forks >= self.plan.template_max_forks
+            or time.monotonic() - template.started_at >= self.plan.template_max_age_s
+        )
+
+    def maybe_recycle_template(self) -> None:
+        """Start the replacement in the background three quarters of the way through the
+        current template's life, so the switch seldom waits for it."""
+        template = self.template
+        if template is None or self.next_template is not None:
+            return
+        limit = self.plan.template_max_forks
+        soon = template.forks >= limit - max(1, limit // 4)
+        age_s = time.monotonic() - template.started_at
+        if soon or age_s >= self.plan.template_max_age_s * 0.75:
+            try:
+                self.next_template = self.start_template()
+            except Exception as e:
+                print(f"sandboxd zygote: replacing the python template: {e}", file=sys.stderr)
+
+    def on_next_template_ready(self) -> None:
+        booting, self.next_template = self.next_template, None
+        assert booting is not None
+        try:
+            ready = self.finish_template_start(booting)
+        except RuntimeError as e:
+            print(f"sandboxd zygote: {e}; keeping the current template", file=sys.stderr)
+            return
+        self.stop_template()
+        self.template = ready
+
+    def start_template(self) -> Template:
+        """Clone the template: real root in its own mount namespace holding the jail's root.
+        Returns once its configuration is sent; finish_template_start waits for it."""
         runtime = self.plan.runtimes["python"]
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         pid = namespaces.clone_into_namespaces(0)
@@ -340,28 +406,28 @@ class Zygote:
                 self.plan, "python", frozenset(self.patches["python"])
             ).to_marshal(),
         }
-        ours.settimeout(self.TEMPLATE_START_TIMEOUT_S)
+        with contextlib.suppress(OSError):  # if it died, its reason is queued for us
+            ours.send(marshal.dumps(config))
+        return Template(pid=pid, sock=ours, started_at=time.monotonic())
+
+    def finish_template_start(self, template: Template) -> Template:
+        """Wait for the template's b"ready" (it is readable already when called from poll)."""
+        template.sock.settimeout(self.TEMPLATE_START_TIMEOUT_S)
         try:
-            with contextlib.suppress(OSError):  # if it died, its reason is queued for us
-                ours.send(marshal.dumps(config))
-            reply = ours.recv(4096)
+            reply = template.sock.recv(4096)
             if reply != b"ready":
                 raise OSError(reply.decode(errors="replace") or "it exited before it was ready")
         except OSError as e:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-            ours.close()
+            template.kill()
             raise RuntimeError(f"python template failed to start: {e}") from e
-        ours.settimeout(self.TEMPLATE_REPLY_TIMEOUT_S)
-        return pid, ours
+        template.sock.settimeout(self.TEMPLATE_REPLY_TIMEOUT_S)
+        return template
 
     def stop_template(self) -> None:
-        if self.template is not None:
-            pid, sock = self.template
-            self.template = None
-            sock.close()
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
+        for template in (self.template, self.next_template):
+            if template is not None:
+                template.kill()
+        self.template = self.next_template = None
 
     def on_setup_message(self, child: Child) -> None:
         assert child.setup is not None
@@ -454,7 +520,7 @@ class Zygote:
             if pid in self.map_helpers:
                 self.on_map_helper_exit(self.map_helpers.pop(pid), pid, status)
                 continue
-            if self.template is not None and pid == self.template[0]:
+            if self.template is not None and pid == self.template.pid:
                 print(f"sandboxd zygote: python template exited ({status})", file=sys.stderr)
                 self.stop_template()
                 continue

@@ -73,6 +73,8 @@ class JailPlan:
     boot_pids: int
     jail_mode: str = "root"  # "root" | "subuid" (jail/mode.py)
     gid_base: int = -1  # outside gid of worker slot 0; -1: the same as uid_base
+    template_max_forks: int = 250  # PoolConfig.template_max_forks
+    template_max_age_s: float = 300.0  # PoolConfig.template_max_age_s
 
     @property
     def subuid(self) -> bool:
@@ -127,6 +129,8 @@ class JailPlan:
             boot_pids=raw["boot_pids"],
             jail_mode=raw["jail_mode"],
             gid_base=raw["gid_base"],
+            template_max_forks=raw["template_max_forks"],
+            template_max_age_s=raw["template_max_age_s"],
         )
 
 
