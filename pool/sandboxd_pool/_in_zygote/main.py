@@ -80,7 +80,8 @@ class Zygote:
         self.plan = plan
         self.pool = pool
         self.programs: dict[str, SeccompProgram] = {
-            name: build_program(name) for name in plan.runtimes
+            name: build_program(name, memory_cgroup=plan.cgroup_version != 0)
+            for name in plan.runtimes
         }
         self.patches = {name: layer_patches(plan.layers(name)) for name in plan.runtimes}
         self.cgroups = (
