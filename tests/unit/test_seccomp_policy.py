@@ -9,9 +9,9 @@ import struct
 
 import pytest
 
-from sandboxd_pool import seccomp_policy
+from sandboxd_pool._in_zygote import seccomp_policy
 from sandboxd_pool.jail import seccomp as jail_seccomp
-from sandboxd_pool.seccomp_policy import (
+from sandboxd_pool._in_zygote.seccomp_policy import (
     CLONE_NAMESPACE_FLAGS,
     ENOSYS_SYSCALLS,
     NOTIFY_SYSCALLS,

@@ -35,7 +35,7 @@ from ..jail.cgroups import CgroupSetup, WorkerCgroup
 from ..jail.enter import TemplateRoot, enter_and_exec, layer_patches
 from ..jail.init import EXIT_PREFIX
 from ..jail.policy import BOOT_MOUNT, SANDBOX_UID, JailPlan
-from ..seccomp_policy import SeccompProgram, build_program
+from .seccomp_policy import SeccompProgram, build_program
 
 
 @dataclass
