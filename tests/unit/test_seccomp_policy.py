@@ -10,7 +10,6 @@ import struct
 import pytest
 
 from sandboxd_pool._in_zygote import seccomp_policy
-from sandboxd_pool.jail import seccomp as jail_seccomp
 from sandboxd_pool._in_zygote.seccomp_policy import (
     CLONE_NAMESPACE_FLAGS,
     ENOSYS_SYSCALLS,
@@ -18,6 +17,7 @@ from sandboxd_pool._in_zygote.seccomp_policy import (
     SeccompProgram,
     build_program,
 )
+from sandboxd_pool.jail import seccomp as jail_seccomp
 
 AUDIT_ARCH_X86_64 = 0xC000003E
 AUDIT_ARCH_I386 = 0x40000003
