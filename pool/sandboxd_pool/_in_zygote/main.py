@@ -108,7 +108,7 @@ class Zygote:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         swept = self.cgroups.sweep() if self.cgroups else []
         engine = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        proto.send(self.pool, {"op": "hello", "pid": os.getpid(), "swept": swept, "engine": engine})
+        proto.send(self.pool, proto.Hello(pid=os.getpid(), swept=tuple(swept), engine=engine))
         while self.running or self.children:
             self.poll_once()
         while self.removals:
@@ -171,20 +171,13 @@ class Zygote:
         message, fds = got
         for fd in fds:
             os.close(fd)
-        op = message.get("op")
-        if op == "spawn":
+        if isinstance(message, proto.Spawn):
             try:
-                self.spawn(int(message["id"]), str(message["runtime"]))
+                self.spawn(message.id, message.runtime)
             except Exception as e:
-                proto.send(
-                    self.pool,
-                    {
-                        "op": "spawn_failed",
-                        "id": message["id"],
-                        "error": f"{type(e).__name__}: {e}",
-                    },
-                )
-        elif op == "shutdown":
+                error = f"{type(e).__name__}: {e}"
+                proto.send(self.pool, proto.SpawnFailed(id=message.id, error=error))
+        elif isinstance(message, proto.Shutdown):
             self.shutdown()
 
     def shutdown(self) -> None:
@@ -474,15 +467,14 @@ class Zygote:
 
     def report_spawned(self, child: Child) -> None:
         child.reported_spawned = True
-        message: dict[str, Any] = {
-            "op": "spawned",
-            "id": child.spawn_id,
-            "pid": child.pid,
-            "slot": child.slot,
-            "runtime": child.runtime,
-            "cgroup": dict(child.cgroup.paths) if child.cgroup else {},
-            "program_pid": child.program_pid,
-        }
+        message = proto.Spawned(
+            id=child.spawn_id,
+            pid=child.pid,
+            slot=child.slot,
+            runtime=child.runtime,
+            cgroup=dict(child.cgroup.paths) if child.cgroup else {},
+            program_pid=child.program_pid,
+        )
         fds = [child.pidfd, *child.pool_fds]
         self.tell_pool(message, fds)
         for fd in child.pool_fds:
@@ -555,16 +547,10 @@ class Zygote:
                 self.kill(child)
 
     def finish(self, child: Child, status: int, rusage: Any) -> None:
-        facts: dict[str, int] = {}
+        facts = None
         if child.cgroup:
             child.cgroup.kill_all()
-            f = child.cgroup.facts()
-            facts = {
-                "peak_memory_bytes": f.peak_memory_bytes,
-                "oom_kills": f.oom_kills,
-                "cpu_time_ns": f.cpu_time_ns,
-                "pids_limit_hits": f.pids_limit_hits,
-            }
+            facts = child.cgroup.facts()
         if child.setup is not None:
             child.setup.setblocking(False)
             with contextlib.suppress(OSError):
@@ -584,27 +570,23 @@ class Zygote:
                     os.close(fd)
         if self.running:
             self.tell_pool(
-                {
-                    "op": "exited",
-                    "pid": child.pid,
-                    # The program's own wait status when its init reported it; else the
-                    # init's (killed by the pool at a limit, or it died while booting).
-                    "status": status if child.program_status is None else child.program_status,
-                    # The init exited by itself without reporting: the program's fate is unknown.
-                    "init_lost": child.program_status is None
+                proto.Exited(
+                    pid=child.pid,
+                    status=status if child.program_status is None else child.program_status,
+                    init_lost=child.program_status is None
                     and child.reported_spawned
                     and os.WIFEXITED(status),
-                    "rusage": {
-                        "utime_us": int(rusage.ru_utime * 1e6),
-                        "stime_us": int(rusage.ru_stime * 1e6),
-                        "maxrss_kb": rusage.ru_maxrss,
-                    },
-                    "facts": facts,
-                    "blocked_syscall": child.blocked_syscall,
-                    "boot_error": child.boot_error,
-                    "reported_spawned": child.reported_spawned,
-                    "spawn_id": child.spawn_id,
-                }
+                    rusage=proto.Rusage(
+                        utime_us=int(rusage.ru_utime * 1e6),
+                        stime_us=int(rusage.ru_stime * 1e6),
+                        maxrss_kb=rusage.ru_maxrss,
+                    ),
+                    facts=facts,
+                    blocked_syscall=child.blocked_syscall,
+                    boot_error=child.boot_error,
+                    reported_spawned=child.reported_spawned,
+                    spawn_id=child.spawn_id,
+                )
             )
         # The PID namespace is gone, so the uid slot is free and the cgroup empty; the cgroup
         # is removed when the zygote is idle (or at exit), off the executions' path.
@@ -612,7 +594,7 @@ class Zygote:
             self.removals.append(child.cgroup)
         self.free_slots.append(child.slot)
 
-    def tell_pool(self, message: dict[str, Any], fds: list[int] | None = None) -> None:
+    def tell_pool(self, message: proto.Message, fds: list[int] | None = None) -> None:
         """Send to the pool; if it is gone, stop (the EOF handler kills what is left)."""
         try:
             proto.send(self.pool, message, fds)
