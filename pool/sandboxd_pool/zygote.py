@@ -178,7 +178,7 @@ class ZygoteClient:
 
     # -- requests -----------------------------------------------------------------------------
 
-    def spawn(self, runtime: str) -> Future[SpawnedWorker]:
+    def spawn(self, runtime: str, environment: str = "") -> Future[SpawnedWorker]:
         future: Future[SpawnedWorker] = Future()
         with self._lock:
             sock = self._sock
@@ -189,7 +189,7 @@ class ZygoteClient:
             spawn_id = self._next_id
             self._pending[spawn_id] = future
         try:
-            proto.send(sock, proto.Spawn(id=spawn_id, runtime=runtime))
+            proto.send(sock, proto.Spawn(id=spawn_id, runtime=runtime, environment=environment))
         except OSError as e:
             with self._lock:
                 self._pending.pop(spawn_id, None)

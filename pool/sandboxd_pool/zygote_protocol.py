@@ -29,6 +29,7 @@ MAX_FDS = 8
 class Spawn:
     id: int
     runtime: str
+    environment: str = ""  # PoolConfig.environments; "": the bare runtime
 
 
 @dataclass(frozen=True)
