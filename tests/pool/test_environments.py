@@ -14,8 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from sandboxd_pool import ExecutionRequest, InvalidRequest, Limits, Pool, PoolConfig, Runtime
-from sandboxd_pool import Verdict
+from sandboxd_pool import (
+    ExecutionRequest,
+    InvalidRequest,
+    Limits,
+    Pool,
+    PoolConfig,
+    Runtime,
+    Verdict,
+)
 from sandboxd_pool.config import Environment
 
 PY_PACKAGE = """\
