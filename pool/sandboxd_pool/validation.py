@@ -8,6 +8,7 @@ from collections.abc import Mapping
 
 from .config import PoolConfig
 from .errors import InvalidRequest
+from .files_out import OUT_DIR
 from .types import ExecutionRequest, Limits, Mode, Runtime
 
 MIN_LIMITS = Limits(
@@ -17,6 +18,8 @@ MIN_LIMITS = Limits(
     max_output_bytes=1,
     max_processes=4,
     tmpfs_bytes=1024 * 1024,
+    max_output_files=1,
+    max_output_files_bytes=1,
 )
 MAX_PATH_BYTES = 1024
 NAME_MAX = 255  # bytes of one path component (Linux)
@@ -141,6 +144,8 @@ def _check_files(request: ExecutionRequest, config: PoolConfig) -> None:
             raise InvalidRequest(field, f"a path component is at most {NAME_MAX} bytes")
         if normalized == main:
             raise InvalidRequest(field, f"{main} is where the code is written")
+        if normalized == OUT_DIR:
+            raise InvalidRequest(field, f"{OUT_DIR} is the output folder (files may go in it)")
         if not isinstance(data, bytes | bytearray):
             raise InvalidRequest(field, "content must be bytes")
         total += len(data)

@@ -25,9 +25,10 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import request_frame
+from . import files_out, request_frame
 from .jail import mounts, rlimits
-from .types import ExecutionRequest, Limits, Mode, Outcome, Stream, Usage, Verdict
+from .jail.policy import WORK_DIR
+from .types import ExecutionRequest, Limits, Mode, Outcome, OutputFile, Stream, Usage, Verdict
 from .verdict import ExitFacts, KillReason, classify
 from .zygote import SpawnedWorker, ZygoteDied
 from .zygote_protocol import Exited, Rusage
@@ -80,6 +81,7 @@ class Worker:
         self._closed = False
         self._stdin_closed = False
         self.mount_ns_fd = -1
+        self.work_fd = -1
         self._lock = threading.Lock()
 
     # -- boot -----------------------------------------------------------------------------------
@@ -101,6 +103,13 @@ class Worker:
         # The pool closes this fd after the outcome is built (see Pool._janitor).
         with contextlib.suppress(OSError):
             self.mount_ns_fd = os.open(f"/proc/{self.pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+        # The working directory, kept open: files out are read from it once the program has
+        # exited, when its namespace is gone (files_out.py).
+        with contextlib.suppress(OSError):
+            self.work_fd = os.open(
+                f"/proc/{self.program_pid}/root{WORK_DIR}",
+                os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC,
+            )
         return True
 
     def boot_failure_reason(self) -> str:
@@ -362,6 +371,13 @@ class Worker:
             stderr += NO_RESULT_MESSAGE
         elif verdict is Verdict.INTERNAL_ERROR:
             stderr += unobserved
+        files: tuple[OutputFile, ...] = ()
+        files_truncated = False
+        if self.work_fd >= 0 and status is not None:
+            self.kill()  # whatever the program left running must not change out/ any more
+            files, files_truncated = files_out.collect(
+                self.work_fd, limits.max_output_files, limits.max_output_files_bytes
+            )
         outcome = Outcome(
             verdict=verdict,
             exit_code=exit_code,
@@ -375,6 +391,8 @@ class Worker:
             worker_boot_us=self.boot_us,
             execution_id=execution_id,
             result=result.data() if result_complete else b"",
+            files=files,
+            files_truncated=files_truncated,
         )
         return RunResult(outcome=outcome, exit_report=report, callback_error=watch.callback_error)
 
@@ -439,6 +457,7 @@ class Worker:
             sp.control,
             sp.exit_pipe,
             self.mount_ns_fd,
+            self.work_fd,
             sp.scratch_fs,
         ):
             with contextlib.suppress(OSError):

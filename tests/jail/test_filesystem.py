@@ -174,7 +174,7 @@ def test_host_home_and_daemon_source_are_not_mounted(pool: Pool, runtime: Runtim
     boot_dir = os.path.join(pool_src, "_in_worker")
     expected["/opt/sandboxd"] = sorted(os.listdir(boot_dir))
     expected["/opt/sandboxd-lib"] = ["jail"]
-    expected["/work"] = ["main.py" if runtime is Runtime.PYTHON else "main.js"]
+    expected["/work"] = ["main.py" if runtime is Runtime.PYTHON else "main.js", "out"]
 
     dirs = sorted(expected)
     if runtime is Runtime.PYTHON:

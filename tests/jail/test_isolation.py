@@ -148,7 +148,7 @@ def test_concurrent_execution_cannot_see_or_touch_another(pool: Pool, runtime: R
     assert attack.verdict is Verdict.OK, (attack.verdict, attack.stderr[-2000:])
     seen = json.loads(attack.stdout)
     main = "main.py" if runtime is Runtime.PYTHON else "main.js"
-    assert seen["ls /work"] == [main]
+    assert seen["ls /work"] == [main, "out"]
     assert seen["ls /tmp"] == [main] or seen["ls /tmp"] == []  # /tmp and /work are one tmpfs
     assert seen["ls /dev/shm"] == []
     assert seen["abstract socket"] == "ECONNREFUSED"  # another net namespace: no such name

@@ -72,14 +72,7 @@ wall_time_ms = 20000
         name="acme",
         key_sha256=HASH,  # normalized to lowercase
         runtimes=frozenset({Runtime.PYTHON}),
-        default_limits=Limits(
-            wall_time_ms=5000,
-            cpu_time_ms=DEFAULT_LIMITS.cpu_time_ms,
-            memory_bytes=DEFAULT_LIMITS.memory_bytes,
-            max_output_bytes=DEFAULT_LIMITS.max_output_bytes,
-            max_processes=DEFAULT_LIMITS.max_processes,
-            tmpfs_bytes=DEFAULT_LIMITS.tmpfs_bytes,
-        ),
+        default_limits=Limits(wall_time_ms=5000).merged_over(DEFAULT_LIMITS),
         ceiling_limits=Limits(memory_bytes=1 << 30, wall_time_ms=20000).merged_over(CEILING_LIMITS),
         max_concurrent_executions=3,
         network_allowed=False,

@@ -57,6 +57,7 @@ if (!handlerMode) fs.closeSync(CONTROL_FD);
 
 const workdir = header.workdir;
 process.chdir(workdir);
+fs.mkdirSync('out'); // files left here come back with the result (files_out.py)
 for (const key of Object.keys(process.env)) delete process.env[key];
 Object.assign(process.env, header.env);
 for (const [rel, data] of files) {

@@ -141,6 +141,7 @@ def _exit_status(e: SystemExit) -> int:
 def _run(header: dict[str, Any], code: bytes, event: bytes, files: list[tuple[str, bytes]]) -> int:
     workdir = header["workdir"]
     os.chdir(workdir)
+    os.mkdir("out")  # files left here come back with the result (files_out.py)
     os.environ.clear()
     os.environ.update(header["env"])
     _write_files(workdir, files)
