@@ -18,6 +18,7 @@ from collections.abc import Iterator
 import psutil
 import pytest
 from helpers import run
+from hostile_programs import FORK_LIMITS, PY_FORK_BOMB
 
 from sandboxd_pool import Limits, Outcome, Pool, Runtime, Verdict
 
@@ -58,38 +59,6 @@ def _ok(outcome: Outcome) -> dict:
 
 
 # ------------------------------------------------------------------------------- processes
-
-FORK_LIMITS = Limits(max_processes=32, wall_time_ms=3_000)
-
-PY_FORK_BOMB = textwrap.dedent(
-    """
-    import os, sys, time
-    LIMIT = int(sys.argv[1])
-    def tasks():
-        n = 0
-        for d in os.listdir("/proc"):
-            if d.isdigit():
-                try:
-                    n += len(os.listdir(f"/proc/{d}/task"))
-                except OSError:
-                    pass
-        return n
-    start, peak, failed, reported = time.monotonic(), 0, 0, False
-    while True:  # every process, parent and children alike, keeps forking
-        try:
-            os.fork()
-        except OSError:
-            failed += 1
-            n = tasks()
-            if n > LIMIT:
-                os.write(1, f"OVER {n}\\n".encode())
-            if os.getpid() == 1:
-                peak = max(peak, n)
-                if not reported and time.monotonic() - start > 1.0:
-                    os.write(1, f"peak {peak} failed {failed}\\n".encode())
-                    reported = True
-    """
-)
 
 JS_SPAWN_STORM = textwrap.dedent(
     """
