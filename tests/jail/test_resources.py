@@ -637,4 +637,4 @@ def test_background_process_dies_with_the_execution(pool: Pool, runtime: Runtime
     }
     for next_runtime, probe in probes.items():
         for _ in range(2):  # both warm workers of the runtime
-            assert _ok(run(pool, next_runtime, probe)) == [False, ["1"]]
+            assert _ok(run(pool, next_runtime, probe)) == [False, ["1", "2"]]

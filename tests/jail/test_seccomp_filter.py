@@ -29,6 +29,7 @@ import psutil
 import pytest
 
 from sandboxd_pool import PoolConfig
+from sandboxd_pool._in_zygote.seccomp_policy import SeccompProgram, build_program
 from sandboxd_pool.jail.seccomp import (
     AUDIT_ARCH_X86_64,
     SYS_SECCOMP,
@@ -38,7 +39,6 @@ from sandboxd_pool.jail.seccomp import (
     receive_notification,
     respond_error,
 )
-from sandboxd_pool.seccomp_policy import SeccompProgram, build_program
 
 # The interpreters the pool itself would use (the real binary, never pyenv's shim), found on
 # this machine rather than written down for one; a missing node fails loudly below.
