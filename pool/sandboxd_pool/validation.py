@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+import re
 from collections.abc import Mapping
 
 from .config import PoolConfig
@@ -26,6 +27,7 @@ NAME_MAX = 255  # bytes of one path component (Linux)
 PAGE_BYTES = 4096  # a tmpfs file takes whole pages
 MAX_ARG_BYTES = 128 * 1024
 MAX_ENV_ENTRIES = 1024
+MAX_EVENT_DEPTH = 512  # arrays and objects nested in a HANDLER event (the proto says so)
 
 
 def validate(request: ExecutionRequest, config: PoolConfig) -> Limits:
@@ -98,6 +100,8 @@ def _check_mode_and_event(request: ExecutionRequest, config: PoolConfig) -> None
         text = bytes(request.event).decode("utf-8")
     except UnicodeDecodeError as e:
         raise InvalidRequest("event", f"is not valid UTF-8 ({e.reason})") from None
+    if _nests_too_deep(text):
+        raise InvalidRequest("event", f"nests arrays or objects more than {MAX_EVENT_DEPTH} deep")
     try:
         # Strict JSON: NaN and Infinity are Python's extension, which JavaScript rejects.
         json.loads(text, parse_constant=_reject_constant)
@@ -105,6 +109,24 @@ def _check_mode_and_event(request: ExecutionRequest, config: PoolConfig) -> None
         raise InvalidRequest("event", f"is not valid JSON ({e})") from None
     except RecursionError:
         raise InvalidRequest("event", "nests arrays or objects too deeply to parse") from None
+
+
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_A_BRACKET = re.compile(r"[^\[\]{}]+")
+
+
+def _nests_too_deep(text: str) -> bool:
+    """Whether arrays and objects nest more than MAX_EVENT_DEPTH deep (outside strings). Not
+    a JSON check (json.loads makes that, within Python's recursion limit, which is above this
+    depth); the scans are in C but for the last loop, which only sees brackets."""
+    if text.count("[") + text.count("{") <= MAX_EVENT_DEPTH:
+        return False
+    depth = 0
+    for char in _NOT_A_BRACKET.sub("", _JSON_STRING.sub("", text)):
+        depth += 1 if char in "[{" else -1
+        if depth > MAX_EVENT_DEPTH:
+            return True
+    return False
 
 
 def _reject_constant(name: str) -> object:
