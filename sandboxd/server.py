@@ -21,12 +21,12 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from sandboxd_client._proto import sandbox_pb2
 from sandboxd_pool import Pool, PoolConfig, Runtime
 from sandboxd_pool.validation import validate
 
+from . import reflection_server
 from .auth import Authenticator
 from .decode_server import add_sandbox_service
 from .job_store import StoreLimits
@@ -196,13 +196,8 @@ def _start_grpc(settings: Settings, pool: Pool, auth: Authenticator) -> Running:
     )
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (
-            SERVICE,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        ),
-        server,
+    reflection_server.enable(
+        (SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), server
     )
     address = _bind(server, settings)
     metrics_server = None

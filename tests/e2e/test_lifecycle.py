@@ -365,5 +365,6 @@ def test_reflection_lists_the_services(zero_daemon: Daemon) -> None:
     assert names == {
         "sandboxd.v1.Sandbox",
         "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
         "grpc.reflection.v1alpha.ServerReflection",
     }
