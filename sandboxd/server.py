@@ -34,7 +34,7 @@ from .jobs import JobBackend, RunJob
 from .jobs_embedded import EmbeddedJobs
 from .metrics import Metrics
 from .servicer import SandboxServicer
-from .settings import Settings
+from .settings import Settings, SettingsError
 from .tenant_quotas import LocalQuotas, Quotas
 from .tenants import TenantDirectory, load_tenants
 
@@ -119,6 +119,18 @@ def start(settings: Settings) -> Running:
             "create a tenants file with `sandboxd tenants add NAME --file tenants.toml`",
             extra={"fields": {"tenant": "default"}},
         )
+    pool = Pool(pool_config(settings))
+    if pool.cgroup_warning:
+        log.warning(pool.cgroup_warning)
+    try:
+        return _start_grpc(settings, pool, Authenticator(directory))
+    except BaseException:
+        pool.close(grace_s=0)
+        raise
+
+
+def pool_config(settings: Settings) -> PoolConfig:
+    """The engine's configuration from the daemon's settings."""
     runtimes = tuple(Runtime(r) for r in settings.runtimes)
     config_args: dict[str, Any] = {
         "warm_workers_per_runtime": settings.warm_workers_per_runtime,
@@ -134,14 +146,7 @@ def start(settings: Settings) -> Running:
         config_args["python_path"] = settings.python_path
     if settings.node_path:
         config_args["node_path"] = settings.node_path
-    pool = Pool(PoolConfig(**config_args))
-    if pool.cgroup_warning:
-        log.warning(pool.cgroup_warning)
-    try:
-        return _start_grpc(settings, pool, Authenticator(directory))
-    except BaseException:
-        pool.close(grace_s=0)
-        raise
+    return PoolConfig(**config_args)
 
 
 def _start_grpc(settings: Settings, pool: Pool, auth: Authenticator) -> Running:
@@ -203,7 +208,18 @@ def _start_grpc(settings: Settings, pool: Pool, auth: Authenticator) -> Running:
     metrics_server = None
     metrics_port = None
     if settings.metrics_port is not None:
-        metrics_server, metrics_port = metrics.serve(settings.metrics_host, settings.metrics_port)
+        try:
+            metrics_server, metrics_port = metrics.serve(
+                settings.metrics_host, settings.metrics_port
+            )
+        except OSError as e:
+            server.stop(0)
+            raise SettingsError(
+                [
+                    f"{settings.name_of('metrics_port')}: cannot serve metrics on "
+                    f"{settings.metrics_host}:{settings.metrics_port}: {e.strerror or e}"
+                ]
+            ) from None
     stop_requested = threading.Event()
     stopped = threading.Event()
     poller = threading.Thread(
@@ -292,18 +308,29 @@ def _bind(server: grpc.Server, settings: Settings) -> str:
     listen = settings.listen
     if settings.is_unix_socket:
         _remove_socket(listen[len("unix:") :])
+    credentials = None
     if settings.tls_cert_file and settings.tls_key_file:
         with open(settings.tls_key_file, "rb") as f:
             key = f.read()
         with open(settings.tls_cert_file, "rb") as f:
             cert = f.read()
-        port = server.add_secure_port(listen, grpc.ssl_server_credentials([(key, cert)]))
-    else:
-        port = server.add_insecure_port(listen)
+        credentials = grpc.ssl_server_credentials([(key, cert)])
+    try:
+        if credentials is not None:
+            port = server.add_secure_port(listen, credentials)
+        else:
+            port = server.add_insecure_port(listen)
+    except RuntimeError:  # grpc >= 1.60 raises where older ones returned 0
+        port = 0
+    if not port:
+        raise SettingsError(
+            [
+                f"{settings.name_of('listen')}: cannot listen on {listen} (the port is taken, "
+                "the address is not one of this host's, or the socket cannot be made there)"
+            ]
+        )
     if settings.is_unix_socket:
         return listen
-    if not port:
-        raise OSError(f"cannot listen on {listen}")
     host = listen.rpartition(":")[0]
     return f"{host}:{port}"
 

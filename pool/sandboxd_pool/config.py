@@ -8,7 +8,7 @@ import sys
 from dataclasses import dataclass, field
 
 from .jail.cgroups import PARENT_NAME_PATTERN, CgroupSetup
-from .jail.mode import MODES, JailMode
+from .jail.mode import MAX_SLOTS, MODES, JailMode
 from .jail.policy import SANDBOX_UID, WORK_DIR, Bind, JailPlan, RlimitPlan, RuntimePlan
 from .types import CEILING_LIMITS, DEFAULT_LIMITS, Limits, Runtime
 
@@ -69,6 +69,11 @@ class PoolConfig:
             raise ValueError("max_concurrent_executions must be >= 1")
         if not self.runtimes:
             raise ValueError("runtimes must name at least one runtime")
+        if self.worker_slots_needed > MAX_SLOTS:
+            raise ValueError(
+                f"warm_workers_per_runtime x runtimes + max_concurrent_executions = "
+                f"{self.worker_slots_needed} workers at once, more than {MAX_SLOTS} worker slots"
+            )
         if self.jail_mode not in MODES:
             raise ValueError(f"jail_mode must be one of {', '.join(MODES)}")
         if not PARENT_NAME_PATTERN.fullmatch(self.cgroup_parent):
