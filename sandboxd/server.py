@@ -36,7 +36,7 @@ from .metrics import Metrics
 from .servicer import SandboxServicer
 from .settings import Settings, SettingsError
 from .tenant_quotas import LocalQuotas, Quotas
-from .tenants import TenantDirectory, load_tenants
+from .tenants_reload import TenantsFile
 
 log = logging.getLogger("sandboxd.server")
 
@@ -66,6 +66,17 @@ class Running:
     _stopped: threading.Event
     _poller: threading.Thread
     _closers: list[Callable[[], None]] = field(default_factory=list)  # after the pool, in order
+    tenants_file: TenantsFile | None = None  # None: zero-config
+    auth: Authenticator | None = None
+
+    def reload_tenants(self) -> bool:
+        """SIGHUP: read the tenants file again (tenants_reload.py); False if it did not load
+        (the tenants loaded before stay) or there is no file."""
+        if self.tenants_file is None:
+            log.warning("SIGHUP ignored: zero-config, there is no tenants file to reload")
+            return False
+        assert self.auth is not None
+        return self.tenants_file.reload(self.auth)
 
     def request_stop(self) -> None:
         self._stop_requested.set()
@@ -100,19 +111,9 @@ class Running:
 
 def start(settings: Settings) -> Running:
     """Start the daemon (pool first, then gRPC); raises on a bad tenants file or bind."""
-    directory = None
+    tenants_file = None
     if settings.tenants_file is not None:
-        tenants = load_tenants(settings.tenants_file)
-        directory = TenantDirectory(tenants)
-        if not tenants:
-            log.warning(
-                "the tenants file has no tenants: every call will be UNAUTHENTICATED",
-                extra={"fields": {"file": settings.tenants_file}},
-            )
-        log.info(
-            "tenants loaded",
-            extra={"fields": {"file": settings.tenants_file, "tenants": sorted(tenants)}},
-        )
+        tenants_file = TenantsFile(settings.tenants_file)
     else:
         log.warning(
             "no tenants file: serving one keyless tenant 'default' on loopback only; "
@@ -123,7 +124,10 @@ def start(settings: Settings) -> Running:
     if pool.cgroup_warning:
         log.warning(pool.cgroup_warning)
     try:
-        return _start_grpc(settings, pool, Authenticator(directory))
+        auth = Authenticator(tenants_file.directory if tenants_file is not None else None)
+        running = _start_grpc(settings, pool, auth)
+        running.tenants_file, running.auth = tenants_file, auth
+        return running
     except BaseException:
         pool.close(grace_s=0)
         raise
@@ -369,11 +373,28 @@ def _follow_pool_health(
 
 
 def serve(settings: Settings) -> int:
-    """Run until SIGTERM/SIGINT, then drain. Returns the exit status."""
+    """Run until SIGTERM/SIGINT, then drain; SIGHUP reloads the tenants file. Returns the
+    exit status."""
     running = start(settings)
+    wake = threading.Event()
+    hangup = threading.Event()
+
+    def on_stop(*_: object) -> None:
+        running.request_stop()
+        wake.set()
+
+    def on_hangup(*_: object) -> None:
+        hangup.set()
+        wake.set()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: running.request_stop())
-    while not running._stop_requested.wait(0.5):
-        pass
+        signal.signal(signum, on_stop)
+    signal.signal(signal.SIGHUP, on_hangup)
+    while not running._stop_requested.is_set():
+        wake.wait(0.5)
+        wake.clear()
+        if hangup.is_set() and not running._stop_requested.is_set():
+            hangup.clear()
+            running.reload_tenants()  # here, not in the handler: it reads a file and logs
     running.stop()
     return 0
