@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -256,3 +258,34 @@ def test_zero_config_survives_sighup() -> None:
             assert c.execute("python", "print(1)", timeout_s=60).verdict is Verdict.OK
     finally:
         assert daemon.stop() == 0, "".join(daemon.raw_stderr[-20:])
+
+
+def test_a_tenant_added_by_the_cli_is_served_after_sighup(reloading: Reloading) -> None:
+    """`sandboxd tenants add` with the quota flags, then SIGHUP: the new tenant's rate quota,
+    runtimes and ceiling apply at once."""
+    r = reloading
+    r.write(CURRENT)
+    r.hup(RELOADED)
+    added = subprocess.run(
+        [
+            sys.executable, "-m", "sandboxd", "tenants", "add", "delta", "--file", r.path,
+            "--runtimes", "python", "--max-concurrent", "1",
+            "--max-executions-per-second", "0.2", "--max-cpu-seconds-per-minute", "30",
+            "--ceiling", "wall_time_ms=1000",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )  # fmt: skip
+    r.keys["delta"] = added.stdout.splitlines()[-1]
+    assert r.hup(RELOADED)["added"] == ["delta"]
+    with r.client("delta") as delta:
+        slow = delta.execute("python", "import time; time.sleep(5)", timeout_s=60)
+        assert slow.verdict is Verdict.TIMEOUT, slow  # clamped to the 1000 ms ceiling
+        with pytest.raises(QuotaExceeded) as info:
+            delta.execute("python", "print(1)", timeout_s=60)
+        assert "max_executions_per_second" in info.value.message
+        assert info.value.retry_after_s is not None and info.value.retry_after_s > 1
+    r.write(CURRENT)
+    r.hup(RELOADED)
