@@ -12,6 +12,7 @@ outcomes for a denied call:
   io_uring.
 * ERRNO(EAFNOSUPPORT): socket/socketpair outside AF_UNIX/AF_INET/AF_INET6; glibc and Node
   probe netlink, so this fails softly.
+* ERRNO(EPERM): changing RLIMIT_CORE (it must stay 1: see jail/rlimits.py).
 
 Any other architecture (i386 `int 0x80`, x32) kills the process.
 
@@ -63,6 +64,8 @@ NOTIFY_SYSCALLS: tuple[str, ...] = (
     "acct", "swapon", "swapoff", "reboot", "syslog", "iopl", "ioperm", "quotactl",
     "vhangup", "clock_settime", "clock_adjtime", "settimeofday", "adjtimex",
     "sethostname", "setdomainname",
+    # x86 segment descriptors: no runtime here needs them (container runtimes deny it too)
+    "modify_ldt",
 )  # fmt: skip
 
 # Fail with ENOSYS: runtimes probe these and fall back.
@@ -71,7 +74,17 @@ ENOSYS_SYSCALLS: tuple[str, ...] = (
     "io_uring_setup",
     "io_uring_enter",
     "io_uring_register",
+    # File watches: the read-only files of the jail are the host's own inodes, shared with
+    # every other worker and the host, so a watch would report their file activity (another
+    # tenant's imports, host commands). Libraries that watch files fall back to polling.
+    "inotify_init",
+    "inotify_init1",
+    "fanotify_init",
 )
+
+# RLIMIT_CORE (resource 4) must stay at 1 (jail/rlimits.py): setrlimit(RLIMIT_CORE, ...) and
+# prlimit64(pid, RLIMIT_CORE, new != NULL, ...) fail with EPERM; reading it still works.
+RLIMIT_CORE = 4
 
 # socket(2)/socketpair(2) domains that pass; every other one fails with EAFNOSUPPORT.
 AF_UNIX, AF_INET, AF_INET6 = 1, 2, 10
@@ -99,8 +112,8 @@ CLONE_NAMESPACE_FLAGS: Mapping[str, int] = MappingProxyType(
 # READ_IMPLIES_EXEC, ...) is notified. Neither Python nor Node calls it at start.
 PERSONALITY_ALLOWED = frozenset({0x00000000, 0xFFFFFFFF})
 
-_Action = Literal["notify", "enosys", "eafnosupport"]
-_Op = Literal["EQ", "GT", "MASKED_EQ"]
+_Action = Literal["notify", "enosys", "eafnosupport", "eperm"]
+_Op = Literal["EQ", "NE", "GT", "MASKED_EQ"]
 
 
 @dataclass(frozen=True)
@@ -164,6 +177,8 @@ def _rules(runtime: str) -> list[_Rule]:
     rules += _personality_rules()
     rules += [_Rule("enosys", name) for name in ENOSYS_SYSCALLS]
     rules += _socket_rules("socket") + _socket_rules("socketpair")
+    rules.append(_Rule("eperm", "setrlimit", (_Cmp(0, "EQ", RLIMIT_CORE),)))
+    rules.append(_Rule("eperm", "prlimit64", (_Cmp(1, "EQ", RLIMIT_CORE), _Cmp(2, "NE", 0))))
     return rules
 
 
@@ -202,8 +217,9 @@ def build_program(runtime: str) -> SeccompProgram:
         "notify": sc.NOTIFY,
         "enosys": sc.ERRNO(errno.ENOSYS),
         "eafnosupport": sc.ERRNO(errno.EAFNOSUPPORT),
+        "eperm": sc.ERRNO(errno.EPERM),
     }
-    ops = {"EQ": sc.EQ, "GT": sc.GT, "MASKED_EQ": sc.MASKED_EQ}
+    ops = {"EQ": sc.EQ, "NE": sc.NE, "GT": sc.GT, "MASKED_EQ": sc.MASKED_EQ}
 
     filt = sc.SyscallFilter(sc.ALLOW)
     filt.set_attr(sc.Attr.ACT_BADARCH, sc.KILL_PROCESS)

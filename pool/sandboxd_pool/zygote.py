@@ -80,6 +80,8 @@ class SpawnedWorker:
     control: int
     exit_report: Future[dict[str, Any]]
     scratch_fs: int = -1  # subuid mode: fs context of the worker's scratch tmpfs (resize)
+    # Host pid of the program, the child of the worker's init (PID 1, `pid`); 0 if unknown.
+    program_pid: int = 0
 
 
 class ZygoteClient:
@@ -232,6 +234,7 @@ class ZygoteClient:
                 control=fds[4],
                 exit_report=exit_future,
                 scratch_fs=fds[5] if len(fds) > 5 else -1,
+                program_pid=int(message.get("program_pid", 0)),
             )
             if future is None or not future.set_running_or_notify_cancel():
                 for fd in fds:

@@ -2,10 +2,11 @@
 file descriptors attached by SCM_RIGHTS. Both sides import this module.
 
 pool -> zygote                         zygote -> pool
-  {"op": "spawn", "id", "runtime"}       {"op": "spawned", "id", "pid", "slot", "cgroup"} + fds
+  {"op": "spawn", "id", "runtime"}       {"op": "spawned", "id", "pid", "slot", "cgroup",
+                                          "program_pid"} + fds
                                          {"op": "spawn_failed", "id", "error"}
-                                         {"op": "exited", "pid", "status", "rusage", "facts",
-                                          "blocked_syscall", "boot_error"}
+                                         {"op": "exited", "pid", "status", "init_lost",
+                                          "rusage", "facts", "blocked_syscall", "boot_error"}
   {"op": "shutdown"} (or EOF)            {"op": "hello", "pid", "swept", "engine"}
 """
 

@@ -42,8 +42,16 @@ NR = {
     "fork": 57,
     "ptrace": 101,
     "personality": 135,
+    "setrlimit": 160,
+    "modify_ldt": 154,
+    "inotify_init": 253,
     "unshare": 272,
+    "inotify_init1": 294,
+    "fanotify_init": 300,
+    "prlimit64": 302,
     "io_uring_setup": 425,
+    "io_uring_enter": 426,
+    "io_uring_register": 427,
     "clone3": 435,
 }
 
@@ -138,9 +146,31 @@ def test_ordinary_syscalls_are_allowed(program: SeccompProgram) -> None:
 
 
 def test_enosys_syscalls(program: SeccompProgram) -> None:
-    assert ENOSYS_SYSCALLS == ("clone3", "io_uring_setup", "io_uring_enter", "io_uring_register")
-    assert run_bpf(program.bpf, NR["clone3"]) == RET_ERRNO(errno.ENOSYS)
-    assert run_bpf(program.bpf, NR["io_uring_setup"]) == RET_ERRNO(errno.ENOSYS)
+    assert ENOSYS_SYSCALLS == (
+        "clone3",
+        "io_uring_setup",
+        "io_uring_enter",
+        "io_uring_register",
+        "inotify_init",
+        "inotify_init1",
+        "fanotify_init",
+    )
+    for name in ENOSYS_SYSCALLS:
+        assert run_bpf(program.bpf, NR[name]) == RET_ERRNO(errno.ENOSYS), name
+
+
+def test_rlimit_core_cannot_be_changed(program: SeccompProgram) -> None:
+    core, nofile = 4, 7
+    assert run_bpf(program.bpf, NR["setrlimit"], (core, 0x1000)) == RET_ERRNO(errno.EPERM)
+    assert run_bpf(program.bpf, NR["setrlimit"], (nofile, 0x1000)) == RET_ALLOW
+    # prlimit64(pid, resource, new, old): a change of RLIMIT_CORE is refused, a read is not.
+    assert run_bpf(program.bpf, NR["prlimit64"], (0, core, 0x1000, 0)) == RET_ERRNO(errno.EPERM)
+    assert run_bpf(program.bpf, NR["prlimit64"], (0, core, 0, 0x1000)) == RET_ALLOW
+    assert run_bpf(program.bpf, NR["prlimit64"], (0, nofile, 0x1000, 0)) == RET_ALLOW
+
+
+def test_modify_ldt_is_notified(program: SeccompProgram) -> None:
+    assert run_bpf(program.bpf, NR["modify_ldt"], (1, 0x1000, 16)) == RET_NOTIFY
 
 
 @pytest.mark.parametrize("flags", [FORK_FLAGS, THREAD_FLAGS, VFORK_FLAGS, 0x11, 0])

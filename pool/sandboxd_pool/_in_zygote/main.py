@@ -32,8 +32,9 @@ from typing import Any
 from .. import zygote_protocol as proto
 from ..jail import mode, mounts, namespaces, seccomp
 from ..jail.cgroups import CgroupSetup, WorkerCgroup
-from ..jail.enter import enter_and_exec, jail_extra_binds
-from ..jail.policy import SANDBOX_UID, JailPlan
+from ..jail.enter import TemplateRoot, enter_and_exec, layer_patches
+from ..jail.init import EXIT_PREFIX
+from ..jail.policy import BOOT_MOUNT, SANDBOX_UID, JailPlan
 from ..seccomp_policy import SeccompProgram, build_program
 
 
@@ -50,6 +51,8 @@ class Child:
     boot_error: str = ""
     spawn_id: int = 0
     reported_spawned: bool = False
+    program_pid: int = 0  # host pid of the program, the child of the worker's init
+    program_status: int | None = None  # its raw wait status, as the init reported it
     pool_fds: list[int] = field(default_factory=list)
     map_helpers: dict[int, int] = field(default_factory=dict)  # subuid: helper pid -> stderr fd
 
@@ -64,6 +67,7 @@ class Zygote:
         self.programs: dict[str, SeccompProgram] = {
             name: build_program(name) for name in plan.runtimes
         }
+        self.patches = {name: layer_patches(plan.layers(name)) for name in plan.runtimes}
         self.cgroups = (
             CgroupSetup(version=plan.cgroup_version, parents=plan.cgroup_parent)
             if plan.cgroup_version
@@ -181,7 +185,12 @@ class Zygote:
         opened: list[int] = []
         try:
             if cgroup:
-                cgroup.create()
+                try:
+                    cgroup.create()
+                except FileNotFoundError:
+                    assert self.cgroups is not None
+                    self.cgroups.ensure_parents()
+                    cgroup.create()
                 cgroup.set_limits(self.plan.boot_memory_bytes, self.plan.boot_pids)
             stdin_r, stdin_w = os.pipe2(os.O_CLOEXEC)
             stdout_r, stdout_w = os.pipe2(os.O_CLOEXEC)
@@ -240,6 +249,7 @@ class Zygote:
             enter_and_exec(
                 self.plan,
                 self.plan.runtimes[runtime_name],
+                self.patches[runtime_name],
                 self.programs[runtime_name].bpf,
                 uid,
                 tuple(entry_fds),
@@ -280,12 +290,17 @@ class Zygote:
                 namespaces.set_parent_death_signal()
                 namespaces.unshare(namespaces.CLONE_NEWNS)
                 mounts.build_root(
-                    binds=self.plan.common_binds + runtime.binds,
-                    extra_binds=jail_extra_binds(self.plan),
+                    layers=self.plan.layers("python"),
                     masked_dirs=runtime.masked_dirs,
                     symlinks=self.plan.symlinks,
                     etc_files=self.plan.etc_files,
+                    patches=self.patches["python"],
+                    stage="keep",
                 )
+                # The dynamic loader resolves $ORIGIN (a relocated interpreter's RUNPATH) by
+                # reading /proc/self/exe. This proc (the host's PID namespace) is the trusted
+                # template's own: each child detaches it with the template's whole tree.
+                mounts.mount_fresh_proc("/proc")
                 null = os.open("/dev/null", os.O_RDONLY)
                 os.dup2(null, 0)
                 os.dup2(theirs.fileno(), 3)
@@ -296,7 +311,7 @@ class Zygote:
                     "-I",
                     "-S",
                     "-B",
-                    f"{mounts.BOOT_MOUNT}/python_template.py",
+                    f"{BOOT_MOUNT}/python_template.py",
                 ]
                 os.execve(argv[0], argv, dict(runtime.env))
             except BaseException as e:
@@ -310,6 +325,9 @@ class Zygote:
             "rlimits": dataclasses.asdict(self.plan.rlimits),
             "scratch_bytes": self.plan.scratch_bytes,
             "cgroup_version": self.plan.cgroup_version,
+            "root": TemplateRoot.of(
+                self.plan, "python", frozenset(self.patches["python"])
+            ).to_marshal(),
         }
         ours.settimeout(self.TEMPLATE_START_TIMEOUT_S)
         try:
@@ -360,10 +378,14 @@ class Zygote:
         if data == b"ok" and fds:
             child.listener = fds[0]
             child.pool_fds += fds[1:]  # subuid mode: the scratch fs context, for the pool
+            child.program_pid = program_of(child.pid)
             self.report_spawned(child)
             return
         for fd in fds:
             os.close(fd)
+        if data.startswith(EXIT_PREFIX):
+            child.program_status = int(data[len(EXIT_PREFIX) :])
+            return
         if data:
             child.boot_error = data.decode(errors="replace").removeprefix("err ")
         # EOF: exec happened (setup socket is close-on-exec) or the child died.
@@ -381,6 +403,7 @@ class Zygote:
             "slot": child.slot,
             "runtime": child.runtime,
             "cgroup": dict(child.cgroup.paths) if child.cgroup else {},
+            "program_pid": child.program_pid,
         }
         fds = [child.pidfd, *child.pool_fds]
         self.tell_pool(message, fds)
@@ -465,12 +488,13 @@ class Zygote:
                 "pids_limit_hits": f.pids_limit_hits,
             }
         if child.setup is not None:
-            if not child.boot_error:
-                child.setup.setblocking(False)
-                with contextlib.suppress(OSError):
-                    data = child.setup.recv(4096)
-                    if data.startswith(b"err "):
-                        child.boot_error = data[4:].decode(errors="replace")
+            child.setup.setblocking(False)
+            with contextlib.suppress(OSError):
+                data = child.setup.recv(4096)
+                if data.startswith(EXIT_PREFIX):
+                    child.program_status = int(data[len(EXIT_PREFIX) :])
+                elif data.startswith(b"err ") and not child.boot_error:
+                    child.boot_error = data[4:].decode(errors="replace")
             child.setup.close()
         for helper, stderr in child.map_helpers.items():
             self.map_helpers.pop(helper, None)  # reaped later as a stranger
@@ -485,7 +509,13 @@ class Zygote:
                 {
                     "op": "exited",
                     "pid": child.pid,
-                    "status": status,
+                    # The program's own wait status when its init reported it; else the
+                    # init's (killed by the pool at a limit, or it died while booting).
+                    "status": status if child.program_status is None else child.program_status,
+                    # The init exited by itself without reporting: the program's fate is unknown.
+                    "init_lost": child.program_status is None
+                    and child.reported_spawned
+                    and os.WIFEXITED(status),
                     "rusage": {
                         "utime_us": int(rusage.ru_utime * 1e6),
                         "stime_us": int(rusage.ru_stime * 1e6),
@@ -510,6 +540,16 @@ class Zygote:
             proto.send(self.pool, message, fds)
         except OSError:
             self.shutdown()
+
+
+def program_of(init_pid: int) -> int:
+    """The host pid of a worker's program: its init's only child when the init reports ready."""
+    try:
+        with open(f"/proc/{init_pid}/task/{init_pid}/children") as f:
+            children = f.read().split()
+    except OSError:
+        return 0
+    return int(children[0]) if len(children) == 1 else 0
 
 
 def main() -> None:

@@ -9,8 +9,9 @@ Two ways in, one order:
 
 confine(), in order: wait for the zygote's "go"; cgroup (the child moves itself in); mount, net,
 IPC, UTS and cgroup namespaces; its private mounts (scratch tmpfs, a fresh /proc) as real root;
-hostname; user namespace (mapped by the zygote); fds; rlimits; capabilities; no_new_privs;
-seccomp (whose listener goes to the zygote).
+hostname; the slot's host uid, then the user namespace (mapped by the zygote); fds; rlimits;
+capabilities; no_new_privs; seccomp (whose listener goes to the zygote); then the fork of the
+program, the confined process staying behind as the namespace's init (jail/init.py).
 
 Subuid mode (jail/mode.py; exec path only): the zygote clones the child with CLONE_NEWUSER |
 CLONE_NEWPID, so the user namespace comes first and owns the PID namespace. The child waits for
@@ -28,20 +29,33 @@ import fcntl
 import os
 import socket
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
-from . import capabilities, cgroups, mounts, namespaces, rlimits, seccomp
-from .policy import SANDBOX_HOSTNAME, SANDBOX_UID, JailPlan, RlimitPlan, RuntimePlan
+from . import capabilities, cgroups, init, mounts, namespaces, rlimits, seccomp
+from .elf_runpath import relocate_runpath
+from .policy import SANDBOX_HOSTNAME, SANDBOX_UID, Bind, JailPlan, RlimitPlan, RuntimePlan
 
 WORKER_FDS = 4  # 0 stdin, 1 stdout, 2 stderr, 3 control socket; 4 setup socket until confined
 
 
-def jail_extra_binds(plan: JailPlan) -> Mapping[str, str]:
-    return {mounts.BOOT_MOUNT: plan.boot_dir, f"{mounts.JAIL_LIB_MOUNT}/jail": plan.jail_dir}
+def layer_patches(layers: tuple[Bind, ...]) -> dict[int, dict[str, bytes]]:
+    """The replacement files of each layer (read once, by the zygote): the ELF files whose
+    RUNPATH is relocated for the jail (jail/elf_runpath.py)."""
+    patches: dict[int, dict[str, bytes]] = {}
+    for index, layer in enumerate(layers):
+        for rel in layer.relocate_runpath:
+            source = os.path.join(layer.path, rel)
+            with open(source, "rb") as f:
+                data = f.read()
+            patches.setdefault(index, {})[rel] = relocate_runpath(data, os.path.dirname(source))
+    return patches
 
 
 def enter_and_exec(
     plan: JailPlan,
     runtime: RuntimePlan,
+    patches: Mapping[int, Mapping[str, bytes]],
     bpf: bytes,
     outside_uid: int,
     cgroup_fds: tuple[int, ...],
@@ -56,11 +70,11 @@ def enter_and_exec(
         else:
             _leave_the_zygotes_world(setup, cgroup_fds)
         mounts.build_root(
-            binds=plan.common_binds + runtime.binds,
-            extra_binds=jail_extra_binds(plan),
+            layers=plan.layers(runtime.name),
             masked_dirs=runtime.masked_dirs,
             symlinks=plan.symlinks,
             etc_files=plan.etc_files,
+            patches=patches,
             become=_become_sandbox_user if plan.subuid else None,
             mount_proc=plan.subuid,
         )
@@ -77,6 +91,7 @@ def enter_and_exec(
 
 
 def enter_forked(
+    root: TemplateRoot,
     scratch_bytes: int,
     rlimits_plan: RlimitPlan,
     bpf: bytes,
@@ -85,15 +100,67 @@ def enter_forked(
     fds: tuple[int, int, int, int],
     setup: int,
 ) -> None:
-    """In a child of the Python template: confine, then return to run the bootstrap in place.
-    On error, reports on `setup` and exits 127."""
+    """In a child of the Python template: build a root of its own from the template's layers
+    (mounts.build_root, stage "inherited"), confine, then return in the program (the init's
+    child) to run the bootstrap in place. On error, reports on `setup` and exits 127."""
     report = [setup]
     try:
         _leave_the_zygotes_world(setup, cgroup_fds)
+        mounts.build_root(
+            layers=root.layers,
+            masked_dirs=root.masked_dirs,
+            symlinks=root.symlinks,
+            etc_files=root.etc_files,
+            patches={index: {} for index in root.patched},
+            stage="inherited",
+        )
         _confine(scratch_bytes, rlimits_plan, bpf, outside_uid, fds, setup, report)
-        os.close(WORKER_FDS)  # no exec will close it: EOF tells the zygote we are confined
     except BaseException as e:
         _die(report[0], e)
+
+
+@dataclass(frozen=True)
+class TemplateRoot:
+    """What a child of the Python template needs to rebuild the template's root as its own:
+    the template's layers as seen inside its root, which of them have a patch layer, and the
+    rest of the root's plan."""
+
+    layers: tuple[Bind, ...]
+    patched: frozenset[int]
+    masked_dirs: tuple[str, ...]
+    symlinks: Mapping[str, str]
+    etc_files: Mapping[str, str]
+
+    @staticmethod
+    def of(plan: JailPlan, runtime: str, patched: frozenset[int]) -> TemplateRoot:
+        return TemplateRoot(
+            layers=tuple(
+                Bind(b.jail_path, is_dir=b.is_dir, target=b.jail_path) for b in plan.layers(runtime)
+            ),
+            patched=patched,
+            masked_dirs=plan.runtimes[runtime].masked_dirs,
+            symlinks=plan.symlinks,
+            etc_files=plan.etc_files,
+        )
+
+    def to_marshal(self) -> dict[str, object]:
+        return {
+            "layers": [(b.jail_path, b.is_dir) for b in self.layers],
+            "patched": sorted(self.patched),
+            "masked_dirs": list(self.masked_dirs),
+            "symlinks": dict(self.symlinks),
+            "etc_files": dict(self.etc_files),
+        }
+
+    @staticmethod
+    def from_marshal(raw: Mapping[str, Any]) -> TemplateRoot:
+        return TemplateRoot(
+            layers=tuple(Bind(p, is_dir=d, target=p) for p, d in raw["layers"]),
+            patched=frozenset(raw["patched"]),
+            masked_dirs=tuple(raw["masked_dirs"]),
+            symlinks=raw["symlinks"],
+            etc_files=raw["etc_files"],
+        )
 
 
 def _leave_the_zygotes_world(setup: int, cgroup_fds: tuple[int, ...]) -> None:
@@ -136,8 +203,14 @@ def _confine(
 ) -> None:
     mounts.mount_private(scratch_bytes, outside_uid)
     namespaces.set_hostname(SANDBOX_HOSTNAME)
-    # The user namespace comes last of all namespaces, still as real root (so it works where
-    # unprivileged user namespaces are disabled); the zygote writes its uid/gid map.
+    # The user namespace comes last of all namespaces, made as the slot's own host uid (not as
+    # root: the kernel charges a namespace's per-user budgets (inotify instances, queued
+    # signals, message-queue bytes, ...) to the uid that created it, so root would share its
+    # own with every worker); the zygote (real root) writes its uid/gid map. This works where
+    # unprivileged user namespaces are disabled: the mounts above were made as real root.
+    os.setgroups([])
+    os.setresgid(outside_uid, outside_uid, outside_uid)
+    os.setresuid(outside_uid, outside_uid, outside_uid)
     namespaces.unshare(namespaces.CLONE_NEWUSER)
     os.write(setup, b"map")
     _wait_for(setup, b"mapped")
@@ -152,8 +225,10 @@ def _lock_down(
     report: list[int],
     scratch: int = -1,
 ) -> None:
-    """fds, rlimits, drop every capability, no_new_privs, seccomp last. The zygote gets the
-    seccomp listener (and the scratch fs context, subuid mode); the worker keeps neither."""
+    """fds, rlimits, drop every capability, no_new_privs, seccomp last; then fork the program
+    (jail/init.py), which returns here, while this process stays behind as its init. The zygote
+    gets the seccomp listener (and the scratch fs context, subuid mode) from the init; the
+    program holds neither, nor the setup socket (its errors go to its stderr)."""
     if scratch >= 0:  # kept out of _install_fds' close, above the fds it installs
         scratch = _move_above(scratch, WORKER_FDS + 1)
     _install_fds(fds, setup, keep=scratch)
@@ -162,12 +237,18 @@ def _lock_down(
     capabilities.drop_all_and_become(SANDBOX_UID, SANDBOX_UID)
     capabilities.set_no_new_privs()
     listener = seccomp.load_filter(bpf)
+    program = init.start_program()
+    if program == 0:
+        init.close_in_program((listener, scratch, WORKER_FDS))
+        report[0] = 2
+        return
     setup_sock = socket.socket(fileno=WORKER_FDS)
     socket.send_fds(setup_sock, [b"ok"], [listener] if scratch < 0 else [listener, scratch])
     setup_sock.detach()
     os.close(listener)
     if scratch >= 0:
         os.close(scratch)
+    init.serve_as_init(program, WORKER_FDS)
 
 
 def _die(report_fd: int, e: BaseException) -> None:
