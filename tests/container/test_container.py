@@ -42,7 +42,7 @@ def test_hello(container: Running, runtime: Runtime) -> None:
 
 def test_error_status(container: Running) -> None:
     with client(container) as c, pytest.raises(InvalidRequest):
-        c.execute("python", "")
+        c.execute("python", "print(1)", env={"A=B": "1"})
 
 
 @RUNTIMES
