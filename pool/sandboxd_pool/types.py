@@ -97,6 +97,7 @@ class ExecutionRequest:
     tenant: str = "default"
     mode: Mode = Mode.SCRIPT
     event: bytes = b""  # HANDLER mode: the event as JSON (UTF-8); empty means null
+    environment: str = ""  # the name of one of PoolConfig.environments; "": the bare runtime
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "args", tuple(self.args))

@@ -31,6 +31,19 @@ def validate(request: ExecutionRequest, config: PoolConfig) -> Limits:
         raise InvalidRequest("runtime", f"unknown runtime {request.runtime!r}")
     if request.runtime not in config.runtimes:
         raise InvalidRequest("runtime", f"runtime {request.runtime.value} is not enabled")
+    if request.environment:
+        environment = config.environment(request.environment)
+        if environment is None:
+            known = ", ".join(sorted(e.name for e in config.environments)) or "none"
+            raise InvalidRequest(
+                "environment", f"unknown environment {request.environment!r} (there are: {known})"
+            )
+        if environment.runtime is not request.runtime:
+            raise InvalidRequest(
+                "environment",
+                f"environment {environment.name} is for {environment.runtime.value}, not "
+                f"{request.runtime.value}",
+            )
     if not isinstance(request.code, str):
         raise InvalidRequest("code", "must be a string")
     try:

@@ -30,6 +30,7 @@ from .jail import mounts, rlimits
 from .types import ExecutionRequest, Limits, Mode, Outcome, Stream, Usage, Verdict
 from .verdict import ExitFacts, KillReason, classify
 from .zygote import SpawnedWorker, ZygoteDied
+from .zygote_protocol import Exited, Rusage
 
 READ_CHUNK = 256 * 1024
 CPU_POLL_S = 0.02
@@ -53,7 +54,7 @@ OutputCallback = Callable[[Stream, bytes], None]
 @dataclass(frozen=True)
 class RunResult:
     outcome: Outcome
-    exit_report: dict[str, Any] | None
+    exit_report: Exited | None
     # The exception the on_output callback raised (the worker was then killed), if it did.
     callback_error: BaseException | None = None
 
@@ -105,7 +106,7 @@ class Worker:
     def boot_failure_reason(self) -> str:
         """Best account of why the worker died while booting: zygote report, then its stderr."""
         self.kill()
-        report: dict[str, Any] = {}
+        report: Exited | None = None
         with contextlib.suppress(FutureTimeout, ZygoteDied):
             report = self.spawned.exit_report.result(timeout=EXIT_REPORT_TIMEOUT_S)
         stderr = b""
@@ -113,14 +114,13 @@ class Worker:
             os.set_blocking(self.spawned.stderr, False)
             stderr = os.read(self.spawned.stderr, 4096)
         self.close()
-        if report.get("boot_error"):
-            return str(report["boot_error"])
-        status = report.get("status")
+        if report is not None and report.boot_error:
+            return report.boot_error
         tail = stderr.decode(errors="replace").strip().splitlines()[-3:]
-        detail = f"exit status {_describe(status)}" if status is not None else "no exit report"
+        detail = f"exit status {_describe(report.status)}" if report else "no exit report"
         # A runtime that cannot start its threads dies in its own way (Node: SIGSEGV with a
         # native stack trace); the cgroup's count of refused forks names the real cause.
-        refused = int((report.get("facts") or {}).get("pids_limit_hits", 0))
+        refused = report.facts.pids_limit_hits if report and report.facts else 0
         if refused:
             detail += (
                 f"; the pids controller refused {refused} new task(s): the pids.max of its "
@@ -207,14 +207,15 @@ class Worker:
         on_output: OutputCallback | None,
         output_paused: Callable[[], bool] | None,
     ) -> None:
-        """Feed stdin, drain the outputs and enforce the limits until the worker's PID 1 has
-        exited (its pidfd says so; every other process of its PID namespace is gone by then),
-        whatever the program does with its descriptors; then drain what is left in the pipes
-        for at most DRAIN_GRACE_S."""
+        """Feed stdin, drain the outputs and enforce the limits until the program has exited
+        (its init reports it on the exit pipe) or the worker's PID 1 is gone (its pidfd says
+        so), whatever the program does with its descriptors; then drain what is left in the
+        pipes for at most DRAIN_GRACE_S. The init exits right after its report, which ends
+        whatever else is left of the namespace."""
         sp = self.spawned
         stdin = memoryview(stdin_data)
         stdin_open = bool(stdin) or self._close_stdin()
-        for fd in (sp.stdin, sp.stdout, sp.stderr, sp.control):
+        for fd in (sp.stdin, sp.stdout, sp.stderr, sp.control, sp.exit_pipe):
             with contextlib.suppress(OSError):
                 os.set_blocking(fd, False)
         streams = {sp.stdout: watch.out, sp.stderr: watch.err}
@@ -235,6 +236,7 @@ class Worker:
             poller = select.poll()
             if watch.exited_at is None:
                 poller.register(sp.pidfd, select.POLLIN)
+                poller.register(sp.exit_pipe, select.POLLIN)
             if stdin_open:
                 poller.register(sp.stdin, select.POLLOUT)
             for fd, capture in streams.items():
@@ -245,7 +247,13 @@ class Worker:
             else:
                 wait_s = min(max(watch.deadline - now, 0.0), CPU_POLL_S)
             for fd, _events in poller.poll(wait_s * 1000):
-                if fd == sp.pidfd:
+                if fd in (sp.pidfd, sp.exit_pipe):
+                    if watch.exited_at is not None:
+                        continue
+                    if fd == sp.exit_pipe:
+                        watch.program_exit = _read_program_exit(sp.exit_pipe)
+                    # The program has exited (its init says so), or the init itself is gone
+                    # (killed with the whole namespace).
                     watch.exited_at = time.monotonic()
                     if stdin_open:
                         stdin_open = self._close_stdin()
@@ -294,34 +302,35 @@ class Worker:
             watch.killed_at = time.monotonic()
 
     def _outcome(self, watch: _Watch, execution_id: str) -> RunResult:
-        """The verdict and usage from the kernel's facts (the zygote's exit report, the
-        cgroup) and what supervision saw."""
+        """The verdict and usage from the kernel's facts (the program's wait status and rusage
+        as its init read them, the cgroup's counters; or the zygote's exit report when the init
+        did not report, or the program died of SIGKILL or SIGSYS, which the zygote may have
+        sent for a blocked syscall) and what supervision saw."""
         sp = self.spawned
         cg = sp.cgroup
         limits = watch.limits
         exited_at = watch.exited_at if watch.exited_at is not None else time.monotonic()
         wall_us = int((exited_at - watch.started) * 1e6)
-        report: dict[str, Any] | None
+        report = self._report_of_init(watch)
         unobserved = UNOBSERVED_MESSAGE
-        try:
-            report = sp.exit_report.result(timeout=EXIT_REPORT_TIMEOUT_S)
-        except FutureTimeout:
-            report = None
-        except ZygoteDied:
-            report, unobserved = None, ZYGOTE_DIED_MESSAGE
-        facts = (report or {}).get("facts") or {}
-        rusage = (report or {}).get("rusage") or {}
-        if cg is not None and facts:
-            cpu_us = max(0, (int(facts.get("cpu_time_ns", 0)) - watch.cpu_base_ns) // 1000)
-            peak = int(facts.get("peak_memory_bytes", 0))
+        if report is None:
+            try:
+                report = sp.exit_report.result(timeout=EXIT_REPORT_TIMEOUT_S)
+            except FutureTimeout:
+                report = None
+            except ZygoteDied:
+                report, unobserved = None, ZYGOTE_DIED_MESSAGE
+        facts = report.facts if report is not None else None
+        rusage = report.rusage if report is not None else Rusage()
+        if cg is not None and facts is not None:
+            cpu_us = max(0, (facts.cpu_time_ns - watch.cpu_base_ns) // 1000)
+            peak = facts.peak_memory_bytes
         else:
-            cpu_us = max(
-                0, rusage.get("utime_us", 0) + rusage.get("stime_us", 0) - watch.proc_cpu_base_us
-            )
-            peak = int(rusage.get("maxrss_kb", 0)) * 1024
-        if report is not None and report.get("init_lost"):
+            cpu_us = max(0, rusage.utime_us + rusage.stime_us - watch.proc_cpu_base_us)
+            peak = rusage.maxrss_kb * 1024
+        if report is not None and report.init_lost:
             report, unobserved = None, INIT_LOST_MESSAGE
-        status = None if report is None else int(report["status"])
+        status = None if report is None else report.status
         result = watch.result
         # A complete result is one that ended with the socket's close, under the cap.
         result_complete = watch.handler_mode and result.eof and not result.overflowed
@@ -330,8 +339,8 @@ class Worker:
             ExitFacts(
                 wait_status=status,
                 kill_reason=watch.kill_reason,
-                oom_kills=int(facts.get("oom_kills", 0)),
-                blocked_syscall=(report or {}).get("blocked_syscall"),
+                oom_kills=facts.oom_kills if facts is not None else 0,
+                blocked_syscall=report.blocked_syscall if report is not None else None,
                 cpu_time_us=cpu_us,
                 cpu_limit_us=limits.cpu_time_ms * 1000,
                 handler_result_missing=result_missing,
@@ -361,13 +370,39 @@ class Worker:
             stderr=stderr,
             stdout_truncated=watch.out.overflowed,
             stderr_truncated=watch.err.overflowed,
-            blocked_syscall=(report or {}).get("blocked_syscall"),
+            blocked_syscall=report.blocked_syscall if report is not None else None,
             usage=Usage(wall_time_us=wall_us, cpu_time_us=cpu_us, peak_memory_bytes=peak),
             worker_boot_us=self.boot_us,
             execution_id=execution_id,
             result=result.data() if result_complete else b"",
         )
         return RunResult(outcome=outcome, exit_report=report, callback_error=watch.callback_error)
+
+    def _report_of_init(self, watch: _Watch) -> Exited | None:
+        """The exit report from the init's own account and the cgroup, without waiting for the
+        zygote: only for a program that ended by itself (not killed by the pool) and not by
+        SIGKILL or SIGSYS (a blocked syscall, an OOM kill: the zygote's report says which)."""
+        program_exit = watch.program_exit
+        if program_exit is None or watch.kill_reason is not KillReason.NONE:
+            return None
+        status, utime_us, stime_us, maxrss_kb = program_exit
+        if os.WIFSIGNALED(status) and os.WTERMSIG(status) in (signal.SIGKILL, signal.SIGSYS):
+            return None
+        facts = None
+        cg = self.spawned.cgroup
+        if cg is not None:
+            try:
+                facts = cg.facts()
+            except OSError:  # already removed: the zygote's report has them
+                return None
+            if facts.oom_kills:
+                return None
+        return Exited(
+            pid=self.pid,
+            status=status,
+            rusage=Rusage(utime_us=utime_us, stime_us=stime_us, maxrss_kb=maxrss_kb),
+            facts=facts,
+        )
 
     def _send_frame(
         self, request: ExecutionRequest, limits: Limits, execution_id: str, deadline: float
@@ -397,7 +432,15 @@ class Worker:
                 return
             self._closed = True
         sp = self.spawned
-        for fd in (sp.pidfd, sp.stdout, sp.stderr, sp.control, self.mount_ns_fd, sp.scratch_fs):
+        for fd in (
+            sp.pidfd,
+            sp.stdout,
+            sp.stderr,
+            sp.control,
+            sp.exit_pipe,
+            self.mount_ns_fd,
+            sp.scratch_fs,
+        ):
             with contextlib.suppress(OSError):
                 os.close(fd)
 
@@ -447,7 +490,8 @@ class _Watch:
     handler_mode: bool
     kill_reason: KillReason = KillReason.NONE
     killed_at: float = 0.0
-    exited_at: float | None = None  # when PID 1's pidfd said it had exited
+    exited_at: float | None = None  # when the program (or PID 1) was seen to have exited
+    program_exit: tuple[int, int, int, int] | None = None  # the init's report (see jail/init.py)
     callback_error: BaseException | None = None
     out: _Capture = field(init=False)
     err: _Capture = field(init=False)
@@ -458,6 +502,17 @@ class _Watch:
         self.out = _Capture(cap, Stream.STDOUT)
         self.err = _Capture(cap, Stream.STDERR)
         self.result = _Capture(cap, None)
+
+
+def _read_program_exit(fd: int) -> tuple[int, int, int, int] | None:
+    """The init's one-line report: (wait status, utime us, stime us, max RSS KiB); None at EOF
+    (the init died without one) or if it is malformed."""
+    try:
+        fields = os.read(fd, 256).split()
+        status, utime_us, stime_us, maxrss_kb = (int(f) for f in fields)
+    except (OSError, ValueError):
+        return None
+    return status, utime_us, stime_us, maxrss_kb
 
 
 def _feed(fd: int, data: memoryview) -> memoryview:

@@ -8,7 +8,8 @@ child it clones (CLONE_NEWPID | CLONE_PARENT: PID 1 of its own namespace, child 
 confines itself (jail/enter.py: enter_forked) and only then reads its one request.
 
 zygote -> template: first a config message {bpf, rlimits, scratch_bytes, cgroup_version, root},
-then {uid} + fds [stdin, stdout, stderr, control, setup, cgroup entry fds...] per worker.
+then {uid} + fds [stdin, stdout, stderr, control, setup, exit pipe, cgroup entry fds...] per
+worker.
 template -> zygote: b"ready" once warm, then {pid} or {error} per worker.
 """
 
@@ -43,6 +44,11 @@ def main() -> None:
     bpf = config["bpf"]
     rlimits_plan = RlimitPlan(**config["rlimits"])
     root = TemplateRoot.from_marshal(config["root"])
+    try:
+        python_boot.load_environment(config["environment"])
+    except BaseException as e:  # the zygote reports it as the reason the template failed
+        zygote.send(f"{type(e).__name__}: {e}".encode()[:4000])
+        os._exit(1)
     python_boot._warm_up()
     zygote.send(b"ready")
     while True:
@@ -61,7 +67,7 @@ def main() -> None:
             continue
         if pid == 0:
             zygote.detach()  # fd 3 becomes the worker's control socket below
-            stdin, stdout, stderr, control, setup, *cgroup_fds = fds
+            stdin, stdout, stderr, control, setup, exit_pipe, *cgroup_fds = fds
             enter.enter_forked(
                 root,
                 config["scratch_bytes"],
@@ -71,6 +77,7 @@ def main() -> None:
                 tuple(cgroup_fds),
                 (stdin, stdout, stderr, control),
                 setup,
+                exit_pipe,
             )
             python_boot.serve_one_request()
         for fd in fds:

@@ -26,6 +26,7 @@ tmpfs, hostname; then fds, rlimits, capabilities, no_new_privs, seccomp exactly 
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import socket
 from collections.abc import Mapping
@@ -34,9 +35,20 @@ from typing import Any
 
 from . import capabilities, cgroups, init, mounts, namespaces, rlimits, seccomp
 from .elf_runpath import relocate_runpath
-from .policy import SANDBOX_HOSTNAME, SANDBOX_UID, Bind, JailPlan, RlimitPlan, RuntimePlan
+from .policy import (
+    ENVIRONMENT_MOUNT,
+    NODE_MODULES_MOUNT,
+    SANDBOX_HOSTNAME,
+    SANDBOX_UID,
+    Bind,
+    JailPlan,
+    RlimitPlan,
+    RuntimePlan,
+)
 
-WORKER_FDS = 4  # 0 stdin, 1 stdout, 2 stderr, 3 control socket; 4 setup socket until confined
+WORKER_FDS = 4  # 0 stdin, 1 stdout, 2 stderr, 3 control socket: the program's
+SETUP_FD = 4  # the setup socket to the zygote: the init's once confined
+EXIT_PIPE_FD = 5  # the init's report of the program's exit, to the pool (jail/init.py)
 
 
 def layer_patches(layers: tuple[Bind, ...]) -> dict[int, dict[str, bytes]]:
@@ -55,12 +67,14 @@ def layer_patches(layers: tuple[Bind, ...]) -> dict[int, dict[str, bytes]]:
 def enter_and_exec(
     plan: JailPlan,
     runtime: RuntimePlan,
+    environment: str,
     patches: Mapping[int, Mapping[str, bytes]],
     bpf: bytes,
     outside_uid: int,
     cgroup_fds: tuple[int, ...],
     fds: tuple[int, int, int, int],
     setup: int,
+    exit_pipe: int,
 ) -> None:
     """Never returns: execs the runtime, or reports the error on `setup` and exits 127."""
     report = [setup]
@@ -70,7 +84,7 @@ def enter_and_exec(
         else:
             _leave_the_zygotes_world(setup, cgroup_fds)
         mounts.build_root(
-            layers=plan.layers(runtime.name),
+            layers=plan.layers(runtime.name, environment),
             masked_dirs=runtime.masked_dirs,
             symlinks=plan.symlinks,
             etc_files=plan.etc_files,
@@ -82,12 +96,27 @@ def enter_and_exec(
             mounts.mount_private(plan.scratch_bytes, SANDBOX_UID, proc=False)
             namespaces.set_hostname(SANDBOX_HOSTNAME)
             scratch = mounts.pick_scratch()  # for the pool's per-request resize
-            _lock_down(plan.rlimits, bpf, fds, setup, report, scratch)
+            _lock_down(plan.rlimits, bpf, fds, setup, exit_pipe, report, scratch)
         else:
-            _confine(plan.scratch_bytes, plan.rlimits, bpf, outside_uid, fds, setup, report)
-        os.execve(runtime.argv[0], list(runtime.argv), dict(runtime.env))
+            _confine(
+                plan.scratch_bytes, plan.rlimits, bpf, outside_uid, fds, setup, exit_pipe, report
+            )
+        argv = list(runtime.argv)
+        if environment:  # the bootstrap's one argument: what it loads while warming
+            argv.append(json.dumps(boot_environment(plan, environment)))
+        os.execve(argv[0], argv, dict(runtime.env))
     except BaseException as e:
         _die(report[0], e)
+
+
+def boot_environment(plan: JailPlan, environment: str) -> dict[str, Any]:
+    """What a worker's bootstrap (or the Python template) loads from an environment before any
+    request: where its packages are (Python: added to sys.path) and what to preload."""
+    if not environment:
+        return {"path": "", "preload": []}
+    env = plan.environments[environment]
+    path = ENVIRONMENT_MOUNT if env.runtime == "python" else NODE_MODULES_MOUNT
+    return {"path": path, "preload": list(env.preload)}
 
 
 def enter_forked(
@@ -99,6 +128,7 @@ def enter_forked(
     cgroup_fds: tuple[int, ...],
     fds: tuple[int, int, int, int],
     setup: int,
+    exit_pipe: int,
 ) -> None:
     """In a child of the Python template: build a root of its own from the template's layers
     (mounts.build_root, stage "inherited"), confine, then return in the program (the init's
@@ -114,7 +144,7 @@ def enter_forked(
             patches={index: {} for index in root.patched},
             stage="inherited",
         )
-        _confine(scratch_bytes, rlimits_plan, bpf, outside_uid, fds, setup, report)
+        _confine(scratch_bytes, rlimits_plan, bpf, outside_uid, fds, setup, exit_pipe, report)
     except BaseException as e:
         _die(report[0], e)
 
@@ -132,10 +162,11 @@ class TemplateRoot:
     etc_files: Mapping[str, str]
 
     @staticmethod
-    def of(plan: JailPlan, runtime: str, patched: frozenset[int]) -> TemplateRoot:
+    def of(plan: JailPlan, runtime: str, environment: str, patched: frozenset[int]) -> TemplateRoot:
         return TemplateRoot(
             layers=tuple(
-                Bind(b.jail_path, is_dir=b.is_dir, target=b.jail_path) for b in plan.layers(runtime)
+                Bind(b.jail_path, is_dir=b.is_dir, target=b.jail_path)
+                for b in plan.layers(runtime, environment)
             ),
             patched=patched,
             masked_dirs=plan.runtimes[runtime].masked_dirs,
@@ -199,6 +230,7 @@ def _confine(
     outside_uid: int,
     fds: tuple[int, int, int, int],
     setup: int,
+    exit_pipe: int,
     report: list[int],
 ) -> None:
     mounts.mount_private(scratch_bytes, outside_uid)
@@ -214,7 +246,7 @@ def _confine(
     namespaces.unshare(namespaces.CLONE_NEWUSER)
     os.write(setup, b"map")
     _wait_for(setup, b"mapped")
-    _lock_down(rlimits_plan, bpf, fds, setup, report)
+    _lock_down(rlimits_plan, bpf, fds, setup, exit_pipe, report)
 
 
 def _lock_down(
@@ -222,6 +254,7 @@ def _lock_down(
     bpf: bytes,
     fds: tuple[int, int, int, int],
     setup: int,
+    exit_pipe: int,
     report: list[int],
     scratch: int = -1,
 ) -> None:
@@ -230,25 +263,25 @@ def _lock_down(
     gets the seccomp listener (and the scratch fs context, subuid mode) from the init; the
     program holds neither, nor the setup socket (its errors go to its stderr)."""
     if scratch >= 0:  # kept out of _install_fds' close, above the fds it installs
-        scratch = _move_above(scratch, WORKER_FDS + 1)
-    _install_fds(fds, setup, keep=scratch)
-    report[0] = WORKER_FDS
+        scratch = _move_above(scratch, EXIT_PIPE_FD + 1)
+    _install_fds(fds, setup, exit_pipe, keep=scratch)
+    report[0] = SETUP_FD
     rlimits.apply_boot_rlimits(rlimits_plan)
     capabilities.drop_all_and_become(SANDBOX_UID, SANDBOX_UID)
     capabilities.set_no_new_privs()
     listener = seccomp.load_filter(bpf)
     program = init.start_program()
     if program == 0:
-        init.close_in_program((listener, scratch, WORKER_FDS))
+        init.close_in_program((listener, scratch, SETUP_FD, EXIT_PIPE_FD))
         report[0] = 2
         return
-    setup_sock = socket.socket(fileno=WORKER_FDS)
+    setup_sock = socket.socket(fileno=SETUP_FD)
     socket.send_fds(setup_sock, [b"ok"], [listener] if scratch < 0 else [listener, scratch])
     setup_sock.detach()
     os.close(listener)
     if scratch >= 0:
         os.close(scratch)
-    init.serve_as_init(program, WORKER_FDS)
+    init.serve_as_init(program, SETUP_FD, EXIT_PIPE_FD)
 
 
 def _die(report_fd: int, e: BaseException) -> None:
@@ -263,16 +296,18 @@ def _wait_for(setup: int, word: bytes) -> None:
         raise RuntimeError(f"zygote did not send {word.decode()!r}")
 
 
-def _install_fds(fds: tuple[int, int, int, int], setup: int, keep: int = -1) -> None:
-    """Worker fds to 0..3, the setup socket to 4 (close-on-exec); close everything else but
-    `keep` (close-on-exec, above 4)."""
-    staged = [os.dup(fd) for fd in (*fds, setup)]
+def _install_fds(
+    fds: tuple[int, int, int, int], setup: int, exit_pipe: int, keep: int = -1
+) -> None:
+    """Worker fds to 0..3, the setup socket to 4 and the exit pipe to 5 (both close-on-exec);
+    close everything else but `keep` (close-on-exec, above 5)."""
+    staged = [os.dup(fd) for fd in (*fds, setup, exit_pipe)]
     for target, fd in enumerate(staged):
         os.dup2(fd, target, inheritable=target < WORKER_FDS)
     if keep < 0:
-        os.closerange(WORKER_FDS + 1, 1 << 20)
+        os.closerange(EXIT_PIPE_FD + 1, 1 << 20)
     else:
-        os.closerange(WORKER_FDS + 1, keep)
+        os.closerange(EXIT_PIPE_FD + 1, keep)
         os.closerange(keep + 1, 1 << 20)
 
 

@@ -46,8 +46,12 @@ def close_in_program(fds: tuple[int, ...]) -> None:
             os.close(fd)
 
 
-def serve_as_init(program_pid: int, setup_fd: int) -> None:
-    """Never returns: reap until the program exits, report its wait status, exit."""
+def serve_as_init(program_pid: int, setup_fd: int, exit_pipe: int) -> None:
+    """Never returns: reap until the program exits, report its wait status, exit.
+
+    The report goes first to the pool, on `exit_pipe` (one line: wait status, user and system
+    CPU microseconds, max RSS in KiB, as wait4 gave them), so the answer does not wait for this
+    process's own exit and the namespace's teardown; then to the zygote on `setup_fd`."""
     try:
         signal.set_wakeup_fd(-1)
         for sig in signal.valid_signals():
@@ -56,15 +60,22 @@ def serve_as_init(program_pid: int, setup_fd: int) -> None:
             with contextlib.suppress(OSError, ValueError):
                 signal.signal(sig, signal.SIG_DFL)
         set_dumpable(False)
-        os.closerange(0, setup_fd)
-        os.closerange(setup_fd + 1, 1 << 20)
+        keep = sorted((setup_fd, exit_pipe))
+        os.closerange(0, keep[0])
+        os.closerange(keep[0] + 1, keep[1])
+        os.closerange(keep[1] + 1, 1 << 20)
         os.chdir("/")
         while True:
             try:
-                pid, status = os.waitpid(-1, 0)
+                pid, status, usage = os.wait4(-1, 0)
             except ChildProcessError:
                 os._exit(0)  # nothing left (cannot happen before the program is reaped)
             if pid == program_pid:
+                line = (
+                    f"{status} {int(usage.ru_utime * 1e6)} {int(usage.ru_stime * 1e6)} "
+                    f"{usage.ru_maxrss}\n"
+                )
+                os.write(exit_pipe, line.encode())
                 os.write(setup_fd, EXIT_PREFIX + str(status).encode())
                 os._exit(0)
     finally:

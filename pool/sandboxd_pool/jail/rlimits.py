@@ -32,7 +32,7 @@ def apply_boot_rlimits(plan: RlimitPlan) -> None:
     # 1, not 0: where core_pattern pipes to a helper, the kernel starts that helper (as host
     # root) for a crash whatever the limit, except when it is exactly 1; and 1 byte is below
     # the smallest core file, so no file is written either. The seccomp filter refuses every
-    # change of RLIMIT_CORE (seccomp_policy.py), so the program cannot lower it to 0.
+    # change of RLIMIT_CORE (_in_zygote/seccomp_policy.py), so the program cannot lower it to 0.
     both(resource.RLIMIT_CORE, 1)
     both(resource.RLIMIT_NOFILE, plan.nofile)
     # Per-user kernel budgets, bounded per worker (they are charged to its host uid).
