@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from .jail.cgroups import PARENT_NAME_PATTERN, CgroupSetup
 from .jail.elf_runpath import runpath
-from .jail.mode import MODES, JailMode
+from .jail.mode import MAX_SLOTS, MODES, JailMode
 from .jail.policy import (
     BOOT_MOUNT,
     NODE_MOUNT,
@@ -137,6 +137,11 @@ class PoolConfig:
             raise ValueError("template_max_forks must be >= 1")
         if self.template_max_age_s <= 0:
             raise ValueError("template_max_age_s must be > 0")
+        if self.worker_slots_needed > MAX_SLOTS:
+            raise ValueError(
+                f"warm_workers_per_runtime x runtimes + max_concurrent_executions = "
+                f"{self.worker_slots_needed} workers at once, more than {MAX_SLOTS} worker slots"
+            )
         if self.jail_mode not in MODES:
             raise ValueError(f"jail_mode must be one of {', '.join(MODES)}")
         if not PARENT_NAME_PATTERN.fullmatch(self.cgroup_parent):

@@ -44,9 +44,9 @@ def test_hello(container: Running, runtime: Runtime) -> None:
 
 def test_error_status(container: Running) -> None:
     with client(container) as c, pytest.raises(InvalidRequest) as info:
-        c.execute("python", "")
-    assert [v.field for v in info.value.violations] == ["code"]
-    assert info.value.violations[0].description == "required (non-empty)"
+        c.execute("python", "print(1)", env={"A=B": "1"})
+    assert [v.field for v in info.value.violations] == ["env['A=B']"]
+    assert info.value.violations[0].description == "a name must be non-empty and contain no '='"
 
 
 @RUNTIMES

@@ -9,7 +9,8 @@ its podman flag, read from the parsed manifest (not restated here):
     capabilities drop ALL, add S*ID       --cap-drop ALL --cap-add SETUID,SETGID
     allowPrivilegeEscalation: true        (no no-new-privileges)
     readOnlyRootFilesystem: true          --read-only
-    the subids ConfigMap, the Secret      /etc/subuid, /etc/subgid, the tenants file (0440)
+    the Secret                            the tenants file (0440); the image's own subordinate
+                                          ids, which fit in the pod's user namespace
     env                                   -e for each, but SANDBOXD_REDIS_URL (no Redis here)
 
 It must serve both runtimes, each worker as uid 1000 with no capability, and a hostile basic
@@ -78,7 +79,6 @@ def pod(podman: Podman, image: Built, seccomp_profile: str) -> Iterator[tuple[st
     """(container name, target, API key) of the image running with the pod's settings."""
     applied = kustomized()
     deployment = one(applied, "Deployment", "sandboxd")
-    subids = one(applied, "ConfigMap", "sandboxd-subids")["data"]
     psc = deployment["spec"]["template"]["spec"]["securityContext"]
     group = HOST_ID_BASE + psc["fsGroup"]
     env = {
@@ -97,12 +97,6 @@ def pod(podman: Podman, image: Built, seccomp_profile: str) -> Iterator[tuple[st
         os.chown(tenants, HOST_ID_BASE, group)  # the Secret's files: root, fsGroup, 0440
         os.chmod(tenants, 0o440)
         mounts = ["-v", f"{secret}:{os.path.dirname(env['SANDBOXD_TENANTS'])}:ro"]
-        for file in ("subuid", "subgid"):
-            path = os.path.join(tmp, file)
-            with open(path, "w") as f:
-                f.write(subids[file])
-            os.chmod(path, 0o644)
-            mounts += ["-v", f"{path}:/etc/{file}:ro"]
         podman.run(
             "run", "--detach", "--name", name, *translate(deployment, seccomp_profile),
             *mounts, "-p", f"127.0.0.1:{port}:50051", image.image,

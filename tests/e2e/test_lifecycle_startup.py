@@ -73,7 +73,7 @@ def test_a_non_integer_flag_is_named() -> None:
 def test_a_bad_environment_variable_is_named() -> None:
     rc, lines = refused(["--listen", "127.0.0.1:0"], {"SANDBOXD_WARM_WORKERS": "-1"})
     assert rc == 2
-    assert lines == ["sandboxd serve: error: SANDBOXD_WARM_WORKERS: -1 is out of range [0, 256]"]
+    assert lines == ["sandboxd serve: error: SANDBOXD_WARM_WORKERS: -1 is out of range [1, 256]"]
 
 
 def test_a_flag_wins_over_its_environment_variable() -> None:
@@ -81,7 +81,7 @@ def test_a_flag_wins_over_its_environment_variable() -> None:
         ["--listen", "127.0.0.1:0", "--warm-workers", "300"], {"SANDBOXD_WARM_WORKERS": "1"}
     )
     assert rc == 2
-    assert lines == ["sandboxd serve: error: --warm-workers: 300 is out of range [0, 256]"]
+    assert lines == ["sandboxd serve: error: --warm-workers: 300 is out of range [1, 256]"]
 
 
 def test_a_missing_tenants_file_is_named(tmp: str) -> None:

@@ -153,7 +153,7 @@ A = f'[tenants.acme]\nkey_sha256 = "{HASH}"\n'
         ),
         (
             A + "[tenants.acme.default_limits]\nwall_time_ms = 0\n",
-            r"default_limits\.wall_time_ms must be an integer >= 1, got 0 \(omit the line",
+            r"default_limits\.wall_time_ms must be an integer >= 1, got 0 \(omit it",
         ),
         (
             A + "[tenants.acme.ceiling_limits]\nmemory_bytes = 1024\n",
