@@ -10,7 +10,7 @@ path, headers, body) and answers:
     /download?n=N    200, N bytes (a deterministic pattern)
     /upload          200 with the number of body bytes it read (POST)
     /ingest          POST JSON; 401 unless Authorization is the expected credential, else
-                     200 with what it stored (the integration test's destination API)
+                     200 {"stored": the document} (the integration test's destination API)
     anything else    404
 """
 
@@ -177,8 +177,9 @@ class ApiServer:
                     if self.headers.get("Authorization") != server.credential:
                         self._answer(401, b'{"error": "missing or wrong credential"}')
                         return
-                    server.stored.append(json.loads(body))
-                    self._answer(200, json.dumps({"stored": len(server.stored)}).encode())
+                    document = json.loads(body)
+                    server.stored.append(document)
+                    self._answer(200, json.dumps({"stored": document}).encode())
                 else:
                     self._answer(404, b'{"error": "not found"}')
 
