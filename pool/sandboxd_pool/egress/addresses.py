@@ -4,9 +4,9 @@ Refused unless the operator opened a range holding it for the tenant (egress_pri
 loopback, link-local (169.254.169.254, the cloud metadata service, included), private
 (RFC 1918, fc00::/7), shared (100.64.0.0/10), unspecified, multicast, reserved and
 documentation addresses — everything Python's ipaddress does not call global — and the
-addresses of the daemon's own interfaces (a public one included). An IPv6 address that embeds
-an IPv4 one (IPv4-mapped ::ffff:a.b.c.d, NAT64 64:ff9b::/96 and 64:ff9b:1::/48, 6to4,
-Teredo) is judged by the IPv4 address too.
+addresses of the daemon's own interfaces (a public one included). An IPv4-mapped address
+(::ffff:a.b.c.d) is judged as its IPv4 address; one that embeds an IPv4 address otherwise
+(NAT64 64:ff9b::/96 and 64:ff9b:1::/48, 6to4, Teredo) by that address too.
 """
 
 from __future__ import annotations
@@ -26,8 +26,6 @@ OWN_ADDRESSES_TTL_S = 30.0
 
 def _embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
     found = []
-    if address.ipv4_mapped is not None:
-        found.append(address.ipv4_mapped)
     if address.sixtofour is not None:
         found.append(address.sixtofour)
     if address.teredo is not None:
@@ -55,7 +53,11 @@ def _category(address: IPAddress) -> str:
 
 
 def refusal(address: IPAddress, allowed: Iterable[IPNetwork], own: frozenset[IPAddress]) -> str:
-    """Why the proxy must not connect to `address`; "" when it may."""
+    """Why the proxy must not connect to `address`; "" when it may. An IPv4-mapped IPv6
+    address (::ffff:a.b.c.d) is the IPv4 address, to the ranges as to the checks."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        reason = refusal(address.ipv4_mapped, allowed, own)
+        return f"IPv4-mapped {address.ipv4_mapped}: {reason}" if reason else ""
     allowed = tuple(allowed)
     if any(address.version == net.version and address in net for net in allowed):
         return ""

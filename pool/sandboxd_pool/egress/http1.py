@@ -244,10 +244,14 @@ def build_request_head(
 
 
 def simple_response(status: int, reason: str, body: str, close: bool = True) -> bytes:
-    """A small text/plain response the proxy itself gives (a refusal, a failure)."""
+    """A small text/plain response the proxy itself gives (a refusal, a failure). The status
+    line's reason phrase repeats `body` (one line, printable ASCII, at most 200 characters):
+    clients that report only the status line of a refused CONNECT (Python's http.client and
+    urllib: "Tunnel connection failed: 403 ...") show the program why."""
     payload = body.encode("utf-8")
+    detail = "".join(c if " " <= c <= "~" else " " for c in body.strip())[:200]
     lines = [
-        f"HTTP/1.1 {status} {reason}",
+        f"HTTP/1.1 {status} {reason}: {detail}" if detail else f"HTTP/1.1 {status} {reason}",
         "Content-Type: text/plain; charset=utf-8",
         f"Content-Length: {len(payload)}",
         "X-Sandboxd-Egress: refused" if status >= 400 else "X-Sandboxd-Egress: proxy",

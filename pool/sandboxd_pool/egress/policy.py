@@ -47,6 +47,13 @@ PROXY_OWNED_HEADERS = frozenset(
 MAX_HEADER_VALUE_BYTES = 8192
 
 
+def format_address(address: IPAddress) -> str:
+    """An address as the proxy shows it: IPv4-mapped IPv6 as ::ffff:a.b.c.d (every Python)."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return f"::ffff:{address.ipv4_mapped}"
+    return str(address)
+
+
 def normalize_host(text: str) -> str:
     """A destination host as the proxy compares it: a lowercase name without a trailing dot,
     or an address in its canonical form. Raises ValueError for anything else (non-ASCII names
@@ -55,7 +62,7 @@ def normalize_host(text: str) -> str:
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
         try:
-            return str(ipaddress.IPv6Address(host))
+            return format_address(ipaddress.IPv6Address(host))
         except ValueError:
             raise ValueError(f"{text!r} is not an IPv6 address") from None
     try:
@@ -64,7 +71,7 @@ def normalize_host(text: str) -> str:
         pass
     if ":" in host:
         try:
-            return str(ipaddress.IPv6Address(host))
+            return format_address(ipaddress.IPv6Address(host))
         except ValueError:
             raise ValueError(f"{text!r} is not an IPv6 address") from None
     name = host.lower().removesuffix(".")

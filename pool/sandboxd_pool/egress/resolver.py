@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .addresses import OwnAddresses, refusal
-from .policy import IPAddress, IPNetwork, is_address
+from .policy import IPAddress, IPNetwork, format_address, is_address
 
 RESOLVE_TIMEOUT_S = 5.0
 
@@ -58,7 +58,7 @@ class Resolver:
             else:
                 usable.append(address)
         if not usable:
-            detail = ", ".join(f"{a} ({why})" for a, why in refused)
+            detail = ", ".join(f"{format_address(a)} ({why})" for a, why in refused)
             raise ResolveError(f"{host} resolves only to refused addresses: {detail}", True)
         return Resolved(tuple(usable), tuple(refused))
 
