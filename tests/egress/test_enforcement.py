@@ -15,6 +15,8 @@ import pytest
 
 from sandboxd_pool import Limits, Pool, Runtime, Verdict
 from sandboxd_pool.egress import EgressHeader, EgressPolicy
+from sandboxd_pool.egress.ledger import MAX_DESTINATIONS, OTHER_DESTINATIONS
+from sandboxd_pool.egress.service import OVER_LIMIT_ANSWERS
 
 from .conftest import Sites, run
 
@@ -423,3 +425,58 @@ def test_one_tenants_rules_and_headers_never_reach_the_next_execution(
                 f"keyed.example.test:{sites.keyed.port} is not in this execution's egress rules"
                 in str(seen_b[keyed][1])
             )
+
+
+def test_a_connection_flood_stops_at_the_kernel(egress_pool: Pool, sites: Sites) -> None:
+    """Past max_egress_connections the proxy answers 429 to OVER_LIMIT_ANSWERS more
+    connections, then stops listening: further connects are refused by the kernel."""
+    code = textwrap.dedent(
+        """
+        import errno, json, socket, sys
+        out = []
+        for n in range(30):
+            try:
+                s = socket.create_connection(("127.0.0.1", 3128), timeout=10)
+            except OSError as e:
+                out.append(errno.errorcode[e.errno])
+                continue
+            s.sendall(f"GET {sys.argv[1]}?n={n} HTTP/1.1\\r\\nConnection: close\\r\\n\\r\\n".encode())
+            out.append(s.recv(4096).split(b" ")[1].decode())
+            s.close()
+        print(json.dumps(out))
+        """
+    )
+    url = f"http://plain.example.test:{sites.plain.port}/echo"
+    limits = Limits(wall_time_ms=20_000, max_egress_connections=2)
+    outcome = run(egress_pool, Runtime.PYTHON, code, sites.policy(), args=(url,), limits=limits)
+    assert outcome.verdict is Verdict.OK, outcome.stderr.decode()
+    assert json.loads(outcome.stdout) == ["200"] * 2 + ["429"] * OVER_LIMIT_ANSWERS + [
+        "ECONNREFUSED"
+    ] * (30 - 2 - OVER_LIMIT_ANSWERS)
+    allowed, refused = outcome.egress
+    assert (allowed.connections, refused.connections) == (2, OVER_LIMIT_ANSWERS)
+
+
+def test_the_summary_is_bounded(egress_pool: Pool, sites: Sites) -> None:
+    """A program naming a hundred hosts gets a hundred refusals, but the result holds at most
+    MAX_DESTINATIONS entries: the rest are counted together."""
+    code = textwrap.dedent(
+        """
+        import socket
+        for n in range(100):
+            s = socket.create_connection(("127.0.0.1", 3128), timeout=10)
+            s.sendall(f"GET http://host{n}.example.test/ HTTP/1.1\\r\\n\\r\\n".encode())
+            assert s.recv(4096).startswith(b"HTTP/1.1 403 ")
+            s.close()
+        print("done")
+        """
+    )
+    limits = Limits(wall_time_ms=30_000, max_egress_connections=100)
+    outcome = run(egress_pool, Runtime.PYTHON, code, sites.policy(), limits=limits)
+    assert outcome.verdict is Verdict.OK, outcome.stderr.decode()
+    assert len(outcome.egress) == MAX_DESTINATIONS
+    named, other = outcome.egress[:-1], outcome.egress[-1]
+    assert [e.host for e in named] == [f"host{n}.example.test" for n in range(MAX_DESTINATIONS - 1)]
+    assert (other.host, other.port, other.allowed) == (OTHER_DESTINATIONS, 0, False)
+    assert other.connections == 100 - (MAX_DESTINATIONS - 1)
+    assert other.reason == f"destinations past the first {MAX_DESTINATIONS - 1}, counted together"

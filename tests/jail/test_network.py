@@ -166,6 +166,7 @@ def test_cannot_reach_host_servers_metadata_or_internet(
     targets += [f"tcp 127.0.0.1 {PROXY_PORT}"]
     code = PY_CONNECT if runtime is Runtime.PYTHON else JS_CONNECT
     seen = _report(run(pool, runtime, code, args=(*targets, *ipv6), limits=LIMITS))
+
     # No route but the namespace's own loopback: every other address is unreachable; on its
     # loopback nothing listens (the proxy's port included: this request has no egress), and a
     # datagram to it stays in the namespace.

@@ -1,7 +1,10 @@
 """One execution's egress account: the limits it may spend, what it spent, per destination.
 
 Used only in the proxy's event loop thread. Each destination (host, port, decision) is one
-entry, in the order first seen; Outcome.egress is the ledger's summary.
+entry, in the order first seen; Outcome.egress is the ledger's summary. At most
+MAX_DESTINATIONS - 1 destinations get entries of their own; the rest are counted together
+under OTHER_DESTINATIONS (port 0, one entry per decision), so a program cannot grow the result
+with names.
 """
 
 from __future__ import annotations
@@ -9,6 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..types import EgressEntry, Limits
+
+MAX_DESTINATIONS = 64
+OTHER_DESTINATIONS = "(other destinations)"
 
 
 class LimitReached(Exception):
@@ -59,9 +65,13 @@ class Ledger:
 
     def tally(self, host: str, port: int, allowed: bool) -> Tally:
         key = (host, port, allowed)
+        if key not in self._tallies and len(self._tallies) >= MAX_DESTINATIONS - 1:
+            key = (OTHER_DESTINATIONS, 0, allowed)  # the last entries, one per decision
         found = self._tallies.get(key)
         if found is None:
-            found = self._tallies[key] = Tally(host, port, allowed)
+            found = self._tallies[key] = Tally(*key)
+            if host != key[0]:
+                found.note(f"destinations past the first {MAX_DESTINATIONS - 1}, counted together")
         return found
 
     def refuse(self, host: str, port: int, reason: str) -> None:

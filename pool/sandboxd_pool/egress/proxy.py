@@ -164,7 +164,9 @@ class Connection:
         resolver: Resolver,
         ca: CertificateAuthority,
         upstream_tls: ssl.SSLContext,
+        lookups: asyncio.Semaphore | None = None,
     ) -> None:
+        self.lookups = lookups
         self.policy = policy
         self.networks = networks
         self.ledger = ledger
@@ -173,10 +175,13 @@ class Connection:
         self.upstream_tls = upstream_tls
         self.upstreams: list[Upstream] = []
 
-    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, over: str = ""
+    ) -> None:
+        """Serve the connection; `over`: it is beyond the execution's connection limit (the
+        reason), answered 429 once its request head is read."""
         client = Stream(partial(reader.read, READ_BYTES))
         out = Sink(writer)
-        over = self.ledger.take_connection()
         try:
             head = await self.read_head(client, out, idle_s=HEAD_TIMEOUT_S)
             if head is None:
@@ -511,7 +516,7 @@ class Connection:
             await self.refuse(out, host, port, Refused(429, exhausted))
             return None
         try:
-            resolved = await self.resolver.resolve(host, port, self.networks)
+            resolved = await self.resolver.resolve(host, port, self.networks, self.lookups)
         except ResolveError as e:
             if e.refused:
                 await self.refuse(out, host, port, Refused(403, str(e)))

@@ -1,7 +1,9 @@
 """Name to checked addresses, once: the proxy connects only to an address returned here.
 
-The hosts map (egress/hosts.py) first, then the daemon host's resolver (getaddrinfo, in the
-event loop's executor). Every address is checked (egress/addresses.py); the refused ones are
+The hosts map (egress/hosts.py) first, then the daemon host's resolver (getaddrinfo, in
+threads of the resolver's own: LOOKUP_THREADS for the whole pool, at most
+LOOKUPS_PER_EXECUTION of them at once for one execution, so a tenant whose wildcard names
+resolve slowly cannot hold every lookup of the others). Every address is checked (egress/addresses.py); the refused ones are
 dropped, and the connection goes to one of those left, never to a name looked up again (so
 DNS rebinding between a check and a connect is not possible). An address the program gives
 itself is checked the same way.
@@ -13,12 +15,16 @@ import asyncio
 import ipaddress
 import socket
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 from .addresses import OwnAddresses, refusal
 from .policy import IPAddress, IPNetwork, format_address, is_address
 
 RESOLVE_TIMEOUT_S = 5.0
+LOOKUP_THREADS = 16
+LOOKUPS_PER_EXECUTION = 2
 
 
 class ResolveError(Exception):
@@ -39,14 +45,28 @@ class Resolver:
     def __init__(self, hosts: Mapping[str, tuple[IPAddress, ...]]) -> None:
         self._hosts = hosts
         self._own = OwnAddresses()
+        self._threads = ThreadPoolExecutor(LOOKUP_THREADS, thread_name_prefix="sandboxd-egress-dns")
 
-    async def resolve(self, host: str, port: int, allowed: tuple[IPNetwork, ...]) -> Resolved:
+    def close(self) -> None:
+        self._threads.shutdown(wait=False, cancel_futures=True)
+
+    async def resolve(
+        self,
+        host: str,
+        port: int,
+        allowed: tuple[IPNetwork, ...],
+        gate: asyncio.Semaphore | None = None,
+    ) -> Resolved:
         """The usable addresses of `host` (a normalized name or address). Raises ResolveError
-        when none is usable, naming every refused address and why."""
+        when none is usable, naming every refused address and why. `gate`: the execution's
+        share of lookups."""
         if is_address(host):
             addresses: tuple[IPAddress, ...] = (ipaddress.ip_address(host),)
         elif host in self._hosts:
             addresses = self._hosts[host]
+        elif gate is not None:
+            async with gate:
+                addresses = await self._lookup(host, port)
         else:
             addresses = await self._lookup(host, port)
         own = self._own.get()
@@ -64,11 +84,12 @@ class Resolver:
 
     async def _lookup(self, host: str, port: int) -> tuple[IPAddress, ...]:
         loop = asyncio.get_running_loop()
+        lookup = partial(
+            socket.getaddrinfo, host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+        )
         try:
             async with asyncio.timeout(RESOLVE_TIMEOUT_S):
-                infos = await loop.getaddrinfo(
-                    host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
-                )
+                infos = await loop.run_in_executor(self._threads, lookup)
         except TimeoutError:
             raise ResolveError(f"resolving {host} took over {RESOLVE_TIMEOUT_S:g} s") from None
         except OSError as e:

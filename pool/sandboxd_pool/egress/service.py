@@ -9,7 +9,10 @@ closed, and its ledger becomes Outcome.egress. A request without egress never op
 worker's listener is closed, so connections to the port are refused.
 
 At most max_egress_connections of a session's connections are served at once; more wait in
-the listener's backlog (inside the worker's namespace) until one ends.
+the listener's backlog (inside the worker's namespace) until one ends. Once an execution has
+opened OVER_LIMIT_ANSWERS connections more than its max_egress_connections (each answered 429),
+the session stops listening: further connects are refused by the kernel, and a program
+looping on connect costs the pool nothing more.
 """
 
 from __future__ import annotations
@@ -27,11 +30,12 @@ from .ca import CertificateAuthority, upstream_context
 from .ledger import Ledger
 from .policy import EgressPolicy, IPAddress
 from .proxy import Connection
-from .resolver import Resolver
+from .resolver import LOOKUPS_PER_EXECUTION, Resolver
 
 log = logging.getLogger("sandboxd_pool.egress")
 
 CLOSE_TIMEOUT_S = 10.0
+OVER_LIMIT_ANSWERS = 16
 
 
 class EgressService:
@@ -75,9 +79,11 @@ class EgressService:
         asyncio.run_coroutine_threadsafe(session.start(), loop)
         return session
 
-    def connection(self, policy: EgressPolicy, ledger: Ledger) -> Connection:
+    def connection(
+        self, policy: EgressPolicy, ledger: Ledger, lookups: asyncio.Semaphore
+    ) -> Connection:
         return Connection(
-            policy, policy.networks, ledger, self._resolver, self.ca, self._upstream_tls
+            policy, policy.networks, ledger, self._resolver, self.ca, self._upstream_tls, lookups
         )
 
     def close(self) -> None:
@@ -86,11 +92,13 @@ class EgressService:
             loop, thread = self._loop, self._thread
             self._loop = self._thread = None
         if loop is None or thread is None:
+            self._resolver.close()
             return
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=CLOSE_TIMEOUT_S)
         if not thread.is_alive():
             loop.close()
+        self._resolver.close()
 
 
 class EgressSession:
@@ -111,6 +119,7 @@ class EgressSession:
         self._policy = policy
         self._ledger = Ledger(limits)
         self._slots = asyncio.Semaphore(max(1, limits.max_egress_connections))
+        self._lookups = asyncio.Semaphore(LOOKUPS_PER_EXECUTION)
         self._tasks: set[asyncio.Task[None]] = set()
         self._accepting: asyncio.Task[None] | None = None
         self._closed = False
@@ -124,26 +133,29 @@ class EgressSession:
 
     async def _accept_loop(self) -> None:
         loop = asyncio.get_running_loop()
-        while True:
+        while self._ledger.connections < self._ledger.max_connections + OVER_LIMIT_ANSWERS:
             await self._slots.acquire()
             try:
                 conn, _ = await loop.sock_accept(self._listener)
             except BaseException:
                 self._slots.release()
                 raise
-            task = loop.create_task(self._serve(conn))
+            over = self._ledger.take_connection()
+            task = loop.create_task(self._serve(conn, over))
             self._tasks.add(task)
             task.add_done_callback(self._done)
+        self._listener.close()
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         self._slots.release()
 
-    async def _serve(self, conn: socket.socket) -> None:
+    async def _serve(self, conn: socket.socket, over: str) -> None:
         writer: asyncio.StreamWriter | None = None
         try:
             reader, writer = await asyncio.open_connection(sock=conn, limit=64 * 1024)
-            await self._service.connection(self._policy, self._ledger).serve(reader, writer)
+            connection = self._service.connection(self._policy, self._ledger, self._lookups)
+            await connection.serve(reader, writer, over)
         except asyncio.CancelledError:
             raise
         except Exception:
