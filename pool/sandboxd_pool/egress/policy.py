@@ -123,6 +123,8 @@ class EgressRule:
         if not isinstance(entry, str):
             raise ValueError(f"{entry!r}: a destination is a string HOST:PORT")
         raw_host, raw_port = split_host_port(entry.strip())
+        if ":" in raw_host and not raw_host.startswith("["):
+            raise ValueError(f"{entry!r}: write an IPv6 destination as [ADDRESS]:PORT")
         port = _parse_port(raw_port, entry)
         bare = raw_host[1:-1] if raw_host.startswith("[") else raw_host
         if "/" in bare:
