@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import cluster_command, e2e_command, pool_command
+from bench import cluster_command, e2e_command, egress_command, pool_command
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,6 +34,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     cluster_command.add_arguments(cluster)
     cluster.set_defaults(func=cluster_command.run)
+    egress = sub.add_parser(
+        "egress",
+        help="the egress proxy: a 1 MiB HTTPS download direct vs through it (passthrough, "
+        "opened), from a sandbox; worker boot with egress on and off",
+        description=egress_command.__doc__,
+    )
+    egress_command.add_arguments(egress)
+    egress.set_defaults(func=egress_command.run)
     args = parser.parse_args(argv)
     return int(args.func(args))
 
