@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from bench.baselines import bwrap_prefix
 from bench.runtimes import BenchRuntime, clean_env, node_runtime, python_runtime
 from sandboxd_pool import ExecutionRequest, InvalidRequest, Outcome, Usage, Verdict
+from sandboxd_pool.egress import EgressPolicy
 from sandboxd_pool.types import Mode, Started, Stream
 
 STOP_GRACE_S = 5.0
@@ -49,8 +50,11 @@ class BwrapEngine:
         on_start: Callable[[Started], None] | None = None,
         on_output: Callable[[Stream, bytes], None] | None = None,
         execution_id: str | None = None,
+        egress: EgressPolicy | None = None,
     ) -> Outcome:
         execution_id = execution_id or uuid.uuid4().hex
+        if egress is not None:
+            raise InvalidRequest("egress", "the bwrap baseline has no egress")
         if request.mode is not Mode.SCRIPT:
             raise InvalidRequest("mode", "the bwrap baseline runs SCRIPT mode only")
         if request.files:

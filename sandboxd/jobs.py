@@ -49,6 +49,9 @@ class JobSpec:
     request: ExecutionRequest
     labels: Mapping[str, str] = field(default_factory=dict)
     idempotency_key: str = ""  # "" none; else dedupes per tenant while the result is kept
+    # The request's own egress destinations (ExecuteRequest.egress; () all the tenant's). The
+    # policy itself (with the tenant's secrets) is made when the job runs, never stored.
+    egress: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ import grpc
 from sandboxd_client._proto import sandbox_pb2 as pb
 from sandboxd_client._proto import sandbox_pb2_grpc as pb_grpc
 from sandboxd_pool import ExecutionRequest, Outcome
+from sandboxd_pool.egress import EgressPolicy
 from sandboxd_pool.types import Started, Stream
 
 from . import convert_server as convert
@@ -50,6 +51,7 @@ class Engine(Protocol):
         on_start: Callable[[Started], None] | None = None,
         on_output: Callable[[Stream, bytes], None] | None = None,
         execution_id: str | None = None,
+        egress: EgressPolicy | None = None,
     ) -> Outcome: ...
 
 
@@ -92,10 +94,11 @@ class SandboxServicer(pb_grpc.SandboxServicer):
     ) -> pb.ExecuteResponse:
         with self._errors(context):
             tenant, req = self._admit(request, context)
+            egress = convert.egress_policy(tenant, convert.requested_egress(request, tenant))
             cancel = _cancel_on_termination(context)
             self._quotas.admit(tenant)
             with self._quotas.slot(tenant.name, tenant.max_concurrent_executions):
-                outcome = self._run(tenant.name, req, request.labels, cancel)
+                outcome = self._run(tenant.name, req, request.labels, cancel, egress=egress)
             return convert.response(outcome)
         raise AssertionError("unreachable: _errors aborts")
 
@@ -104,6 +107,7 @@ class SandboxServicer(pb_grpc.SandboxServicer):
     ) -> Iterator[pb.ExecuteEvent]:
         with self._errors(context):
             tenant, req = self._admit(request, context)
+            egress = convert.egress_policy(tenant, convert.requested_egress(request, tenant))
             cancel = _cancel_on_termination(context)
             events: queue.Queue[Any] = queue.Queue()
 
@@ -122,6 +126,7 @@ class SandboxServicer(pb_grpc.SandboxServicer):
                         cancel,
                         on_start=lambda s: events.put(convert.started_event(s)),
                         on_output=on_output,
+                        egress=egress,
                     )
                     events.put((_DONE, outcome))
                 except BaseException as e:
@@ -160,6 +165,7 @@ class SandboxServicer(pb_grpc.SandboxServicer):
                 request=req,
                 labels=dict(request.labels),
                 idempotency_key=request.idempotency_key,
+                egress=convert.requested_egress(request, tenant),
             )
             return pb.SubmitResponse(execution_id=jobs.submit(spec))
         raise AssertionError("unreachable")
@@ -196,7 +202,8 @@ class SandboxServicer(pb_grpc.SandboxServicer):
         on_start: Callable[[Started], None],
         queued_us: int,
     ) -> Outcome:
-        """jobs.RunJob: one async job on the engine, with the metrics and logs of Execute."""
+        """jobs.RunJob: one async job on the engine, with the metrics and logs of Execute. Its
+        egress is the tenant's rules as they are now (narrowed as the request asked)."""
         return self._run(
             spec.tenant,
             spec.request,
@@ -205,6 +212,7 @@ class SandboxServicer(pb_grpc.SandboxServicer):
             on_start=on_start,
             execution_id=execution_id,
             queued_us=queued_us,
+            egress=convert.egress_policy(self._auth.by_name(spec.tenant), spec.egress),
         )
 
     # -- steps ---------------------------------------------------------------------------------
@@ -242,6 +250,7 @@ class SandboxServicer(pb_grpc.SandboxServicer):
         on_output: Callable[[Stream, bytes], None] | None = None,
         execution_id: str | None = None,
         queued_us: int = 0,
+        egress: EgressPolicy | None = None,
     ) -> Outcome:
         execution_id = execution_id or uuid.uuid4().hex
         self._metrics.in_flight.inc()
@@ -252,6 +261,7 @@ class SandboxServicer(pb_grpc.SandboxServicer):
                 on_start=on_start,
                 on_output=on_output,
                 execution_id=execution_id,
+                egress=egress,
             )
         finally:
             self._metrics.in_flight.dec()
@@ -276,6 +286,18 @@ class SandboxServicer(pb_grpc.SandboxServicer):
                     "queue_wait_us": outcome.queue_wait_us,
                     "cold_start": outcome.cold_start,
                     "labels": dict(labels),
+                    "egress": [
+                        {
+                            "host": e.host,
+                            "port": e.port,
+                            "allowed": e.allowed,
+                            "connections": e.connections,
+                            "sent_bytes": e.sent_bytes,
+                            "received_bytes": e.received_bytes,
+                            "reason": e.reason,
+                        }
+                        for e in outcome.egress
+                    ],
                 }
             },
         )

@@ -54,6 +54,10 @@ class Settings:
     redis_url: str | None = None  # redis://[:password@]host:port/db, rediss://..., unix://...
     redis_visibility_timeout_s: float = 30.0  # a job its node stopped renewing is taken over
     redis_lease_s: float = 30.0  # a dead node's concurrency slots are free again after this
+    # Egress (README "Egress"): names the proxy resolves before DNS, and CA certificates it
+    # trusts for the destinations' TLS beside the system store. None: neither.
+    egress_hosts_file: str | None = None
+    egress_ca_bundle_file: str | None = None
     # field -> the flag or environment variable it came from, for messages after startup
     sources: Mapping[str, str] = dataclasses.field(default_factory=dict, compare=False, hash=False)
 
@@ -205,6 +209,20 @@ _FLAGS: tuple[tuple[str, str, str, str], ...] = (
         "seconds after which the concurrency slots of a node that died are free again (default 30)",
     ),
     (
+        "--egress-hosts",
+        "SANDBOXD_EGRESS_HOSTS",
+        "egress_hosts_file",
+        "hosts file (`IP NAME...` per line) the egress proxy resolves names from before DNS; "
+        "its addresses are checked like any other (default: none)",
+    ),
+    (
+        "--egress-ca-bundle",
+        "SANDBOXD_EGRESS_CA_BUNDLE",
+        "egress_ca_bundle_file",
+        "PEM CA certificates the egress proxy trusts for the destinations' TLS, beside the "
+        "system store (default: none)",
+    ),
+    (
         "--log-level",
         "SANDBOXD_LOG_LEVEL",
         "log_level",
@@ -262,6 +280,28 @@ def _tls_problem(cert_file: str, key_file: str) -> str | None:
         ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert_file, key_file)
     except (ssl.SSLError, OSError) as e:
         return str(e)
+    return None
+
+
+def _egress_hosts_problem(path: str) -> str | None:
+    """Why the egress hosts file cannot be used (unreadable, a bad line), or None."""
+    from sandboxd_pool.egress.hosts import load_hosts_file
+
+    try:
+        load_hosts_file(path)
+    except (OSError, ValueError) as e:
+        return str(e)
+    return None
+
+
+def _ca_bundle_problem(path: str) -> str | None:
+    """Why the file holds no CA certificate the proxy can load, or None."""
+    try:
+        ssl.create_default_context().load_verify_locations(cafile=path)
+    except ssl.SSLError as e:
+        return f"not PEM CA certificates ({e.reason or e})"
+    except OSError as e:
+        return f"cannot read it ({e.strerror or e})"
     return None
 
 
@@ -405,6 +445,17 @@ def _check(s: Settings, raw: Mapping[str, tuple[str, str]]) -> list[str]:
             problems.append(f"{raw[field][0]}: {path!r} must be an absolute path")
         elif not os.path.isfile(path) or not os.access(path, os.X_OK):
             problems.append(f"{raw[field][0]}: {path!r} is not an executable file")
+    for field, problem_of in (
+        ("egress_hosts_file", _egress_hosts_problem),
+        ("egress_ca_bundle_file", _ca_bundle_problem),
+    ):
+        path = getattr(s, field)
+        if path is None:
+            continue
+        if not os.path.isfile(path):
+            problems.append(f"{raw[field][0]}: {path!r} does not exist")
+        elif (problem := problem_of(path)) is not None:
+            problems.append(f"{raw[field][0]}: {path!r}: {problem}")
     if "metrics_host" in raw:
         problem = _host_problem(s.metrics_host)
         if problem is not None:

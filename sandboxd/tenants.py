@@ -10,7 +10,13 @@ file, the tenant and the field, and the daemon refuses to start rather than gues
     max_concurrent_executions = 8            # optional, default 8
     max_executions_per_second = 20.0         # optional, default no limit (token bucket)
     max_cpu_seconds_per_minute = 120.0       # optional, default no limit
-    network_allowed = false                  # optional; true is refused (workers have no network)
+    network_allowed = false                  # optional; true is refused (use egress rules)
+    egress = ["api.example.com:443"]         # optional: where the egress proxy may connect
+    egress_private_ranges = ["10.0.0.0/8"]   # optional: private ranges opened for egress
+    [[tenants.acme.egress_headers]]          # optional, repeated: a header the proxy sets
+    host = "api.example.com"
+    name = "Authorization"
+    value = "Bearer ..."
     [tenants.acme.default_limits]            # optional: used when a request leaves a limit at 0
     wall_time_ms = 5000
     [tenants.acme.ceiling_limits]            # optional: the most a request may ask for
@@ -36,6 +42,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
+from sandboxd_pool.egress import EgressHeader, EgressPolicy, EgressRule
 from sandboxd_pool.types import CEILING_LIMITS, DEFAULT_LIMITS, Limits, Runtime
 from sandboxd_pool.validation import MIN_LIMITS
 
@@ -70,8 +77,12 @@ _TENANT_KEYS = frozenset(
         "max_cpu_seconds_per_minute",
         "default_limits",
         "ceiling_limits",
+        "egress",
+        "egress_private_ranges",
+        "egress_headers",
     }
 )
+_HEADER_KEYS = frozenset({"host", "name", "value"})
 
 FILE_HEADER = """\
 # sandboxd tenants file (DESIGN §7). Managed by `sandboxd tenants add|list|remove`; it may
@@ -87,13 +98,25 @@ FILE_HEADER = """\
 #                                    second (token bucket, bursts up to max(1, rate))
 #   max_cpu_seconds_per_minute = 120 optional, default no limit: CPU seconds the tenant's
 #                                    executions may use per minute (sliding window)
-#   network_allowed = false          optional; true is refused: workers have no network
+#   network_allowed = false          optional; true is refused: use egress rules instead
+#   egress = ["api.example.com:443", "*.example.org:443"]
+#                                    optional, default none: where the egress proxy may
+#                                    connect (HOST:PORT, *.DOMAIN:PORT, ADDRESS[/BITS]:PORT)
+#   egress_private_ranges = ["10.0.0.0/8"]
+#                                    optional: loopback, link-local or private ranges the
+#                                    proxy may connect to for this tenant (refused otherwise)
+#   [[tenants.NAME.egress_headers]]  optional, repeated: a header the proxy sets on requests
+#   host = "api.example.com"         to this host (exact name or *.DOMAIN; it must be within
+#   name = "Authorization"           `egress`); the program never sees the value. Edit the
+#   value = "Bearer ..."             file by hand: a secret does not belong on a command line
 #   [tenants.NAME.default_limits]    optional: used when a request leaves a limit at 0
 #   [tenants.NAME.ceiling_limits]    optional: the most a request may ask for (larger
 #                                    requests are clamped); at most the built-in ceilings
 #
 # Limit fields (integers; omit a field to use the built-in value): wall_time_ms,
-# cpu_time_ms, memory_bytes, max_output_bytes (per stream), max_processes, tmpfs_bytes.
+# cpu_time_ms, memory_bytes, max_output_bytes (per stream), max_processes, tmpfs_bytes,
+# max_output_files, max_output_files_bytes, max_egress_connections, max_egress_sent_bytes,
+# max_egress_received_bytes.
 """
 
 
@@ -122,6 +145,9 @@ class Tenant:
     network_allowed: bool = False
     max_executions_per_second: float | None = None  # None: no rate limit
     max_cpu_seconds_per_minute: float | None = None  # None: no CPU-time quota
+    # What the tenant's programs may reach through the egress proxy; None: nothing (the
+    # proxy's port is refused). Its headers are secrets: out of repr (EgressHeader).
+    egress: EgressPolicy | None = None
 
     def effective_limits(self, requested: Limits) -> Limits:
         """The limits an execution runs with: a zero field takes the tenant's default, then
@@ -326,9 +352,11 @@ def _tenant(label: str, name: str, raw: object) -> Tenant:
     if network_allowed:
         raise error(
             "network_allowed",
-            "network_allowed = true is not supported by this build of sandboxd: workers have "
-            "no network. Remove the line or set it to false.",
+            "network_allowed = true is not supported: workers have no network of their own. "
+            'Give the tenant egress rules instead (egress = ["HOST:PORT"], README "Egress") '
+            "and remove the line or set it to false.",
         )
+    egress = _egress(raw, error)
 
     rate = _positive_number(raw, "max_executions_per_second", MAX_EXECUTIONS_PER_SECOND, error)
     cpu = _positive_number(raw, "max_cpu_seconds_per_minute", MAX_CPU_SECONDS_PER_MINUTE, error)
@@ -367,7 +395,77 @@ def _tenant(label: str, name: str, raw: object) -> Tenant:
         network_allowed=False,
         max_executions_per_second=rate,
         max_cpu_seconds_per_minute=cpu,
+        egress=egress,
     )
+
+
+def _egress(raw: dict[str, Any], error: _ErrorFactory) -> EgressPolicy | None:
+    """The tenant's egress policy from `egress`, `egress_private_ranges` and
+    `[[egress_headers]]`; None without rules. Ranges and headers need rules; a header's host
+    must be one the rules allow (by name, on some port)."""
+    rules_raw = raw.get("egress", [])
+    if not isinstance(rules_raw, list) or not all(isinstance(r, str) for r in rules_raw):
+        raise error("egress", f'egress must be a list of "HOST:PORT" strings, got {rules_raw!r}')
+    rules = []
+    for i, entry in enumerate(rules_raw):
+        try:
+            rules.append(EgressRule.parse(entry))
+        except ValueError as e:
+            raise error(f"egress[{i}]", f"egress[{i}]: {e}") from None
+    ranges = raw.get("egress_private_ranges", [])
+    if not isinstance(ranges, list) or not all(isinstance(r, str) for r in ranges):
+        raise error(
+            "egress_private_ranges",
+            f'egress_private_ranges must be a list of "ADDRESS/BITS" strings, got {ranges!r}',
+        )
+    headers_raw = raw.get("egress_headers", [])
+    if not isinstance(headers_raw, list) or not all(isinstance(h, dict) for h in headers_raw):
+        raise error(
+            "egress_headers",
+            "egress_headers must be [[tenants.NAME.egress_headers]] tables with host, name "
+            "and value",
+        )
+    headers = []
+    for i, table in enumerate(headers_raw):
+        where = f"egress_headers[{i}]"
+        unknown = sorted(set(table) - _HEADER_KEYS)
+        missing = sorted(_HEADER_KEYS - set(table))
+        if unknown or missing:
+            problem = f"unknown key {unknown[0]!r}" if unknown else f"{missing[0]} is missing"
+            raise error(where, f"{where}: {problem} (a header is host, name and value)")
+        if not all(isinstance(table[k], str) for k in _HEADER_KEYS):
+            raise error(where, f"{where}: host, name and value must be strings")
+        try:
+            header = EgressHeader(table["host"], table["name"], table["value"])
+        except ValueError as e:
+            raise error(where, f"{where}: {e}") from None
+        if not any(_rule_names(rule, header.host) for rule in rules):
+            raise error(
+                f"{where}.host",
+                f"{where}.host: {header.host} is not within the tenant's egress rules "
+                "(a header only goes where egress allows)",
+            )
+        headers.append(header)
+    if not rules:
+        for field in ("egress_private_ranges", "egress_headers"):
+            if raw.get(field):
+                raise error(field, f"{field} without egress rules has no effect: add `egress`")
+        return None
+    try:
+        return EgressPolicy(
+            rules=tuple(rules), private_ranges=tuple(ranges), headers=tuple(headers)
+        )
+    except ValueError as e:
+        raise error("egress_private_ranges", f"egress_private_ranges: {e}") from None
+
+
+def _rule_names(rule: EgressRule, host: str) -> bool:
+    """Whether `rule` allows the name `host` (or, for a wildcard header, names under it)."""
+    if rule.network is not None:
+        return False
+    if host.startswith("*."):
+        return rule.host.startswith("*.") and (host == rule.host or host.endswith(rule.host[1:]))
+    return rule.matches(host, rule.port)
 
 
 def _positive_number(
@@ -450,8 +548,11 @@ def add_tenant(
     ceiling_limits: Mapping[str, int] | None = None,
     max_executions_per_second: float | None = None,
     max_cpu_seconds_per_minute: float | None = None,
+    egress: Iterable[str] | None = None,
+    egress_private_ranges: Iterable[str] | None = None,
 ) -> str:
     """Add a tenant with a fresh API key and return the key (it is stored only hashed).
+    Egress headers (secrets) are not taken here: they are added to the file by hand.
 
     Creates the file if it is missing; refuses a name already present. The result is
     validated by loading it before it atomically replaces the file, so on any error the
@@ -479,6 +580,10 @@ def add_tenant(
         entry["max_executions_per_second"] = max_executions_per_second
     if max_cpu_seconds_per_minute is not None:
         entry["max_cpu_seconds_per_minute"] = max_cpu_seconds_per_minute
+    if egress:
+        entry["egress"] = list(egress)
+    if egress_private_ranges:
+        entry["egress_private_ranges"] = list(egress_private_ranges)
     if default_limits:
         entry["default_limits"] = dict(default_limits)
     if ceiling_limits:
@@ -602,14 +707,21 @@ def _dump_tenant(name: str, entry: Mapping[str, Any]) -> str:
     Names are checked against NAME_PATTERN, so they are always bare keys."""
     lines = [f"[tenants.{name}]"]
     tables: list[tuple[str, Mapping[str, Any]]] = []
+    arrays: list[tuple[str, list[Mapping[str, Any]]]] = []  # [[tenants.NAME.KEY]] tables
     for key, value in entry.items():
         if isinstance(value, Mapping):
             tables.append((key, value))
+        elif isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
+            arrays.append((key, value))
         else:
             lines.append(f"{key} = {_toml_value(value)}")
     for key, table in tables:
         lines.append(f"[tenants.{name}.{key}]")
         lines.extend(f"{field} = {_toml_value(value)}" for field, value in table.items())
+    for key, items in arrays:
+        for item in items:
+            lines.append(f"[[tenants.{name}.{key}]]")
+            lines.extend(f"{field} = {_toml_value(value)}" for field, value in item.items())
     return "\n".join(lines) + "\n"
 
 

@@ -69,6 +69,7 @@ class AsyncClient:
         mode: Mode = Mode.SCRIPT,
         event: bytes = b"",
         labels: Mapping[str, str] | None = None,
+        egress: Sequence[str] = (),
         timeout_s: float | None = None,
     ) -> ExecuteResult:
         req = _convert.request(
@@ -82,6 +83,7 @@ class AsyncClient:
             mode=mode,
             event=event,
             labels=labels,
+            egress=egress,
         )
         return _convert.result(await self._unary(self._stub.Execute, req, timeout_s))
 
@@ -99,6 +101,7 @@ class AsyncClient:
         event: bytes = b"",
         labels: Mapping[str, str] | None = None,
         idempotency_key: str = "",
+        egress: Sequence[str] = (),
         timeout_s: float | None = None,
     ) -> str:
         """As Client.submit: UNAVAILABLE is retried only when an idempotency_key is given
@@ -115,6 +118,7 @@ class AsyncClient:
             event=event,
             labels=labels,
             idempotency_key=idempotency_key,
+            egress=egress,
         )
         msg = await self._unary(self._stub.Submit, req, timeout_s, retry=bool(idempotency_key))
         return str(msg.execution_id)

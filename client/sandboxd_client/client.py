@@ -68,6 +68,7 @@ class Client:
         mode: Mode = Mode.SCRIPT,
         event: bytes = b"",
         labels: Mapping[str, str] | None = None,
+        egress: Sequence[str] = (),
         timeout_s: float | None = None,
     ) -> ExecuteResult:
         """Run `code` and return its result. Raises a SandboxdError subclass only when the
@@ -83,6 +84,7 @@ class Client:
             mode=mode,
             event=event,
             labels=labels,
+            egress=egress,
         )
         return _convert.result(self._unary(self._stub.Execute, req, timeout_s))
 
@@ -100,6 +102,7 @@ class Client:
         event: bytes = b"",
         labels: Mapping[str, str] | None = None,
         idempotency_key: str = "",
+        egress: Sequence[str] = (),
         timeout_s: float | None = None,
     ) -> str:
         """Queue `code` for asynchronous execution; its execution id, at once. Fetch the
@@ -122,6 +125,7 @@ class Client:
             event=event,
             labels=labels,
             idempotency_key=idempotency_key,
+            egress=egress,
         )
         retry = bool(idempotency_key)
         return str(self._unary(self._stub.Submit, req, timeout_s, retry=retry).execution_id)
