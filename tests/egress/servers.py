@@ -6,7 +6,8 @@ the pool's egress_ca_file / --egress-ca-bundle). It records every request it get
 path, headers, body) and answers:
 
     /echo            200, the request as JSON (method, path, headers, body length)
-    /export.xml      200, a small XML export (the integration test's source API)
+    /export.xml      200, a small XML export (the integration test's source API); 401 unless
+                     Authorization is the expected credential, when the server has one
     /download?n=N    200, N bytes (a deterministic pattern)
     /upload          200 with the number of body bytes it read (POST)
     /ingest          POST JSON; 401 unless Authorization is the expected credential, else
@@ -167,6 +168,9 @@ class ApiServer:
                     }
                     self._answer(200, json.dumps(answer).encode())
                 elif url.path == "/export.xml":
+                    if server.credential and self.headers.get("Authorization") != server.credential:
+                        self._answer(401, b'{"error": "missing or wrong credential"}')
+                        return
                     self._answer(200, EXPORT_XML.encode(), "application/xml")
                 elif url.path == "/download":
                     size = int(parse_qs(url.query).get("n", ["0"])[0])

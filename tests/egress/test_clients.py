@@ -153,8 +153,10 @@ CLIENTS = {
 }
 
 
-def _files(client: str, sites: Sites) -> dict[str, bytes]:
-    files = {"site-ca.pem": sites.ca.pem_path.read_bytes()}
+def client_files(client: str, site_ca_pem: bytes) -> dict[str, bytes]:
+    """The request files a client's program needs: the site's CA (for the passthrough
+    request), and the client's package when it is not built in."""
+    files = {"site-ca.pem": site_ca_pem}
     if client == "requests":
         files.update(python_requests())
     elif client == "axios":
@@ -176,7 +178,7 @@ def test_client_through_the_proxy(egress_pool: Pool, sites: Sites, client: str) 
         runtime,
         textwrap.dedent(code % {"placeholder": PLACEHOLDER}),
         sites.policy(),
-        files=_files(client, sites),
+        files=client_files(client, sites.ca.pem_path.read_bytes()),
         args=(*urls, client),
     )
     assert outcome.verdict is Verdict.OK, outcome.stderr.decode()[-3000:]
