@@ -2,7 +2,8 @@
 
 1. The proxy's overhead on an HTTPS download of --size-bytes (1 MiB) from a loopback server
    with a CA of its own, each download on a new connection (handshakes included), the modes
-   interleaved round by round, from a client in this process:
+   interleaved round by round; the server and the client each in a process of their own, the
+   proxy in this one (bench/egress_servers.py):
      direct       straight to the server
      passthrough  a CONNECT tunnel through the pool's proxy, TLS end to end (no headers)
      opened       a CONNECT tunnel where the proxy adds a header: TLS to the proxy (a leaf of
@@ -21,24 +22,21 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import http.client
 import json
 import os
 import platform
 import socket
-import ssl
 import statistics
 import tempfile
-import time
-from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
-from bench.egress_servers import DownloadServer, SiteCA
+from bench.egress_servers import ServerProcess, SiteCA, measure
 from sandboxd_pool import ExecutionRequest, Limits, Pool, PoolConfig, Runtime
 from sandboxd_pool.egress import EgressHeader, EgressPolicy
 from sandboxd_pool.egress.hosts import parse_hosts
 from sandboxd_pool.egress.service import EgressService
-from sandboxd_pool.types import DEFAULT_LIMITS
+from sandboxd_pool.types import CEILING_LIMITS, DEFAULT_LIMITS
 
 HOST = "bench.example.test"
 
@@ -59,68 +57,47 @@ def _row(name: str, ms: list[float], size: int) -> str:
     return f"| {name} | {p50:.2f} | {_pct(ms, 0.9):.2f} | {size / (p50 / 1000) / 1e6:.0f} |"
 
 
-def _download(connect: Callable[[], http.client.HTTPSConnection], size: int) -> float:
-    started = time.perf_counter()
-    conn = connect()
-    conn.request("GET", f"/download?n={size}")
-    body = conn.getresponse().read()
-    conn.close()
-    elapsed = (time.perf_counter() - started) * 1000
-    assert len(body) == size, len(body)
-    return elapsed
-
-
-def part_proxy(site: SiteCA, server: DownloadServer, rounds: int, size: int) -> list[str]:
+def part_proxy(site: SiteCA, server: ServerProcess, rounds: int, size: int) -> list[str]:
     hosts = parse_hosts(f"127.0.0.1 {HOST}\n")
     service = EgressService(hosts, str(site.pem_path))
-    site_context = ssl.create_default_context(cafile=str(site.pem_path))
-    pool_context = ssl.create_default_context(cadata=service.ca.cert_pem)
     rule = [f"{HOST}:{server.port}"]
-    plain_policy = EgressPolicy.parse(rule, ["127.0.0.0/8"])
-    opened_policy = EgressPolicy.parse(
-        rule, ["127.0.0.0/8"], [EgressHeader(HOST, "Authorization", "Bearer bench")]
+    policies = {
+        "passthrough": EgressPolicy.parse(rule, ["127.0.0.0/8"]),
+        "opened": EgressPolicy.parse(
+            rule, ["127.0.0.0/8"], [EgressHeader(HOST, "Authorization", "Bearer bench")]
+        ),
+    }
+    # One session serves every round: the ceilings, not one execution's defaults.
+    limits = replace(
+        DEFAULT_LIMITS,
+        max_egress_connections=CEILING_LIMITS.max_egress_connections,
+        max_egress_sent_bytes=CEILING_LIMITS.max_egress_sent_bytes,
+        max_egress_received_bytes=CEILING_LIMITS.max_egress_received_bytes,
     )
-    limits = DEFAULT_LIMITS
-    listeners = {}
+    ports = {}
     sessions = []
-    for name, policy in (("passthrough", plain_policy), ("opened", opened_policy)):
+    for name, policy in policies.items():
         listener = socket.socket()
         listener.bind(("127.0.0.1", 0))
         listener.listen(64)
-        port = listener.getsockname()[1]
+        ports[name] = listener.getsockname()[1]
         sessions.append(service.open(listener.detach(), policy, limits))
-        listeners[name] = port
-
-    def direct() -> http.client.HTTPSConnection:
-        # Straight to the server's address, verifying its name (as the proxy does upstream).
-        conn = http.client.HTTPSConnection(HOST, server.port, context=site_context)
-        conn.sock = site_context.wrap_socket(
-            socket.create_connection(("127.0.0.1", server.port)), server_hostname=HOST
+    try:
+        times = measure(
+            {
+                "host": HOST,
+                "port": server.port,
+                "size": size,
+                "rounds": rounds,
+                "site_ca": str(site.pem_path),
+                "pool_ca": service.ca.cert_pem,
+                **ports,
+            }
         )
-        return conn
-
-    def tunnel(name: str, context: ssl.SSLContext) -> Callable[[], http.client.HTTPSConnection]:
-        def connect() -> http.client.HTTPSConnection:
-            conn = http.client.HTTPSConnection("127.0.0.1", listeners[name], context=context)
-            conn.set_tunnel(HOST, server.port)
-            return conn
-
-        return connect
-
-    modes = {
-        "direct": direct,
-        "passthrough": tunnel("passthrough", site_context),
-        "opened": tunnel("opened", pool_context),
-    }
-    times: dict[str, list[float]] = {name: [] for name in modes}
-    for connect in modes.values():  # warm-up: the leaf certificate, caches
-        _download(connect, size)
-    for _ in range(rounds):
-        for name, connect in modes.items():
-            times[name].append(_download(connect, size))
-    for session in sessions:
-        session.close()
-    service.close()
+    finally:
+        for session in sessions:
+            session.close()
+        service.close()
     lines = [
         f"### HTTPS download of {size // 1024} KiB, a new connection each, {rounds} rounds "
         "interleaved",
@@ -151,7 +128,7 @@ print(json.dumps(times[1:]))
 
 
 def part_sandboxed(
-    site: SiteCA, server: DownloadServer, hosts_file: Path, rounds: int, size: int
+    site: SiteCA, server: ServerProcess, hosts_file: Path, rounds: int, size: int
 ) -> list[str]:
     config = PoolConfig(
         warm_workers_per_runtime=1,
@@ -183,7 +160,12 @@ def part_sandboxed(
                     code=SANDBOXED,
                     args=(url, str(size), str(rounds), mode),
                     files={"site-ca.pem": site.pem_path.read_bytes()},
-                    limits=Limits(wall_time_ms=120_000, cpu_time_ms=120_000),
+                    limits=Limits(
+                        wall_time_ms=120_000,
+                        cpu_time_ms=120_000,
+                        max_egress_connections=rounds + 1,
+                        max_egress_received_bytes=(rounds + 1) * (size + 4096),
+                    ),
                 ),
                 egress=policy,
             )
@@ -233,7 +215,7 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="sandboxd-bench-egress-") as tmp:
         directory = Path(tmp)
         site = SiteCA(directory)
-        server = DownloadServer(site.server_context(HOST))
+        server = ServerProcess(site.server_chain(HOST))
         hosts_file = directory / "hosts"
         hosts_file.write_text(f"127.0.0.1 {HOST}\n")
         try:

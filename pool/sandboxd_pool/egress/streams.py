@@ -45,8 +45,16 @@ class Stream:
 
     async def read(self, limit: int = READ_BYTES) -> bytes:
         """Up to `limit` bytes (what is buffered, else the next chunk); b"" at EOF."""
-        if not self._buffer and not await self._fill():
-            return b""
+        if not self._buffer:
+            if self._eof:
+                return b""
+            chunk = await self._source()
+            if not chunk:
+                self._eof = True
+                return b""
+            if len(chunk) <= limit:
+                return chunk  # the relays' common case: no copy
+            self._buffer += chunk
         data = bytes(self._buffer[:limit])
         del self._buffer[:limit]
         return data
