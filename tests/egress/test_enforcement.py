@@ -18,7 +18,7 @@ from sandboxd_pool.egress import EgressHeader, EgressPolicy
 from sandboxd_pool.egress.ledger import MAX_DESTINATIONS, OTHER_DESTINATIONS
 from sandboxd_pool.egress.service import OVER_LIMIT_ANSWERS
 
-from .conftest import Sites, run
+from .conftest import SECRET, Sites, run
 
 RUNTIMES = pytest.mark.parametrize(
     "runtime", [Runtime.PYTHON, Runtime.JAVASCRIPT], ids=["py", "js"]
@@ -480,3 +480,33 @@ def test_the_summary_is_bounded(egress_pool: Pool, sites: Sites) -> None:
     assert (other.host, other.port, other.allowed) == (OTHER_DESTINATIONS, 0, False)
     assert other.connections == 100 - (MAX_DESTINATIONS - 1)
     assert other.reason == f"destinations past the first {MAX_DESTINATIONS - 1}, counted together"
+
+
+def test_an_absolute_https_url_is_forwarded_over_tls_the_proxy_opens(
+    egress_pool: Pool, sites: Sites
+) -> None:
+    """`GET https://...` sent in plain HTTP to the proxy (what some clients do): the proxy
+    opens TLS to the destination, verifies it (the site's CA, from egress_ca_file) and adds
+    the tenant's credential."""
+    code = textwrap.dedent(
+        """
+        import socket, sys
+        s = socket.create_connection(("127.0.0.1", 3128), timeout=10)
+        s.sendall(f"POST {sys.argv[1]} HTTP/1.1\\r\\nHost: x\\r\\nContent-Length: 2\\r\\n"
+                  "Connection: close\\r\\n\\r\\n{}".encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+        print(data.split(b"\\r\\n")[0].decode(), data.rsplit(b"\\r\\n\\r\\n", 1)[1].decode())
+        """
+    )
+    url = f"https://keyed.example.test:{sites.keyed.port}/ingest"
+    before = len(sites.keyed.seen)
+    outcome = run(egress_pool, Runtime.PYTHON, code, sites.policy(), args=(url,))
+    assert outcome.verdict is Verdict.OK, outcome.stderr.decode()
+    assert outcome.stdout == b'HTTP/1.1 200 OK {"stored": {}}\n'
+    (request,) = sites.keyed.seen[before:]
+    assert [v for n, v in request.headers if n.lower() == "authorization"] == [SECRET]
+    assert [v for n, v in request.headers if n == "Host"] == [
+        f"keyed.example.test:{sites.keyed.port}"
+    ]
