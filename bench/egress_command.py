@@ -15,7 +15,7 @@
 3. The cost per worker of egress (its loopback up, the proxy's socket, the trust bundle): the
    boot time of workers of a pool with PoolConfig.egress_proxy on and one with it off, the
    executions alternating between the two pools.
-Prints a Markdown section (for bench/RESULTS.md).
+Prints a Markdown section and writes it to --results (bench/RESULTS.md) between its markers.
 """
 
 from __future__ import annotations
@@ -25,8 +25,10 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import socket
 import statistics
+import subprocess
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -39,12 +41,17 @@ from sandboxd_pool.egress.service import EgressService
 from sandboxd_pool.types import CEILING_LIMITS, DEFAULT_LIMITS
 
 HOST = "bench.example.test"
+DEFAULT_RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+BEGIN, END = "<!-- bench:egress:begin -->", "<!-- bench:egress:end -->"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-n", "--rounds", type=int, default=40, help="downloads per mode")
     parser.add_argument("--size-bytes", type=int, default=1024 * 1024)
     parser.add_argument("--boots", type=int, default=60, help="executions per pool (part 3)")
+    parser.add_argument(
+        "--results", type=Path, default=DEFAULT_RESULTS, help="where the section is written"
+    )
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -219,10 +226,13 @@ def run(args: argparse.Namespace) -> int:
         hosts_file = directory / "hosts"
         hosts_file.write_text(f"127.0.0.1 {HOST}\n")
         try:
+            load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
             lines = [
                 f"## `python -m bench egress` — {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
                 "",
-                f"{os.cpu_count()} CPUs, {platform.release()}, Python {platform.python_version()}",
+                f"{os.cpu_count()} CPUs, {platform.release()}, Python "
+                f"{platform.python_version()}, load average {load} at the start, engine "
+                f"{_commit()}",
                 "",
             ]
             lines += part_proxy(site, server, args.rounds, args.size_bytes)
@@ -230,5 +240,33 @@ def run(args: argparse.Namespace) -> int:
         finally:
             server.close()
     lines += part_workers(args.boots)
-    print("\n".join(lines))
+    section = "\n".join(lines)
+    print(section)
+    _write(args.results, section)
     return 0
+
+
+def _commit() -> str:
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "(not a git checkout)"
+    return done.stdout.strip()
+
+
+def _write(path: Path, section: str) -> None:
+    """Replace the egress section of `path` (append it if absent); the rest is kept."""
+    block = f"{BEGIN}\n{section.rstrip()}\n{END}\n"
+    text = path.read_text() if path.exists() else "# sandboxd benchmark results\n"
+    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END) + r"\n?", re.DOTALL)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: block, text, count=1)
+    else:
+        text = text.rstrip() + "\n\n" + block
+    path.write_text(text)
