@@ -13,7 +13,7 @@ import textwrap
 
 import pytest
 
-from sandboxd_pool import Limits, Pool, Runtime, Verdict
+from sandboxd_pool import InvalidRequest, Limits, Pool, PoolConfig, Runtime, Verdict
 from sandboxd_pool.egress import EgressHeader, EgressPolicy
 from sandboxd_pool.egress.ledger import MAX_DESTINATIONS, OTHER_DESTINATIONS
 from sandboxd_pool.egress.service import OVER_LIMIT_ANSWERS
@@ -510,3 +510,29 @@ def test_an_absolute_https_url_is_forwarded_over_tls_the_proxy_opens(
     assert [v for n, v in request.headers if n == "Host"] == [
         f"keyed.example.test:{sites.keyed.port}"
     ]
+
+
+def test_a_pool_without_egress_keeps_the_loopback_down_and_refuses_policies(
+    sites: Sites,
+) -> None:
+    config = PoolConfig(warm_workers_per_runtime=1, runtimes=(Runtime.PYTHON,), egress_proxy=False)
+    code = textwrap.dedent(
+        """
+        import errno, fcntl, socket, struct
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        flags = struct.unpack("16sh14x", fcntl.ioctl(s, 0x8913, struct.pack("16sh14x", b"lo", 0)))[1]
+        try:
+            socket.create_connection(("127.0.0.1", 3128), timeout=5)
+        except OSError as e:
+            print(bool(flags & 1), errno.errorcode[e.errno])
+        """
+    )
+    with Pool(config) as pool:
+        assert pool.wait_until_ready(60), pool.health()
+        outcome = run(pool, Runtime.PYTHON, code, None)
+        assert (outcome.verdict, outcome.stdout) == (Verdict.OK, b"False ENETUNREACH\n")
+        with pytest.raises(InvalidRequest) as caught:
+            run(pool, Runtime.PYTHON, "", sites.policy())
+    assert str(caught.value) == (
+        "egress: this pool serves no egress (PoolConfig.egress_proxy is off)"
+    )
