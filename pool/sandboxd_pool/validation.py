@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import posixpath
 from collections.abc import Mapping
 
 from .config import PoolConfig
 from .errors import InvalidRequest
+from .json_bounds import check_json
 from .types import ExecutionRequest, Limits, Mode, Runtime
 
 MIN_LIMITS = Limits(
@@ -23,6 +23,11 @@ NAME_MAX = 255  # bytes of one path component (Linux)
 PAGE_BYTES = 4096  # a tmpfs file takes whole pages
 MAX_ARG_BYTES = 128 * 1024
 MAX_ENV_ENTRIES = 1024
+# A HANDLER event is checked without being parsed into objects (json_bounds.py): at most this
+# many values (keys included) and levels of nesting, which also keep it within what the
+# runtimes' parsers read (Python's json stops near 1000 levels).
+MAX_EVENT_VALUES = 1_000_000
+MAX_EVENT_DEPTH = 512
 
 
 def validate(request: ExecutionRequest, config: PoolConfig) -> Limits:
@@ -79,20 +84,9 @@ def _check_mode_and_event(request: ExecutionRequest, config: PoolConfig) -> None
     if not len(request.event):
         return  # null
     try:
-        text = bytes(request.event).decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise InvalidRequest("event", f"is not valid UTF-8 ({e.reason})") from None
-    try:
-        # Strict JSON: NaN and Infinity are Python's extension, which JavaScript rejects.
-        json.loads(text, parse_constant=_reject_constant)
+        check_json(request.event, max_values=MAX_EVENT_VALUES, max_depth=MAX_EVENT_DEPTH)
     except ValueError as e:
-        raise InvalidRequest("event", f"is not valid JSON ({e})") from None
-    except RecursionError:
-        raise InvalidRequest("event", "nests arrays or objects too deeply to parse") from None
-
-
-def _reject_constant(name: str) -> object:
-    raise ValueError(f"{name} is not JSON")
+        raise InvalidRequest("event", str(e)) from None
 
 
 def _check_text(field: str, value: object, max_bytes: int) -> None:
@@ -120,7 +114,8 @@ def _check_files(request: ExecutionRequest, config: PoolConfig) -> None:
             raise InvalidRequest(field, "must be a non-empty relative path")
         normalized = posixpath.normpath(path)
         parts = path.split("/")
-        if ".." in parts or normalized.startswith("..") or normalized in (".", ""):
+        # `..data` and `...` are ordinary names: only a `..` component leaves the work dir.
+        if ".." in parts or normalized.split("/")[0] == ".." or normalized in (".", ""):
             raise InvalidRequest(field, "must not contain '..' or name the work dir itself")
         if any(part == "" for part in parts[:-1]) or path.endswith("/"):
             raise InvalidRequest(field, "must name a file (no empty path components)")
