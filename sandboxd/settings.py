@@ -46,6 +46,14 @@ class Settings:
     result_retention_s: float = 3600.0  # a finished execution's result is kept this long
     max_queued_jobs: int = 1000  # async executions waiting to start on this node
     async_max_bytes: int = 1024 * MIB  # memory for queued requests and kept results
+    max_queued_jobs_per_tenant: int = 100  # a tenant's async executions not finished yet
+    async_max_bytes_per_tenant: int = 256 * MIB  # a tenant's share of the async memory
+    # The edge (call_guard.py): what callers can hold before and while they are served.
+    max_calls_per_tenant: int = 32  # a tenant's calls open at once on this node
+    max_public_calls: int = 16  # health and reflection calls (no key) open at once
+    public_call_max_s: float = 10.0  # a health or reflection call lasts at most this long
+    idle_timeout_s: float = 30.0  # no request message / no response taken: the call ends
+    max_streams_per_connection: int = 100  # HTTP/2 concurrent streams of one connection
     # Cluster (jobs_redis.py, quotas_redis.py): None keeps everything on this node.
     redis_url: str | None = None  # redis://[:password@]host:port/db, rediss://..., unix://...
     redis_visibility_timeout_s: float = 30.0  # a job its node stopped renewing is taken over
@@ -172,6 +180,58 @@ _FLAGS: tuple[tuple[str, str, str, str], ...] = (
         "memory for queued async requests and kept results, bytes (default 1073741824 = 1 GiB)",
     ),
     (
+        "--max-queued-jobs-per-tenant",
+        "SANDBOXD_MAX_QUEUED_JOBS_PER_TENANT",
+        "max_queued_jobs_per_tenant",
+        "a tenant's async executions accepted and not finished (on this node, or in the "
+        "cluster with --redis-url); more are refused; a tenant's max_queued_jobs wins "
+        "(default 100)",
+    ),
+    (
+        "--async-max-bytes-per-tenant",
+        "SANDBOXD_ASYNC_MAX_BYTES_PER_TENANT",
+        "async_max_bytes_per_tenant",
+        "a tenant's share of the async memory (its queued requests with room for their "
+        "output, and its kept results), bytes; a tenant's max_async_bytes wins "
+        "(default 268435456 = 256 MiB)",
+    ),
+    (
+        "--max-calls-per-tenant",
+        "SANDBOXD_MAX_CALLS_PER_TENANT",
+        "max_calls_per_tenant",
+        "calls of one tenant open at once on this node (waiting for their request, running, "
+        "long-polling or sending); more are refused at once; a tenant's max_open_calls wins "
+        "(default 32)",
+    ),
+    (
+        "--max-public-calls",
+        "SANDBOXD_MAX_PUBLIC_CALLS",
+        "max_public_calls",
+        "health and reflection calls (which need no API key) open at once; more are refused "
+        "at once (default 16)",
+    ),
+    (
+        "--public-call-max-s",
+        "SANDBOXD_PUBLIC_CALL_MAX_S",
+        "public_call_max_s",
+        "seconds a health or reflection call (a Watch, a reflection stream) may stay open "
+        "(default 10)",
+    ),
+    (
+        "--idle-timeout-s",
+        "SANDBOXD_IDLE_TIMEOUT_S",
+        "idle_timeout_s",
+        "seconds a call may wait for its request message, or for its client to take a "
+        "response message, before it is ended with DEADLINE_EXCEEDED (default 30)",
+    ),
+    (
+        "--max-streams-per-connection",
+        "SANDBOXD_MAX_STREAMS_PER_CONNECTION",
+        "max_streams_per_connection",
+        "calls (HTTP/2 streams) one connection may have open at once; a client waits for "
+        "more (default 100)",
+    ),
+    (
         "--redis-url",
         "SANDBOXD_REDIS_URL",
         "redis_url",
@@ -272,6 +332,18 @@ def from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) ->
             values[field] = _int(problems, name, value, 1, 1_000_000)
         elif field == "async_max_bytes":
             values[field] = _int(problems, name, value, 16 * MIB, 1024 * 1024 * MIB)
+        elif field == "max_queued_jobs_per_tenant":
+            values[field] = _int(problems, name, value, 1, 1_000_000)
+        elif field == "async_max_bytes_per_tenant":
+            values[field] = _int(problems, name, value, 1 * MIB, 1024 * 1024 * MIB)
+        elif field == "max_calls_per_tenant":
+            values[field] = _int(problems, name, value, 1, 100_000)
+        elif field == "max_public_calls":
+            values[field] = _int(problems, name, value, 1, 10_000)
+        elif field == "max_streams_per_connection":
+            values[field] = _int(problems, name, value, 1, 100_000)
+        elif field in ("public_call_max_s", "idle_timeout_s"):
+            values[field] = _seconds(problems, name, value, 0.1, 3600)
         elif field in ("redis_visibility_timeout_s", "redis_lease_s"):
             values[field] = _seconds(problems, name, value, 1, 3600)
         elif field == "redis_url":
