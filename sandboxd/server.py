@@ -283,7 +283,7 @@ def _cluster(
     from .redis_link import RedisLink
 
     assert settings.redis_url is not None
-    link = RedisLink(settings.redis_url)
+    link = RedisLink(settings.redis_url, password=settings.redis_password)
     if not link.ping():
         log.warning(
             "starting without Redis: synchronous executions use node-local quotas, async "

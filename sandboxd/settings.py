@@ -4,10 +4,12 @@ startup with one clear message per bad value. A flag wins over its environment v
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import ipaddress
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from sandboxd_pool.jail.cgroups import PARENT_NAME_PATTERN
 
@@ -56,6 +58,10 @@ class Settings:
     max_streams_per_connection: int = 100  # HTTP/2 concurrent streams of one connection
     # Cluster (jobs_redis.py, quotas_redis.py): None keeps everything on this node.
     redis_url: str | None = None  # redis://[:password@]host:port/db, rediss://..., unix://...
+    # The Redis password kept out of the URL (and the process list): read from
+    # --redis-password-file, or SANDBOXD_REDIS_PASSWORD (environment only).
+    redis_password_file: str | None = None
+    redis_password: str | None = dataclasses.field(default=None, repr=False)
     redis_visibility_timeout_s: float = 30.0  # a job its node stopped renewing is taken over
     redis_lease_s: float = 30.0  # a dead node's concurrency slots are free again after this
 
@@ -239,6 +245,13 @@ _FLAGS: tuple[tuple[str, str, str, str], ...] = (
         "executions on a Redis Stream, tenant quotas cluster-wide (default: none, this node only)",
     ),
     (
+        "--redis-password-file",
+        "SANDBOXD_REDIS_PASSWORD_FILE",
+        "redis_password_file",
+        "file holding the Redis password (one line), so that it is not in --redis-url, which "
+        "the process list shows; or set SANDBOXD_REDIS_PASSWORD (default: the URL's, if any)",
+    ),
+    (
         "--redis-visibility-timeout-s",
         "SANDBOXD_REDIS_VISIBILITY_TIMEOUT_S",
         "redis_visibility_timeout_s",
@@ -295,6 +308,30 @@ def _seconds(problems: list[str], name: str, raw: str, lo: float, hi: float) -> 
     return value
 
 
+REDIS_PASSWORD_ENV = "SANDBOXD_REDIS_PASSWORD"
+
+
+def _password_file(problems: list[str], name: str, path: str) -> str | None:
+    """The password in `path`: its first line (without the newline), which must not be empty."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            password = f.readline().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as e:
+        problems.append(f"{name}: cannot read {path!r}: {e}")
+        return None
+    if not password:
+        problems.append(f"{name}: {path!r} is empty (its first line is the password)")
+        return None
+    return password
+
+
+def _url_password(url: str) -> str | None:
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None
+
+
 def _redacted(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     if "@" not in rest:
@@ -313,6 +350,7 @@ def from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) ->
         elif env.get(var):
             raw[field] = (var, env[var])
     tenant_labels = args.metrics_tenant_labels or env.get("SANDBOXD_METRICS_TENANT_LABELS", "")
+    env_password = env.get(REDIS_PASSWORD_ENV)
     problems: list[str] = []
     values: dict[str, object] = {}
     for field, (name, value) in raw.items():
@@ -353,6 +391,9 @@ def from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) ->
                     "(redis://HOST:PORT/DB, rediss://HOST:PORT/DB or unix:///PATH)"
                 )
             values[field] = value
+        elif field == "redis_password_file":
+            values[field] = value
+            values["redis_password"] = _password_file(problems, name, value)
         elif field == "runtimes":
             names = tuple(r.strip().lower() for r in value.split(",") if r.strip())
             bad = [r for r in names if r not in ("python", "javascript")]
@@ -378,6 +419,13 @@ def from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) ->
             values[field] = level
         else:
             values[field] = value
+    if env_password:
+        if "redis_password_file" in raw:
+            problems.append(
+                f"{REDIS_PASSWORD_ENV} and {raw['redis_password_file'][0]} both give the Redis "
+                "password; give one"
+            )
+        values["redis_password"] = env_password
     if tenant_labels:
         if tenant_labels.lower() not in ("true", "false", "1", "0"):
             problems.append(f"SANDBOXD_METRICS_TENANT_LABELS: {tenant_labels!r} is not true/false")
@@ -418,6 +466,17 @@ def _check(s: Settings, raw: Mapping[str, tuple[str, str]]) -> list[str]:
         path = getattr(s, field)
         if path is not None and not os.path.isabs(path):
             problems.append(f"{raw[field][0]}: {path!r} must be an absolute path")
+    if s.redis_password is not None or s.redis_password_file is not None:
+        where = (
+            raw["redis_password_file"][0] if "redis_password_file" in raw else REDIS_PASSWORD_ENV
+        )
+        if s.redis_url is None:
+            problems.append(f"{where}: a Redis password without --redis-url")
+        elif _url_password(s.redis_url) is not None:
+            problems.append(
+                f"{where}: --redis-url has a password too; give it in one place (not the URL, "
+                "which the process list shows)"
+            )
     if s.tenants_file is None and not s.listens_on_loopback_only:
         problems.append(
             f"{name}: refusing to serve {s.listen} without a tenants file: anyone who can "
