@@ -12,7 +12,11 @@ thread is committed and sees the call's metadata; `CallGuard` is that intercepto
   has at most `max_open_calls` calls open at once (its tenants-file value, else
   `--max-calls-per-tenant`); more are refused at once with RESOURCE_EXHAUSTED.
 - Calls of the services that need no key (health, reflection) are at most
-  `--max-public-calls` at once, each ended after `--public-call-max-s`.
+  `--max-public-calls` at once, each ended after `--public-call-max-s`. Their request
+  messages are read one at a time (first come, first served), must arrive within
+  PUBLIC_REQUEST_TIMEOUT_S, and are refused past MAX_PUBLIC_REQUEST_BYTES: gRPC's receive
+  limit is the tenants' 64 MiB for every method and a body is buffered whole once a handler
+  asks for it, so this keeps what callers without a key make the daemon hold to one body.
 - Every admitted call is registered with a watchdog until it ends: one whose request message
   has not arrived, or whose client has not taken a response message, for `--idle-timeout-s`
   is ended with DEADLINE_EXCEEDED (so is a public call past its lifetime).
@@ -41,6 +45,8 @@ from .status_server import to_status
 log = logging.getLogger("sandboxd.rpc")
 
 WATCHDOG_TICK_S = 0.1
+MAX_PUBLIC_REQUEST_BYTES = 64 * 1024  # health and reflection requests are a few bytes
+PUBLIC_REQUEST_TIMEOUT_S = 2.0  # their clients send the request with the call
 OnRefused = Callable[[grpc.StatusCode, BaseException], None]
 
 
@@ -52,14 +58,31 @@ class GuardLimits:
     idle_timeout_s: float  # no request / no response taken for this long: the call ends
 
 
+class _TooLarge:
+    """What a public request's deserializer returns for a body over the limit."""
+
+
+_TOO_LARGE = _TooLarge()
+
+
+def _small_only(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any]:
+    def deserialize(data: bytes) -> Any:
+        if len(data) > MAX_PUBLIC_REQUEST_BYTES:
+            return _TOO_LARGE
+        return data if deserializer is None else deserializer(data)
+
+    return deserialize
+
+
 class _Call:
     """One admitted call while it is open: when the watchdog must end it, and why."""
 
-    __slots__ = ("context", "deadline", "ended", "lifetime_deadline", "reason")
+    __slots__ = ("context", "deadline", "ended", "lifetime_deadline", "reason", "wait_s")
 
     def __init__(self, context: grpc.ServicerContext) -> None:
         self.context = context
         self.deadline: float | None = None  # of the current wait (request or response)
+        self.wait_s = 0.0  # how long the current wait may be
         self.reason = ""
         self.lifetime_deadline: float | None = None
         self.ended = False
@@ -74,7 +97,6 @@ class Watchdog:
         self._calls: set[_Call] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="sandboxd-watchdog", daemon=True)
-        self.ended = 0  # calls ended by the watchdog (for tests and logs)
 
     def start(self) -> None:
         self._thread.start()
@@ -93,10 +115,13 @@ class Watchdog:
         with self._lock:
             self._calls.discard(call)
 
-    def expect(self, call: _Call, what: str) -> None:
-        """The call now waits on its client (`what`: "request" or "response")."""
+    def expect(self, call: _Call, what: str, wait_s: float | None = None) -> None:
+        """The call now waits on its client (`what`: "request" or "response") for at most
+        `wait_s` (default --idle-timeout-s)."""
+        wait_s = self.idle_timeout_s if wait_s is None else wait_s
         with self._lock:
-            call.deadline = time.monotonic() + self.idle_timeout_s
+            call.deadline = time.monotonic() + wait_s
+            call.wait_s = wait_s
             call.reason = what
 
     def settle(self, call: _Call) -> None:
@@ -117,22 +142,29 @@ class Watchdog:
                 for call, _ in due:
                     self._calls.discard(call)
             for call, why in due:
-                self.ended += 1
-                _end(call.context, _message(why, self.idle_timeout_s, call))
+                _end(call.context, _message(why, call.wait_s, call.lifetime_deadline is not None))
 
 
-def _message(why: str, idle_timeout_s: float, call: _Call) -> str:
+def _message(why: str, wait_s: float, public: bool) -> str:
     if why == "request":
+        if public:
+            return (
+                f"no request message arrived within {wait_s:g} s (health and reflection "
+                "clients send it with the call)"
+            )
         return (
-            f"no request message arrived within {idle_timeout_s:g} s (--idle-timeout-s); "
+            f"no request message arrived within {wait_s:g} s (--idle-timeout-s); "
             "send the request when the call starts"
         )
     if why == "response":
         return (
-            f"the client did not take a response message for {idle_timeout_s:g} s "
+            f"the client did not take a response message for {wait_s:g} s "
             "(--idle-timeout-s); the call was ended"
         )
-    return "health and reflection calls are ended after --public-call-max-s seconds"
+    return LIFETIME_OVER
+
+
+LIFETIME_OVER = "health and reflection calls are ended after --public-call-max-s seconds"
 
 
 def _end(context: grpc.ServicerContext, message: str) -> None:
@@ -167,6 +199,7 @@ class CallGuard(grpc.ServerInterceptor):
         self._lock = threading.Lock()
         self._open: dict[str, int] = {}  # tenant -> calls open
         self._public = 0
+        self._public_reads = threading.Semaphore(1)  # one public request body read at once
         self.watchdog = Watchdog(limits.idle_timeout_s)
 
     def open_calls(self, tenant: str) -> int:
@@ -213,7 +246,7 @@ class CallGuard(grpc.ServerInterceptor):
                     1.0,
                 ),
             )
-        return self._guarded(handler, method, lambda: self._release(tenant.name), None)
+        return self._guarded(handler, method, lambda: self._release(tenant.name), None, False)
 
     # -- admission ----------------------------------------------------------------------------
 
@@ -234,7 +267,9 @@ class CallGuard(grpc.ServerInterceptor):
                     1.0,
                 ),
             )
-        return self._guarded(handler, method, self._release_public, self._limits.public_call_max_s)
+        return self._guarded(
+            handler, method, self._release_public, self._limits.public_call_max_s, True
+        )
 
     def _release(self, tenant: str) -> None:
         with self._lock:
@@ -274,8 +309,10 @@ class CallGuard(grpc.ServerInterceptor):
         method: str,
         release: Callable[[], None],
         lifetime_s: float | None,
+        public: bool,
     ) -> grpc.RpcMethodHandler[Any, Any]:
         watchdog = self.watchdog
+        public_reads = self._public_reads
 
         def begin(context: grpc.ServicerContext) -> _Call:
             call = _Call(context)
@@ -293,27 +330,56 @@ class CallGuard(grpc.ServerInterceptor):
                 end()  # the call is over already
             return call
 
-        def first_request(call: _Call, requests: Iterator[Any]) -> Any:
-            watchdog.expect(call, "request")
+        def read(call: _Call, requests: Iterator[Any]) -> Any:
+            """The next request message (StopIteration at the end), timed by the watchdog;
+            for a public call one body at a time, arriving soon, and a small one only."""
+            if not public:
+                watchdog.expect(call, "request")
+                try:
+                    return next(requests)
+                finally:
+                    watchdog.settle(call)
+            assert call.lifetime_deadline is not None
+            if not public_reads.acquire(
+                timeout=max(0.0, call.lifetime_deadline - time.monotonic())
+            ):
+                call.context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, LIFETIME_OVER)
+            watchdog.expect(call, "request", PUBLIC_REQUEST_TIMEOUT_S)
             try:
                 request = next(requests)
+            except BaseException:
+                public_reads.release()
+                raise
+            finally:
+                watchdog.settle(call)
+            if request is not _TOO_LARGE:
+                public_reads.release()
+                return request
+            # The body is still in memory (gRPC's buffer and its copy): the next public body
+            # is read once this call is over.
+            if not call.context.add_callback(public_reads.release):
+                public_reads.release()
+            call.context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                "Received message larger than max (health and reflection requests: "
+                f"{MAX_PUBLIC_REQUEST_BYTES} bytes)",
+            )
+
+        def first_request(call: _Call, requests: Iterator[Any]) -> Any:
+            try:
+                return read(call, requests)
             except StopIteration:
                 call.context.abort(
                     grpc.StatusCode.UNIMPLEMENTED,
                     f'"{method}" requires exactly one request message.',
                 )
-            watchdog.settle(call)
-            return request
 
         def watched_requests(call: _Call, requests: Iterator[Any]) -> Iterator[Any]:
             while True:
-                watchdog.expect(call, "request")
                 try:
-                    request = next(requests)
+                    request = read(call, requests)
                 except StopIteration:
                     return
-                finally:
-                    watchdog.settle(call)
                 yield request
 
         def sent(call: _Call, responses: Iterator[Any]) -> Iterator[Any]:
@@ -325,7 +391,11 @@ class CallGuard(grpc.ServerInterceptor):
                 watchdog.settle(call)
 
         options = {
-            "request_deserializer": handler.request_deserializer,
+            "request_deserializer": (
+                _small_only(handler.request_deserializer)
+                if public
+                else handler.request_deserializer
+            ),
             "response_serializer": handler.response_serializer,
         }
         if handler.unary_unary is not None:

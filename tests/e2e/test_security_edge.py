@@ -77,11 +77,19 @@ def test_calls_without_a_body_or_a_key_do_not_starve_another_tenant(
             latencies(victim, 3)  # warm
             baseline = median(latencies(victim, 10))
             with Attack(daemon.address) as attack:
-                no_key = attack.bodiless(EXECUTE, ATTACKERS, None)
-                bogus = attack.bodiless(EXECUTE, ATTACKERS, "sbx_bogus")
-                mallory = attack.bodiless(EXECUTE, ATTACKERS, keys["mallory"])
-                reflection = attack.reflection_streams(ATTACKERS)
-                health = attack.bodiless(HEALTH_CHECK, ATTACKERS, None)
+
+                def opened(method: str, key: str | None) -> list[Any]:
+                    # two connections of 60: within --max-streams-per-connection (100), so
+                    # every call reaches the daemon
+                    half = ATTACKERS // 2
+                    return attack.bodiless(method, half, key) + attack.bodiless(method, half, key)
+
+                no_key = opened(EXECUTE, None)
+                bogus = opened(EXECUTE, "sbx_bogus")
+                mallory = opened(EXECUTE, keys["mallory"])
+                reflection = attack.reflection_streams(ATTACKERS // 2)
+                reflection += attack.reflection_streams(ATTACKERS // 2)
+                health = opened(HEALTH_CHECK, None)
                 for calls, still_open in (
                     (no_key + bogus, 0),
                     (mallory, DEFAULT_MAX_CALLS_PER_TENANT),
@@ -113,43 +121,50 @@ def test_calls_without_a_body_or_a_key_do_not_starve_another_tenant(
 def test_a_request_without_a_valid_key_is_refused_before_its_body_is_buffered(
     tenants: tuple[str, dict[str, str]],
 ) -> None:
-    """Sixteen concurrent 64 MiB requests with a bogus key cost the daemon less memory than
-    one 64 MiB request of a tenant (measured with psutil on the daemon's process, in this
-    order, so the refused ones cannot reuse what the accepted one freed). Before the fix
-    they raised its RSS by ~1 GB before each was refused."""
+    """Sixteen concurrent 64 MiB requests with a bogus key cost a daemon less memory than one
+    64 MiB request of a tenant; sixteen concurrent 64 MiB health checks (which need no key,
+    and are read one at a time and refused past 64 KiB) less than three. Each figure is the
+    peak RSS rise of a daemon started for it alone (psutil), so none reuses memory another
+    phase freed. Before the fix the bogus-key requests raised the RSS by ~1 GB before each
+    was refused, and the health checks were all read at once (~3 GB)."""
     path, keys = tenants
-    daemon = start(["--tenants", path])
-    payload = pb.ExecuteRequest(
+    execute = pb.ExecuteRequest(
         runtime=pb.RUNTIME_PYTHON, code="import sys; sys.stdin.buffer.read()", stdin=b"x" * 64 * MIB
     ).SerializeToString()
+    health = health_pb2.HealthCheckRequest(service="x" * 64 * MIB).SerializeToString()
 
-    def send(key: str, count: int) -> tuple[int, list[str]]:
-        with Attack(daemon.address) as attack:
-            channels = [attack.channel() for _ in range(count)]
-            peak = PeakRss(daemon.proc.pid)
-            futures = [
-                c.unary_unary(EXECUTE, lambda x: x, lambda x: x).future(
-                    payload, metadata=(("authorization", f"Bearer {key}"),), timeout=120
-                )
-                for c in channels
-            ]
-            codes = []
-            for future in futures:
-                try:
-                    future.result()
-                    codes.append("OK")
-                except grpc.RpcError as e:
-                    codes.append(e.code().name)
-            return peak.stop(), codes
+    def rise(key: str | None, count: int, method: str, body: bytes) -> tuple[int, set[str]]:
+        daemon = start(["--tenants", path])
+        try:
+            metadata = (("authorization", f"Bearer {key}"),) if key else ()
+            with Attack(daemon.address) as attack:
+                channels = [attack.channel() for _ in range(count)]
+                peak = PeakRss(daemon.proc.pid)
+                futures = [
+                    c.unary_unary(method, lambda x: x, lambda x: x).future(
+                        body, metadata=metadata, timeout=120
+                    )
+                    for c in channels
+                ]
+                codes = set()
+                for future in futures:
+                    try:
+                        future.result()
+                        codes.add("OK")
+                    except grpc.RpcError as e:
+                        codes.add(e.code().name)
+                return peak.stop(), codes
+        finally:
+            stopped(daemon)
 
-    try:
-        refused_rise, refused = send("sbx_bogus", 16)
-        assert refused == ["UNAUTHENTICATED"] * 16
-        accepted_rise, accepted = send(keys["victim"], 1)
-        assert accepted == ["OK"]
-        assert refused_rise < accepted_rise, (refused_rise / MIB, accepted_rise / MIB)
-    finally:
-        stopped(daemon)
+    accepted, codes = rise(keys["victim"], 1, EXECUTE, execute)
+    assert codes == {"OK"}
+    bogus, codes = rise("sbx_bogus", 16, EXECUTE, execute)
+    assert codes == {"UNAUTHENTICATED"}
+    public, codes = rise(None, 16, HEALTH_CHECK, health)
+    assert codes == {"RESOURCE_EXHAUSTED"}
+    assert bogus < accepted, (bogus / MIB, accepted / MIB)
+    assert public < 3 * accepted, (public / MIB, accepted / MIB)
 
 
 def test_idle_calls_and_public_calls_end(tenants: tuple[str, dict[str, str]]) -> None:
@@ -165,11 +180,11 @@ def test_idle_calls_and_public_calls_end(tenants: tuple[str, dict[str, str]]) ->
     )
     try:
         with Attack(daemon.address) as attack:
-            (idle,) = attack.bodiless(EXECUTE, 1, keys["mallory"])
-            (reflection,) = attack.reflection_streams(1)
             health_stub: Any = health_pb2_grpc.HealthStub(attack.channel())
             watch = health_stub.Watch(health_pb2.HealthCheckRequest(service=""))
             assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+            (idle,) = attack.bodiless(EXECUTE, 1, keys["mallory"])
+            (reflection,) = attack.reflection_streams(1)
             for call, setting in ((idle, "--idle-timeout-s"), (reflection, "--public-call-max-s")):
                 wait_settled([call], 0, timeout_s=60)
                 assert call.code() is grpc.StatusCode.DEADLINE_EXCEEDED, call
@@ -187,6 +202,27 @@ def test_idle_calls_and_public_calls_end(tenants: tuple[str, dict[str, str]]) ->
             health: Any = health_pb2_grpc.HealthStub(channel)
             reply = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=30)
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        stopped(daemon)
+
+
+def test_an_idle_public_call_holds_up_health_checks_only_briefly(
+    tenants: tuple[str, dict[str, str]],
+) -> None:
+    """Public requests are read one at a time; one that never arrives is given up after a
+    couple of seconds (its call ends with DEADLINE_EXCEEDED), so a health check behind it is
+    answered."""
+    path, _ = tenants
+    daemon = start(["--tenants", path])
+    try:
+        with Attack(daemon.address) as attack:
+            (reflection,) = attack.reflection_streams(1)
+            health: Any = health_pb2_grpc.HealthStub(attack.channel())
+            reply = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=30)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+            wait_settled([reflection], 0)
+            assert reflection.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+            assert "no request message arrived" in reflection.details()
     finally:
         stopped(daemon)
 
