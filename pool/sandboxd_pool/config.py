@@ -8,13 +8,23 @@ import sys
 from dataclasses import dataclass, field
 
 from .jail.cgroups import PARENT_NAME_PATTERN, CgroupSetup
+from .jail.elf_runpath import runpath
 from .jail.mode import MODES, JailMode
-from .jail.policy import SANDBOX_UID, WORK_DIR, Bind, JailPlan, RlimitPlan, RuntimePlan
+from .jail.policy import (
+    BOOT_MOUNT,
+    NODE_MOUNT,
+    PYTHON_MOUNT,
+    SANDBOX_UID,
+    WORK_DIR,
+    Bind,
+    JailPlan,
+    RlimitPlan,
+    RuntimePlan,
+)
 from .types import CEILING_LIMITS, DEFAULT_LIMITS, Limits, Runtime
 
 BOOT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_in_worker")
 JAIL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "jail")
-JAIL_BOOT_DIR = "/opt/sandboxd"
 DEBIAN_NODE_BUILTINS = "/usr/share/nodejs"
 
 
@@ -61,6 +71,12 @@ class PoolConfig:
     # start per worker) rather than exec'd one by one. Node is always exec'd (V8 cannot fork).
     # Root mode only: in subuid mode Python workers are always exec'd (logged at start).
     python_template: bool = True
+    # A template's children share what it held when they were forked: the hash seed, the
+    # stack-canary seed (AT_RANDOM), the address layout. It is replaced by a fresh one (started
+    # in the background) after this many children or this many seconds, whichever comes first,
+    # which bounds how many executions share them. Its start costs ~30 ms of CPU once.
+    template_max_forks: int = 250
+    template_max_age_s: float = 300.0
 
     def __post_init__(self) -> None:
         if self.warm_workers_per_runtime < 1:
@@ -69,6 +85,10 @@ class PoolConfig:
             raise ValueError("max_concurrent_executions must be >= 1")
         if not self.runtimes:
             raise ValueError("runtimes must name at least one runtime")
+        if self.template_max_forks < 1:
+            raise ValueError("template_max_forks must be >= 1")
+        if self.template_max_age_s <= 0:
+            raise ValueError("template_max_age_s must be > 0")
         if self.jail_mode not in MODES:
             raise ValueError(f"jail_mode must be one of {', '.join(MODES)}")
         if not PARENT_NAME_PATTERN.fullmatch(self.cgroup_parent):
@@ -91,36 +111,53 @@ def _python_plan(config: PoolConfig) -> RuntimePlan:
     prefix = os.path.dirname(os.path.dirname(exe))
     binds: list[Bind] = []
     masked: list[str] = []
-    # A prefix of its own (pyenv, /opt/python) is bound; a system interpreter's (/usr) already
-    # is, and "/" (an interpreter in /bin, or a bogus path) must never be bound.
+    argv0 = exe
+    # A prefix of its own (pyenv, /opt/python) is mounted at PYTHON_MOUNT, never at its host
+    # path (which may name a home directory); a system interpreter's (/usr) already is, and "/"
+    # (an interpreter in /bin, or a bogus path) must never be bound.
     if prefix not in ("/", "") and not prefix.startswith("/usr") and os.path.isdir(prefix):
-        binds.append(Bind(prefix))
+        rel_exe = os.path.relpath(exe, prefix)
+        relocate = (rel_exe,) if _has_runpath(exe) else ()
+        binds.append(Bind(prefix, target=PYTHON_MOUNT, relocate_runpath=relocate))
+        argv0 = f"{PYTHON_MOUNT}/{rel_exe}"
         lib = os.path.join(prefix, "lib")
         if os.path.isdir(lib):
             masked += [
-                os.path.join(lib, d, "site-packages")
+                f"{PYTHON_MOUNT}/lib/{d}/site-packages"
                 for d in os.listdir(lib)
                 if d.startswith("python") and os.path.isdir(os.path.join(lib, d, "site-packages"))
             ]
     return RuntimePlan(
         name=Runtime.PYTHON.value,
-        argv=(exe, "-I", "-S", "-B", f"{JAIL_BOOT_DIR}/python_boot.py"),
+        argv=(argv0, "-I", "-S", "-B", f"{BOOT_MOUNT}/python_boot.py"),
         binds=tuple(binds),
         masked_dirs=tuple(masked),
         env={"PATH": "/usr/bin:/bin", "HOME": WORK_DIR, "LANG": "C.UTF-8", "PYTHONUTF8": "1"},
     )
 
 
+def _has_runpath(exe: str) -> bool:
+    try:
+        with open(exe, "rb") as f:
+            return runpath(f.read()) is not None
+    except (OSError, ValueError):
+        return False
+
+
 def _node_plan(config: PoolConfig) -> RuntimePlan:
     exe = config.node_path
-    binds = [] if exe.startswith("/usr/") else [Bind(exe, is_dir=False)]
+    binds: list[Bind] = []
+    argv0 = exe
+    if not exe.startswith("/usr/"):  # its directory at NODE_MOUNT, not at its host path
+        binds.append(Bind(os.path.dirname(exe), target=NODE_MOUNT))
+        argv0 = f"{NODE_MOUNT}/{os.path.basename(exe)}"
     # Debian's own Node build loads some builtins (cjs-module-lexer, acorn, undici) from here at
     # start; without it every worker aborts ("Cannot load externalized builtin").
     if os.path.isdir(DEBIAN_NODE_BUILTINS):
         binds.append(Bind(DEBIAN_NODE_BUILTINS))
     return RuntimePlan(
         name=Runtime.JAVASCRIPT.value,
-        argv=(exe, f"{JAIL_BOOT_DIR}/node_boot.js"),
+        argv=(argv0, f"{BOOT_MOUNT}/node_boot.js"),
         binds=tuple(binds),
         env={"PATH": "/usr/bin:/bin", "HOME": WORK_DIR, "LANG": "C.UTF-8"},
     )
@@ -178,4 +215,6 @@ def build_jail_plan(config: PoolConfig, cgroups: CgroupSetup, mode: JailMode) ->
         boot_pids=config.ceiling_limits.max_processes,
         jail_mode=mode.mode,
         gid_base=mode.gid_base,
+        template_max_forks=config.template_max_forks,
+        template_max_age_s=config.template_max_age_s,
     )

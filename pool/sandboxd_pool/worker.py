@@ -44,6 +44,9 @@ ZYGOTE_DIED_MESSAGE = (
     b"its worker; the worker's exit could not be observed\n"
 )
 
+# The worker's init exited by itself without reporting the program's exit (jail/init.py).
+INIT_LOST_MESSAGE = b"sandboxd: the worker's init exited without reporting the program's exit\n"
+
 OutputCallback = Callable[[Stream, bytes], None]
 
 
@@ -56,9 +59,19 @@ class RunResult:
 
 
 class Worker:
-    def __init__(self, spawned: SpawnedWorker, spawn_started: float, cpu_cores: float) -> None:
+    def __init__(
+        self,
+        spawned: SpawnedWorker,
+        spawn_started: float,
+        cpu_cores: float,
+        acting_as: tuple[int, int] | None = None,
+    ) -> None:
         self.spawned = spawned
-        self.pid = spawned.pid
+        # Root mode: the worker's host (uid, gid), which the pool takes (in one thread, for
+        # the call) to tighten the program's rlimits: see rlimits.limit_running_worker.
+        self.acting_as = acting_as
+        self.pid = spawned.pid  # the init: PID 1 of the worker's PID namespace
+        self.program_pid = spawned.program_pid  # its child, the program (see jail/init.py)
         self.runtime = spawned.runtime
         self.spawn_started = spawn_started
         self.cpu_cores = cpu_cores  # cgroup CPU quota while the request runs; 0: none
@@ -79,7 +92,7 @@ class Worker:
             data = os.read(self.spawned.control, 1)
         except OSError:
             return False
-        if data != b"R":
+        if data != b"R" or not self.program_pid:
             return False
         self.boot_us = int((time.monotonic() - self.spawn_started) * 1e6)
         # Hold the worker's mount namespace: otherwise its teardown (an RCU grace period,
@@ -150,10 +163,14 @@ class Worker:
         if cg is not None:
             cg.set_limits(limits.memory_bytes, limits.max_processes, self.cpu_cores)
         mounts.resize_scratch(self.pid, limits.tmpfs_bytes, self.spawned.scratch_fs)
-        proc_cpu_us = _proc_cpu_us(self.pid)
+        proc_cpu_us = _proc_cpu_us(self.program_pid)
         cpu_s = (proc_cpu_us // 1_000_000) + (limits.cpu_time_ms + 999) // 1000 + 1
         rlimits.limit_running_worker(
-            self.pid, cpu_s, limits.max_processes, 0 if cg else limits.memory_bytes
+            self.program_pid,
+            cpu_s,
+            limits.max_processes,
+            0 if cg else limits.memory_bytes,
+            acting_as=self.acting_as,
         )
         return (cg.cpu_time_ns() if cg else 0), proc_cpu_us
 
@@ -190,14 +207,15 @@ class Worker:
         on_output: OutputCallback | None,
         output_paused: Callable[[], bool] | None,
     ) -> None:
-        """Feed stdin, drain the outputs and enforce the limits until the worker's PID 1 has
-        exited (its pidfd says so; every other process of its PID namespace is gone by then),
-        whatever the program does with its descriptors; then drain what is left in the pipes
-        for at most DRAIN_GRACE_S."""
+        """Feed stdin, drain the outputs and enforce the limits until the program has exited
+        (its init reports it on the exit pipe) or the worker's PID 1 is gone (its pidfd says
+        so), whatever the program does with its descriptors; then drain what is left in the
+        pipes for at most DRAIN_GRACE_S. The init exits right after its report, which ends
+        whatever else is left of the namespace."""
         sp = self.spawned
         stdin = memoryview(stdin_data)
         stdin_open = bool(stdin) or self._close_stdin()
-        for fd in (sp.stdin, sp.stdout, sp.stderr, sp.control):
+        for fd in (sp.stdin, sp.stdout, sp.stderr, sp.control, sp.exit_pipe):
             with contextlib.suppress(OSError):
                 os.set_blocking(fd, False)
         streams = {sp.stdout: watch.out, sp.stderr: watch.err}
@@ -218,6 +236,7 @@ class Worker:
             poller = select.poll()
             if watch.exited_at is None:
                 poller.register(sp.pidfd, select.POLLIN)
+                poller.register(sp.exit_pipe, select.POLLIN)
             if stdin_open:
                 poller.register(sp.stdin, select.POLLOUT)
             for fd, capture in streams.items():
@@ -228,7 +247,13 @@ class Worker:
             else:
                 wait_s = min(max(watch.deadline - now, 0.0), CPU_POLL_S)
             for fd, _events in poller.poll(wait_s * 1000):
-                if fd == sp.pidfd:
+                if fd in (sp.pidfd, sp.exit_pipe):
+                    if watch.exited_at is not None:
+                        continue
+                    if fd == sp.exit_pipe:
+                        watch.program_exit = _read_program_exit(sp.exit_pipe)
+                    # The program has exited (its init says so), or the init itself is gone
+                    # (killed with the whole namespace).
                     watch.exited_at = time.monotonic()
                     if stdin_open:
                         stdin_open = self._close_stdin()
@@ -262,10 +287,11 @@ class Worker:
         elif cg is not None and cg.cpu_time_ns() - watch.cpu_base_ns > cpu_limit_ns:
             self._kill_once(watch, KillReason.CPU)
         elif cg is None and (
-            (_proc_cpu_us(self.pid, children=True) - watch.proc_cpu_base_us) * 1000 > cpu_limit_ns
+            (_proc_cpu_us(self.program_pid, children=True) - watch.proc_cpu_base_us) * 1000
+            > cpu_limit_ns
         ):
-            # No cgroup (rlimit fallback): PID 1's threads and its reaped children; a running
-            # child is stopped by its own RLIMIT_CPU (whole seconds) only.
+            # No cgroup (rlimit fallback): the program's threads and its reaped children; a
+            # running child is stopped by its own RLIMIT_CPU (whole seconds) only.
             self._kill_once(watch, KillReason.CPU)
 
     def _kill_once(self, watch: _Watch, reason: KillReason) -> None:
@@ -276,21 +302,24 @@ class Worker:
             watch.killed_at = time.monotonic()
 
     def _outcome(self, watch: _Watch, execution_id: str) -> RunResult:
-        """The verdict and usage from the kernel's facts (the zygote's exit report, the
-        cgroup) and what supervision saw."""
+        """The verdict and usage from the kernel's facts (the program's wait status and rusage
+        as its init read them, the cgroup's counters; or the zygote's exit report when the init
+        did not report, or the program died of SIGKILL or SIGSYS, which the zygote may have
+        sent for a blocked syscall) and what supervision saw."""
         sp = self.spawned
         cg = sp.cgroup
         limits = watch.limits
         exited_at = watch.exited_at if watch.exited_at is not None else time.monotonic()
         wall_us = int((exited_at - watch.started) * 1e6)
-        report: dict[str, Any] | None
+        report: dict[str, Any] | None = self._report_of_init(watch)
         unobserved = UNOBSERVED_MESSAGE
-        try:
-            report = sp.exit_report.result(timeout=EXIT_REPORT_TIMEOUT_S)
-        except FutureTimeout:
-            report = None
-        except ZygoteDied:
-            report, unobserved = None, ZYGOTE_DIED_MESSAGE
+        if report is None:
+            try:
+                report = sp.exit_report.result(timeout=EXIT_REPORT_TIMEOUT_S)
+            except FutureTimeout:
+                report = None
+            except ZygoteDied:
+                report, unobserved = None, ZYGOTE_DIED_MESSAGE
         facts = (report or {}).get("facts") or {}
         rusage = (report or {}).get("rusage") or {}
         if cg is not None and facts:
@@ -301,6 +330,8 @@ class Worker:
                 0, rusage.get("utime_us", 0) + rusage.get("stime_us", 0) - watch.proc_cpu_base_us
             )
             peak = int(rusage.get("maxrss_kb", 0)) * 1024
+        if report is not None and report.get("init_lost"):
+            report, unobserved = None, INIT_LOST_MESSAGE
         status = None if report is None else int(report["status"])
         result = watch.result
         # A complete result is one that ended with the socket's close, under the cap.
@@ -349,6 +380,38 @@ class Worker:
         )
         return RunResult(outcome=outcome, exit_report=report, callback_error=watch.callback_error)
 
+    def _report_of_init(self, watch: _Watch) -> dict[str, Any] | None:
+        """The exit report from the init's own account and the cgroup, without waiting for the
+        zygote: only for a program that ended by itself (not killed by the pool) and not by
+        SIGKILL or SIGSYS (a blocked syscall, an OOM kill: the zygote's report says which)."""
+        program_exit = watch.program_exit
+        if program_exit is None or watch.kill_reason is not KillReason.NONE:
+            return None
+        status, utime_us, stime_us, maxrss_kb = program_exit
+        if os.WIFSIGNALED(status) and os.WTERMSIG(status) in (signal.SIGKILL, signal.SIGSYS):
+            return None
+        facts: dict[str, int] = {}
+        cg = self.spawned.cgroup
+        if cg is not None:
+            try:
+                f = cg.facts()
+            except OSError:  # already removed: the zygote's report has them
+                return None
+            facts = {
+                "peak_memory_bytes": f.peak_memory_bytes,
+                "oom_kills": f.oom_kills,
+                "cpu_time_ns": f.cpu_time_ns,
+                "pids_limit_hits": f.pids_limit_hits,
+            }
+            if f.oom_kills:
+                return None
+        return {
+            "status": status,
+            "rusage": {"utime_us": utime_us, "stime_us": stime_us, "maxrss_kb": maxrss_kb},
+            "facts": facts,
+            "blocked_syscall": None,
+        }
+
     def _send_frame(
         self, request: ExecutionRequest, limits: Limits, execution_id: str, deadline: float
     ) -> None:
@@ -377,7 +440,15 @@ class Worker:
                 return
             self._closed = True
         sp = self.spawned
-        for fd in (sp.pidfd, sp.stdout, sp.stderr, sp.control, self.mount_ns_fd, sp.scratch_fs):
+        for fd in (
+            sp.pidfd,
+            sp.stdout,
+            sp.stderr,
+            sp.control,
+            sp.exit_pipe,
+            self.mount_ns_fd,
+            sp.scratch_fs,
+        ):
             with contextlib.suppress(OSError):
                 os.close(fd)
 
@@ -423,11 +494,12 @@ class _Watch:
     started: float  # monotonic seconds, when the request frame was sent
     deadline: float  # started + the wall-time limit
     cpu_base_ns: int  # the cgroup's CPU time when the request was sent
-    proc_cpu_base_us: int  # PID 1's CPU time then (no cgroup)
+    proc_cpu_base_us: int  # the program's CPU time then (no cgroup)
     handler_mode: bool
     kill_reason: KillReason = KillReason.NONE
     killed_at: float = 0.0
-    exited_at: float | None = None  # when PID 1's pidfd said it had exited
+    exited_at: float | None = None  # when the program (or PID 1) was seen to have exited
+    program_exit: tuple[int, int, int, int] | None = None  # the init's report (see jail/init.py)
     callback_error: BaseException | None = None
     out: _Capture = field(init=False)
     err: _Capture = field(init=False)
@@ -438,6 +510,17 @@ class _Watch:
         self.out = _Capture(cap, Stream.STDOUT)
         self.err = _Capture(cap, Stream.STDERR)
         self.result = _Capture(cap, None)
+
+
+def _read_program_exit(fd: int) -> tuple[int, int, int, int] | None:
+    """The init's one-line report: (wait status, utime us, stime us, max RSS KiB); None at EOF
+    (the init died without one) or if it is malformed."""
+    try:
+        fields = os.read(fd, 256).split()
+        status, utime_us, stime_us, maxrss_kb = (int(f) for f in fields)
+    except (OSError, ValueError):
+        return None
+    return status, utime_us, stime_us, maxrss_kb
 
 
 def _feed(fd: int, data: memoryview) -> memoryview:

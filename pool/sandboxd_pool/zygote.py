@@ -78,8 +78,11 @@ class SpawnedWorker:
     stdout: int
     stderr: int
     control: int
+    exit_pipe: int  # the worker's init writes the program's exit here (jail/init.py)
     exit_report: Future[dict[str, Any]]
     scratch_fs: int = -1  # subuid mode: fs context of the worker's scratch tmpfs (resize)
+    # Host pid of the program, the child of the worker's init (PID 1, `pid`); 0 if unknown.
+    program_pid: int = 0
 
 
 class ZygoteClient:
@@ -230,8 +233,10 @@ class ZygoteClient:
                 stdout=fds[2],
                 stderr=fds[3],
                 control=fds[4],
+                exit_pipe=fds[5],
                 exit_report=exit_future,
-                scratch_fs=fds[5] if len(fds) > 5 else -1,
+                scratch_fs=fds[6] if len(fds) > 6 else -1,
+                program_pid=int(message.get("program_pid", 0)),
             )
             if future is None or not future.set_running_or_notify_cancel():
                 for fd in fds:

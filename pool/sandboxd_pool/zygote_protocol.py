@@ -2,10 +2,11 @@
 file descriptors attached by SCM_RIGHTS. Both sides import this module.
 
 pool -> zygote                         zygote -> pool
-  {"op": "spawn", "id", "runtime"}       {"op": "spawned", "id", "pid", "slot", "cgroup"} + fds
+  {"op": "spawn", "id", "runtime"}       {"op": "spawned", "id", "pid", "slot", "cgroup",
+                                          "program_pid"} + fds
                                          {"op": "spawn_failed", "id", "error"}
-                                         {"op": "exited", "pid", "status", "rusage", "facts",
-                                          "blocked_syscall", "boot_error"}
+                                         {"op": "exited", "pid", "status", "init_lost",
+                                          "rusage", "facts", "blocked_syscall", "boot_error"}
   {"op": "shutdown"} (or EOF)            {"op": "hello", "pid", "swept", "engine"}
 """
 
@@ -18,7 +19,8 @@ from typing import Any
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_FDS = 8
 
-# The fds attached to a "spawned" message, in order: pidfd, stdin, stdout, stderr, control.
+# The fds attached to a "spawned" message, in order: pidfd, stdin, stdout, stderr, control,
+# the init's exit pipe, and (subuid mode) the scratch fs context.
 
 
 def send(sock: socket.socket, message: dict[str, Any], fds: list[int] | None = None) -> None:

@@ -71,7 +71,10 @@ PY_ATTACKER = textwrap.dedent(
     environ = b""
     for d in os.listdir("/proc"):
         if d.isdigit():
-            environ += open(f"/proc/{d}/environ", "rb").read()
+            try:
+                environ += open(f"/proc/{d}/environ", "rb").read()
+            except PermissionError:  # the worker's init (PID 1) is closed to the program
+                pass
     out["environs"] = environ.decode(errors="replace")
     try:
         os.kill(-1, signal.SIGKILL)  # every process this one may signal, except itself
@@ -100,7 +103,7 @@ JS_ATTACKER = textwrap.dedent(
     const out = {};
     for (const d of ['/work', '/tmp', '/dev/shm']) out['ls ' + d] = fs.readdirSync(d).sort();
     out.environs = fs.readdirSync('/proc').filter((d) => /^\\d+$/.test(d))
-      .map((d) => fs.readFileSync(`/proc/${d}/environ`, 'latin1')).join('');
+      .map((d) => { try { return fs.readFileSync(`/proc/${d}/environ`, 'latin1'); } catch (e) { return ''; } }).join('');
     try { process.kill(-1, 'SIGKILL'); out['kill -1'] = 'OK'; } catch (e) { out['kill -1'] = e.code; }
     const hits = [];
     // kill(tid, 0) also succeeds for the ids of node's own threads: those are not others
@@ -272,27 +275,6 @@ def test_a_fault_is_killed_with_its_signal(pool: Pool) -> None:
     assert outcome.signal == signal.SIGSEGV
     assert outcome.exit_code is None
     assert b"unreachable" not in outcome.stdout
-
-
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGXCPU], ids=str)
-def test_a_signal_sent_to_itself_is_ignored_as_by_any_pid_1(
-    pool: Pool, sig: signal.Signals
-) -> None:
-    """The program is PID 1 of its namespace (README, known limits): the kernel drops signals
-    it sends itself with the default action. Its own children die of them normally."""
-    code = textwrap.dedent(
-        f"""
-        import os, signal, subprocess
-        if {int(sig)} != signal.SIGKILL:
-            signal.signal({int(sig)}, signal.SIG_DFL)
-        os.kill(os.getpid(), {int(sig)})
-        child = subprocess.run(["/bin/sh", "-c", "kill -{int(sig)} $$"])
-        print("alive", child.returncode)
-        """
-    )
-    outcome = run(pool, Runtime.PYTHON, code, limits=Limits(cpu_time_ms=5_000, wall_time_ms=5_000))
-    assert outcome.verdict is Verdict.OK, outcome
-    assert outcome.stdout == f"alive {-int(sig)}\n".encode()
 
 
 def test_32_bit_syscall_abi_is_refused(pool: Pool) -> None:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import psutil
 import pytest
 
+from sandboxd_pool._in_zygote.seccomp_policy import SeccompProgram, build_program
 from sandboxd_pool.jail.seccomp import (
     AUDIT_ARCH_X86_64,
     SYS_SECCOMP,
@@ -36,7 +37,6 @@ from sandboxd_pool.jail.seccomp import (
     receive_notification,
     respond_error,
 )
-from sandboxd_pool.seccomp_policy import SeccompProgram, build_program
 
 PYTHON = "/root/.pyenv/versions/3.11.7/bin/python3.11"
 NODE = "/usr/bin/node"

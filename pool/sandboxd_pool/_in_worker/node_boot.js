@@ -30,9 +30,16 @@ function readExact(n) {
 }
 
 // Warm up: create the stdout/stderr streams (for pipes this loads net and stream, several ms
-// that would otherwise land on the first console.log of the request).
-void process.stdout;
-void process.stderr;
+// that would otherwise land on the first console.log of the request). Opening a pipe as a
+// stream makes libuv set O_NONBLOCK on it, and that flag belongs to the open file, which the
+// program's fs.writeSync(1, ...) and its child processes share: they would fail with EAGAIN
+// when the pipe is full. Make them blocking again, as a shell gives them to a program (a
+// stream's writes then block like those to a file, and nothing is lost).
+for (const stream of [process.stdout, process.stderr]) {
+  if (stream._handle && typeof stream._handle.setBlocking === 'function') {
+    stream._handle.setBlocking(true);
+  }
+}
 fs.writeSync(CONTROL_FD, 'R');
 const header = JSON.parse(readExact(readExact(4).readUInt32BE(0)).toString('utf8'));
 const code = readExact(header.code_size);

@@ -7,8 +7,9 @@ SOCK_SEQPACKET socket to the zygote. It never runs user code and never sees a re
 child it clones (CLONE_NEWPID | CLONE_PARENT: PID 1 of its own namespace, child of the zygote)
 confines itself (jail/enter.py: enter_forked) and only then reads its one request.
 
-zygote -> template: first a config message {bpf, rlimits, scratch_bytes, cgroup_version},
-then {uid} + fds [stdin, stdout, stderr, control, setup, cgroup entry fds...] per worker.
+zygote -> template: first a config message {bpf, rlimits, scratch_bytes, cgroup_version, root},
+then {uid} + fds [stdin, stdout, stderr, control, setup, exit pipe, cgroup entry fds...] per
+worker.
 template -> zygote: b"ready" once warm, then {pid} or {error} per worker.
 """
 
@@ -25,10 +26,12 @@ MYPY = False
 if MYPY:  # the type checker sees the package; the jail sees these dirs on sys.path
     from sandboxd_pool._in_worker import python_boot
     from sandboxd_pool.jail import enter, namespaces
+    from sandboxd_pool.jail.enter import TemplateRoot
     from sandboxd_pool.jail.policy import RlimitPlan
 else:
     import python_boot
     from jail import enter, namespaces
+    from jail.enter import TemplateRoot
     from jail.policy import RlimitPlan
 
 ZYGOTE_FD = 3
@@ -40,6 +43,7 @@ def main() -> None:
     # Imports that workers would otherwise each pay for, done once here.
     bpf = config["bpf"]
     rlimits_plan = RlimitPlan(**config["rlimits"])
+    root = TemplateRoot.from_marshal(config["root"])
     python_boot._warm_up()
     zygote.send(b"ready")
     while True:
@@ -58,8 +62,9 @@ def main() -> None:
             continue
         if pid == 0:
             zygote.detach()  # fd 3 becomes the worker's control socket below
-            stdin, stdout, stderr, control, setup, *cgroup_fds = fds
+            stdin, stdout, stderr, control, setup, exit_pipe, *cgroup_fds = fds
             enter.enter_forked(
+                root,
                 config["scratch_bytes"],
                 rlimits_plan,
                 bpf,
@@ -67,6 +72,7 @@ def main() -> None:
                 tuple(cgroup_fds),
                 (stdin, stdout, stderr, control),
                 setup,
+                exit_pipe,
             )
             python_boot.serve_one_request()
         for fd in fds:

@@ -32,9 +32,25 @@ from typing import Any
 from .. import zygote_protocol as proto
 from ..jail import mode, mounts, namespaces, seccomp
 from ..jail.cgroups import CgroupSetup, WorkerCgroup
-from ..jail.enter import enter_and_exec, jail_extra_binds
-from ..jail.policy import SANDBOX_UID, JailPlan
-from ..seccomp_policy import SeccompProgram, build_program
+from ..jail.enter import TemplateRoot, enter_and_exec, layer_patches
+from ..jail.init import EXIT_PREFIX
+from ..jail.policy import BOOT_MOUNT, SANDBOX_UID, JailPlan
+from .seccomp_policy import SeccompProgram, build_program
+
+
+@dataclass
+class Template:
+    """A running Python template (see _in_worker/python_template.py)."""
+
+    pid: int
+    sock: socket.socket
+    started_at: float  # monotonic seconds
+    forks: int = 0
+
+    def kill(self) -> None:
+        self.sock.close()
+        with contextlib.suppress(OSError):
+            os.kill(self.pid, signal.SIGKILL)
 
 
 @dataclass
@@ -50,6 +66,8 @@ class Child:
     boot_error: str = ""
     spawn_id: int = 0
     reported_spawned: bool = False
+    program_pid: int = 0  # host pid of the program, the child of the worker's init
+    program_status: int | None = None  # its raw wait status, as the init reported it
     pool_fds: list[int] = field(default_factory=list)
     map_helpers: dict[int, int] = field(default_factory=dict)  # subuid: helper pid -> stderr fd
 
@@ -62,8 +80,10 @@ class Zygote:
         self.plan = plan
         self.pool = pool
         self.programs: dict[str, SeccompProgram] = {
-            name: build_program(name) for name in plan.runtimes
+            name: build_program(name, memory_cgroup=plan.cgroup_version != 0)
+            for name in plan.runtimes
         }
+        self.patches = {name: layer_patches(plan.layers(name)) for name in plan.runtimes}
         self.cgroups = (
             CgroupSetup(version=plan.cgroup_version, parents=plan.cgroup_parent)
             if plan.cgroup_version
@@ -73,7 +93,8 @@ class Zygote:
         self.map_helpers: dict[int, Child] = {}  # subuid mode: newuidmap/newgidmap pid -> child
         self.free_slots = list(range(plan.uid_slots - 1, -1, -1))
         self.seq = 0
-        self.template: tuple[int, socket.socket] | None = None  # (pid, socket) once started
+        self.template: Template | None = None  # the one children fork from, once started
+        self.next_template: Template | None = None  # its replacement while it boots
         self.removals: list[WorkerCgroup] = []
         self.running = True
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -100,6 +121,8 @@ class Zygote:
             poller.register(self.pool.fileno(), select.POLLIN)
         poller.register(self.wake_r, select.POLLIN)
         owners: dict[int, tuple[str, Child]] = {}
+        if self.next_template is not None:
+            poller.register(self.next_template.sock.fileno(), select.POLLIN)
         for child in self.children.values():
             if child.setup is not None:
                 poller.register(child.setup.fileno(), select.POLLIN)
@@ -121,6 +144,8 @@ class Zygote:
         for fd, mask in sorted(events, key=lambda e: e[0] == self.pool.fileno()):
             if fd == self.pool.fileno():
                 self.on_pool_message()
+            elif self.next_template is not None and fd == self.next_template.sock.fileno():
+                self.on_next_template_ready()
             elif fd in owners:
                 kind, child = owners[fd]
                 if self.children.get(child.pid) is not child:
@@ -181,16 +206,29 @@ class Zygote:
         opened: list[int] = []
         try:
             if cgroup:
-                cgroup.create()
+                try:
+                    cgroup.create()
+                except FileNotFoundError:
+                    assert self.cgroups is not None
+                    self.cgroups.ensure_parents()
+                    cgroup.create()
                 cgroup.set_limits(self.plan.boot_memory_bytes, self.plan.boot_pids)
             stdin_r, stdin_w = os.pipe2(os.O_CLOEXEC)
             stdout_r, stdout_w = os.pipe2(os.O_CLOEXEC)
             stderr_r, stderr_w = os.pipe2(os.O_CLOEXEC)
             ctl_pool, ctl_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             setup_z, setup_c = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-            opened = [stdin_r, stdin_w, stdout_r, stdout_w, stderr_r, stderr_w]
+            exit_r, exit_w = os.pipe2(os.O_CLOEXEC)  # the init's report, to the pool
+            opened = [stdin_r, stdin_w, stdout_r, stdout_w, stderr_r, stderr_w, exit_r, exit_w]
             entry_fds = cgroup.open_for_entry() if cgroup else []
-            child_fds = (stdin_r, stdout_w, stderr_w, ctl_child.fileno(), setup_c.fileno())
+            child_fds = (
+                stdin_r,
+                stdout_w,
+                stderr_w,
+                ctl_child.fileno(),
+                setup_c.fileno(),
+                exit_w,
+            )
             try:
                 if runtime_name == "python" and self.plan.python_template:
                     pid = self.template_spawn(self.plan.uid_base + slot, child_fds, entry_fds)
@@ -201,7 +239,7 @@ class Zygote:
             finally:
                 for fd in entry_fds:
                     os.close(fd)
-            for fd in (stdin_r, stdout_w, stderr_w):
+            for fd in (stdin_r, stdout_w, stderr_w, exit_w):
                 os.close(fd)
             ctl_child.close()
             setup_c.close()
@@ -214,7 +252,7 @@ class Zygote:
                 setup=setup_z,
                 cgroup=cgroup,
                 spawn_id=spawn_id,
-                pool_fds=[stdin_w, stdout_r, stderr_r, ctl_pool.detach()],
+                pool_fds=[stdin_w, stdout_r, stderr_r, ctl_pool.detach(), exit_r],
             )
             self.children[pid] = child
             setup_z.send(b"go")
@@ -237,14 +275,17 @@ class Zygote:
             else namespaces.WORKER_CLONE_FLAGS
         )
         if pid == 0:
+            forget_zygote_signals()
             enter_and_exec(
                 self.plan,
                 self.plan.runtimes[runtime_name],
+                self.patches[runtime_name],
                 self.programs[runtime_name].bpf,
                 uid,
                 tuple(entry_fds),
                 (fds[0], fds[1], fds[2], fds[3]),
                 fds[4],
+                fds[5],
             )
             os._exit(127)  # not reached
         return pid
@@ -252,12 +293,20 @@ class Zygote:
     # -- the Python template -------------------------------------------------------------------
 
     def template_spawn(self, uid: int, fds: tuple[int, ...], entry_fds: list[int]) -> int:
+        if self.template is not None and self.template_worn_out(self.template):
+            # Never more children than the bound: switch now, waiting for the replacement if
+            # it is still booting (it was started a quarter of the way earlier).
+            booting, self.next_template = self.next_template, None
+            self.stop_template()
+            if booting is not None:
+                with contextlib.suppress(RuntimeError):
+                    self.template = self.finish_template_start(booting)
         if self.template is None:
-            self.template = self.start_template()
-        sock = self.template[1]
+            self.template = self.finish_template_start(self.start_template())
+        template = self.template
         try:
-            socket.send_fds(sock, [marshal.dumps({"uid": uid})], [*fds, *entry_fds])
-            reply = sock.recv(4096)
+            socket.send_fds(template.sock, [marshal.dumps({"uid": uid})], [*fds, *entry_fds])
+            reply = template.sock.recv(4096)
         except OSError as e:
             self.stop_template()
             raise RuntimeError(f"python template: {e}") from e
@@ -267,25 +316,69 @@ class Zygote:
         answer = marshal.loads(reply)
         if "pid" not in answer:
             raise RuntimeError(f"python template could not fork: {answer.get('error')}")
+        template.forks += 1
+        self.maybe_recycle_template()
         return int(answer["pid"])
 
-    def start_template(self) -> tuple[int, socket.socket]:
-        """Clone the template: real root in its own mount namespace holding the jail's root."""
+    def template_worn_out(self, template: Template) -> bool:
+        """Every child of a template shares what the template held at its fork (the hash seed,
+        the stack-canary seed, the address layout): a template has at most
+        `template_max_forks` children and lives at most `template_max_age_s` seconds."""
+        return (
+            template.forks >= self.plan.template_max_forks
+            or time.monotonic() - template.started_at >= self.plan.template_max_age_s
+        )
+
+    def maybe_recycle_template(self) -> None:
+        """Start the replacement in the background three quarters of the way through the
+        current template's life, so the switch seldom waits for it."""
+        template = self.template
+        if template is None or self.next_template is not None:
+            return
+        limit = self.plan.template_max_forks
+        soon = template.forks >= limit - max(1, limit // 4)
+        age_s = time.monotonic() - template.started_at
+        if soon or age_s >= self.plan.template_max_age_s * 0.75:
+            try:
+                self.next_template = self.start_template()
+            except Exception as e:
+                print(f"sandboxd zygote: replacing the python template: {e}", file=sys.stderr)
+
+    def on_next_template_ready(self) -> None:
+        booting, self.next_template = self.next_template, None
+        assert booting is not None
+        try:
+            ready = self.finish_template_start(booting)
+        except RuntimeError as e:
+            print(f"sandboxd zygote: {e}; keeping the current template", file=sys.stderr)
+            return
+        self.stop_template()
+        self.template = ready
+
+    def start_template(self) -> Template:
+        """Clone the template: real root in its own mount namespace holding the jail's root.
+        Returns once its configuration is sent; finish_template_start waits for it."""
         runtime = self.plan.runtimes["python"]
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         pid = namespaces.clone_into_namespaces(0)
         if pid == 0:
+            forget_zygote_signals()
             report_fd = theirs.fileno()
             try:
                 namespaces.set_parent_death_signal()
                 namespaces.unshare(namespaces.CLONE_NEWNS)
                 mounts.build_root(
-                    binds=self.plan.common_binds + runtime.binds,
-                    extra_binds=jail_extra_binds(self.plan),
+                    layers=self.plan.layers("python"),
                     masked_dirs=runtime.masked_dirs,
                     symlinks=self.plan.symlinks,
                     etc_files=self.plan.etc_files,
+                    patches=self.patches["python"],
+                    stage="keep",
                 )
+                # The dynamic loader resolves $ORIGIN (a relocated interpreter's RUNPATH) by
+                # reading /proc/self/exe. This proc (the host's PID namespace) is the trusted
+                # template's own: each child detaches it with the template's whole tree.
+                mounts.mount_fresh_proc("/proc")
                 null = os.open("/dev/null", os.O_RDONLY)
                 os.dup2(null, 0)
                 os.dup2(theirs.fileno(), 3)
@@ -296,7 +389,7 @@ class Zygote:
                     "-I",
                     "-S",
                     "-B",
-                    f"{mounts.BOOT_MOUNT}/python_template.py",
+                    f"{BOOT_MOUNT}/python_template.py",
                 ]
                 os.execve(argv[0], argv, dict(runtime.env))
             except BaseException as e:
@@ -310,29 +403,32 @@ class Zygote:
             "rlimits": dataclasses.asdict(self.plan.rlimits),
             "scratch_bytes": self.plan.scratch_bytes,
             "cgroup_version": self.plan.cgroup_version,
+            "root": TemplateRoot.of(
+                self.plan, "python", frozenset(self.patches["python"])
+            ).to_marshal(),
         }
-        ours.settimeout(self.TEMPLATE_START_TIMEOUT_S)
+        with contextlib.suppress(OSError):  # if it died, its reason is queued for us
+            ours.send(marshal.dumps(config))
+        return Template(pid=pid, sock=ours, started_at=time.monotonic())
+
+    def finish_template_start(self, template: Template) -> Template:
+        """Wait for the template's b"ready" (it is readable already when called from poll)."""
+        template.sock.settimeout(self.TEMPLATE_START_TIMEOUT_S)
         try:
-            with contextlib.suppress(OSError):  # if it died, its reason is queued for us
-                ours.send(marshal.dumps(config))
-            reply = ours.recv(4096)
+            reply = template.sock.recv(4096)
             if reply != b"ready":
                 raise OSError(reply.decode(errors="replace") or "it exited before it was ready")
         except OSError as e:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-            ours.close()
+            template.kill()
             raise RuntimeError(f"python template failed to start: {e}") from e
-        ours.settimeout(self.TEMPLATE_REPLY_TIMEOUT_S)
-        return pid, ours
+        template.sock.settimeout(self.TEMPLATE_REPLY_TIMEOUT_S)
+        return template
 
     def stop_template(self) -> None:
-        if self.template is not None:
-            pid, sock = self.template
-            self.template = None
-            sock.close()
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
+        for template in (self.template, self.next_template):
+            if template is not None:
+                template.kill()
+        self.template = self.next_template = None
 
     def on_setup_message(self, child: Child) -> None:
         assert child.setup is not None
@@ -360,10 +456,14 @@ class Zygote:
         if data == b"ok" and fds:
             child.listener = fds[0]
             child.pool_fds += fds[1:]  # subuid mode: the scratch fs context, for the pool
+            child.program_pid = program_of(child.pid)
             self.report_spawned(child)
             return
         for fd in fds:
             os.close(fd)
+        if data.startswith(EXIT_PREFIX):
+            child.program_status = int(data[len(EXIT_PREFIX) :])
+            return
         if data:
             child.boot_error = data.decode(errors="replace").removeprefix("err ")
         # EOF: exec happened (setup socket is close-on-exec) or the child died.
@@ -381,6 +481,7 @@ class Zygote:
             "slot": child.slot,
             "runtime": child.runtime,
             "cgroup": dict(child.cgroup.paths) if child.cgroup else {},
+            "program_pid": child.program_pid,
         }
         fds = [child.pidfd, *child.pool_fds]
         self.tell_pool(message, fds)
@@ -420,7 +521,7 @@ class Zygote:
             if pid in self.map_helpers:
                 self.on_map_helper_exit(self.map_helpers.pop(pid), pid, status)
                 continue
-            if self.template is not None and pid == self.template[0]:
+            if self.template is not None and pid == self.template.pid:
                 print(f"sandboxd zygote: python template exited ({status})", file=sys.stderr)
                 self.stop_template()
                 continue
@@ -465,12 +566,13 @@ class Zygote:
                 "pids_limit_hits": f.pids_limit_hits,
             }
         if child.setup is not None:
-            if not child.boot_error:
-                child.setup.setblocking(False)
-                with contextlib.suppress(OSError):
-                    data = child.setup.recv(4096)
-                    if data.startswith(b"err "):
-                        child.boot_error = data[4:].decode(errors="replace")
+            child.setup.setblocking(False)
+            with contextlib.suppress(OSError):
+                data = child.setup.recv(4096)
+                if data.startswith(EXIT_PREFIX):
+                    child.program_status = int(data[len(EXIT_PREFIX) :])
+                elif data.startswith(b"err ") and not child.boot_error:
+                    child.boot_error = data[4:].decode(errors="replace")
             child.setup.close()
         for helper, stderr in child.map_helpers.items():
             self.map_helpers.pop(helper, None)  # reaped later as a stranger
@@ -485,7 +587,13 @@ class Zygote:
                 {
                     "op": "exited",
                     "pid": child.pid,
-                    "status": status,
+                    # The program's own wait status when its init reported it; else the
+                    # init's (killed by the pool at a limit, or it died while booting).
+                    "status": status if child.program_status is None else child.program_status,
+                    # The init exited by itself without reporting: the program's fate is unknown.
+                    "init_lost": child.program_status is None
+                    and child.reported_spawned
+                    and os.WIFEXITED(status),
                     "rusage": {
                         "utime_us": int(rusage.ru_utime * 1e6),
                         "stime_us": int(rusage.ru_stime * 1e6),
@@ -510,6 +618,26 @@ class Zygote:
             proto.send(self.pool, message, fds)
         except OSError:
             self.shutdown()
+
+
+def forget_zygote_signals() -> None:
+    """In a process cloned from the zygote: drop the zygote's signal handling. Its handlers
+    would write each signal's number to the zygote's wake-up fd, whose number the child reuses
+    for its own descriptors (a SIGCHLD from the worker's program once wrote b"\\x11" on the
+    worker's setup socket)."""
+    signal.set_wakeup_fd(-1)
+    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_DFL)
+
+
+def program_of(init_pid: int) -> int:
+    """The host pid of a worker's program: its init's only child when the init reports ready."""
+    try:
+        with open(f"/proc/{init_pid}/task/{init_pid}/children") as f:
+            children = f.read().split()
+    except OSError:
+        return 0
+    return int(children[0]) if len(children) == 1 else 0
 
 
 def main() -> None:

@@ -73,6 +73,17 @@ class CgroupSetup:
             reasons.append("no cgroup filesystem is mounted")
         return CgroupSetup(version=0, reason="; ".join(reasons))
 
+    def ensure_parents(self) -> None:
+        """Make the parent cgroups again if they are gone: another pool sharing the parent name
+        removes it when it closes and finds it empty, which can race with our next worker."""
+        for path in self.parents.values():
+            os.makedirs(path, exist_ok=True)
+            if self.version == 2:
+                _write(path, "cgroup.subtree_control", " ".join(f"+{c}" for c in V2_CONTROLLERS))
+            elif path == self.parents.get("memory"):
+                with contextlib.suppress(OSError):
+                    _write(path, "memory.use_hierarchy", "1")
+
     def worker(self, name: str) -> WorkerCgroup:
         return WorkerCgroup(
             version=self.version, paths={c: os.path.join(p, name) for c, p in self.parents.items()}
