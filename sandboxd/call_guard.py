@@ -29,7 +29,6 @@ message gets grpcio's own answer (UNIMPLEMENTED)."""
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -41,8 +40,6 @@ import grpc
 from .auth import Authenticator
 from .errors import QuotaExceeded, Unauthenticated
 from .status_server import to_status
-
-log = logging.getLogger("sandboxd.rpc")
 
 WATCHDOG_TICK_S = 0.1
 MAX_PUBLIC_REQUEST_BYTES = 64 * 1024  # health and reflection requests are a few bytes
@@ -201,10 +198,6 @@ class CallGuard(grpc.ServerInterceptor):
         self._public = 0
         self._public_reads = threading.Semaphore(1)  # one public request body read at once
         self.watchdog = Watchdog(limits.idle_timeout_s)
-
-    def open_calls(self, tenant: str) -> int:
-        with self._lock:
-            return self._open.get(tenant, 0)
 
     def tenant_calls(self) -> int:
         """Calls of all tenants open now (the sandboxd_open_calls{kind="tenant"} gauge)."""

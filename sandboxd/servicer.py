@@ -1,10 +1,12 @@
 """The `sandboxd.v1.Sandbox` servicer: authenticate, admit, run on the engine, answer.
 
-Runs in the gRPC server's threads. Each call: tenant from the key (auth.py), request converted
-and limits clamped to the tenant's ceilings (convert_server.py), the tenant's rate and CPU
-quotas and a concurrency slot (tenant_quotas.py), then the engine. A client that cancels or whose deadline passes has its worker
-killed (the call's termination callback sets the engine's cancel event). Errors leave through
-status_server.py.
+Runs in the gRPC server's threads, for calls call_guard.py admitted (key checked, open calls
+counted). Each call: tenant from the key (auth.py), the runtime allowed, the tenant's rate
+and CPU quotas and (Execute, ExecuteStream) a concurrency slot (tenant_quotas.py), and only
+then the work that grows with the request: converted, limits clamped to the tenant's
+ceilings (convert_server.py), validated, run on the engine. A client that cancels or whose
+deadline passes has its worker killed (the call's termination callback sets the engine's
+cancel event). Errors leave through status_server.py.
 
 Submit / GetExecution / CancelExecution admit a request the same way, then hand it to the
 async backend (jobs.py; the embedded one is jobs_embedded.py), which runs it through
