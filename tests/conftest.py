@@ -92,8 +92,8 @@ _DAEMON_SUITES = ("e2e", "cluster", "fuzz", "faults", "soak", "deploy")
 
 
 def _order(item: pytest.Item) -> int:
-    if "tests/container/" in item.nodeid or item.nodeid.startswith("container/"):
-        return 3
+    if "container/" in item.nodeid or "test_pod_in_podman.py" in item.nodeid:
+        return 3  # podman (tests/container, and the Deployment's pod in tests/deploy)
     for suite in _DAEMON_SUITES:
         if f"tests/{suite}/" in item.nodeid or item.nodeid.startswith(f"{suite}/"):
             return 2

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 from dataclasses import dataclass, field
 
 from .jail.cgroups import PARENT_NAME_PATTERN, CgroupSetup
 from .jail.elf_runpath import runpath
-from .jail.mode import MODES, JailMode
+from .jail.mode import MAX_SLOTS, MODES, JailMode
 from .jail.policy import (
     BOOT_MOUNT,
     NODE_MOUNT,
@@ -17,6 +18,7 @@ from .jail.policy import (
     SANDBOX_UID,
     WORK_DIR,
     Bind,
+    EnvironmentPlan,
     JailPlan,
     RlimitPlan,
     RuntimePlan,
@@ -36,6 +38,37 @@ def _real_python() -> str:
 
 def _default_node() -> str:
     return os.path.realpath(shutil.which("node") or "/usr/bin/node")
+
+
+ENVIRONMENT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+
+
+@dataclass(frozen=True)
+class Environment:
+    """Third-party packages for one runtime, built by the operator into a read-only directory
+    (`sandboxd environments build`), and what a warm worker loads from them before any request.
+
+    Python: `path` is a `pip install --target` directory, on sys.path after the standard
+    library; `preload` are modules the environment's own template imports (its workers fork
+    with them imported). JavaScript: `path` holds `node_modules` (`npm install --prefix`), seen
+    at /node_modules so require() and import find it; `preload` are packages each worker
+    requires while it warms."""
+
+    name: str
+    runtime: Runtime
+    path: str
+    preload: tuple[str, ...] = ()
+    warm_workers: int = 1  # 0: no warm worker; each execution is a cold start
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "preload", tuple(self.preload))
+        if not ENVIRONMENT_NAME.fullmatch(self.name):
+            raise ValueError(
+                f"environment name {self.name!r}: lowercase letters, digits, '_' and '-', "
+                "starting with a letter or digit, at most 63"
+            )
+        if self.warm_workers < 0:
+            raise ValueError(f"environment {self.name}: warm_workers must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -77,6 +110,7 @@ class PoolConfig:
     # which bounds how many executions share them. Its start costs ~30 ms of CPU once.
     template_max_forks: int = 250
     template_max_age_s: float = 300.0
+    environments: tuple[Environment, ...] = ()  # built package sets requests may name
 
     def __post_init__(self) -> None:
         if self.warm_workers_per_runtime < 1:
@@ -85,10 +119,29 @@ class PoolConfig:
             raise ValueError("max_concurrent_executions must be >= 1")
         if not self.runtimes:
             raise ValueError("runtimes must name at least one runtime")
+        names = [e.name for e in self.environments]
+        if len(set(names)) != len(names):
+            raise ValueError(f"environments: a name appears twice ({', '.join(names)})")
+        for environment in self.environments:
+            if environment.runtime not in self.runtimes:
+                raise ValueError(
+                    f"environment {environment.name}: runtime {environment.runtime.value} is "
+                    "not enabled"
+                )
+            if not os.path.isdir(environment.path):
+                raise ValueError(
+                    f"environment {environment.name}: {environment.path} is not a directory "
+                    "(run `sandboxd environments build`)"
+                )
         if self.template_max_forks < 1:
             raise ValueError("template_max_forks must be >= 1")
         if self.template_max_age_s <= 0:
             raise ValueError("template_max_age_s must be > 0")
+        if self.worker_slots_needed > MAX_SLOTS:
+            raise ValueError(
+                f"warm_workers_per_runtime x runtimes + max_concurrent_executions = "
+                f"{self.worker_slots_needed} workers at once, more than {MAX_SLOTS} worker slots"
+            )
         if self.jail_mode not in MODES:
             raise ValueError(f"jail_mode must be one of {', '.join(MODES)}")
         if not PARENT_NAME_PATTERN.fullmatch(self.cgroup_parent):
@@ -100,7 +153,12 @@ class PoolConfig:
     @property
     def worker_slots_needed(self) -> int:
         """Workers that can exist at once: the warm ones plus those running executions."""
-        return len(self.runtimes) * self.warm_workers_per_runtime + self.max_concurrent_executions
+        warm = len(self.runtimes) * self.warm_workers_per_runtime
+        warm += sum(e.warm_workers for e in self.environments)
+        return warm + self.max_concurrent_executions
+
+    def environment(self, name: str) -> Environment | None:
+        return next((e for e in self.environments if e.name == name), None)
 
     def limits_for(self, requested: Limits) -> Limits:
         return requested.merged_over(self.default_limits)
@@ -185,8 +243,13 @@ def build_jail_plan(config: PoolConfig, cgroups: CgroupSetup, mode: JailMode) ->
         plan = _python_plan(config) if runtime is Runtime.PYTHON else _node_plan(config)
         runtimes[runtime.value] = plan
     fallback_memory = 0 if cgroups.version else config.ceiling_limits.memory_bytes
+    environments = {
+        e.name: EnvironmentPlan(runtime=e.runtime.value, path=e.path, preload=e.preload)
+        for e in config.environments
+    }
     return JailPlan(
         runtimes=runtimes,
+        environments=environments,
         common_binds=tuple(common),
         symlinks=symlinks,
         boot_dir=BOOT_DIR,

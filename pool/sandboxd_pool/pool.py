@@ -27,7 +27,7 @@ from .config import PoolConfig, build_jail_plan
 from .errors import Cancelled, PoolClosed, RuntimeUnavailable
 from .jail import mode as jail_mode
 from .jail.cgroups import CgroupSetup
-from .replenisher import Replenisher, RuntimeState, alive
+from .replenisher import Replenisher, RuntimeState, WarmKey, alive
 from .types import ExecutionRequest, Outcome, Runtime, RuntimeHealth, Started, Stream, Verdict
 from .validation import validate
 from .worker import Worker
@@ -72,7 +72,14 @@ class Pool:
         self._zygote = ZygoteClient(self.config, self._plan)
         self._zygote.start()
         self._lock = threading.Condition()
-        self._states = {rt: RuntimeState(rt) for rt in self.config.runtimes}
+        warm = self.config.warm_workers_per_runtime
+        self._states: dict[WarmKey, RuntimeState] = {
+            (rt, ""): RuntimeState(rt, target=warm) for rt in self.config.runtimes
+        }
+        for env in self.config.environments:
+            self._states[env.runtime, env.name] = RuntimeState(
+                env.runtime, target=env.warm_workers, environment=env.name
+            )
         self._slots = threading.BoundedSemaphore(self.config.max_concurrent_executions)
         self._in_flight = 0
         self._closed = False
@@ -109,31 +116,41 @@ class Pool:
         return self._zygote.pid
 
     def health(self) -> dict[Runtime, RuntimeHealth]:
+        """Each bare runtime's health (environments: environments_health)."""
+        with self._lock:
+            return {rt: self._health_of(st) for (rt, env), st in self._states.items() if not env}
+
+    def environments_health(self) -> dict[str, RuntimeHealth]:
+        with self._lock:
+            return {env: self._health_of(st) for (_, env), st in self._states.items() if env}
+
+    def _health_of(self, st: RuntimeState) -> RuntimeHealth:
+        return RuntimeHealth(
+            runtime=st.runtime,
+            healthy=st.healthy and not self._closed,
+            ready_workers=len(st.ready),
+            reason="pool is closed" if self._closed else st.reason,
+            consecutive_boot_failures=st.consecutive_failures,
+        )
+
+    def worker_pids(self, environment: str = "") -> dict[Runtime, list[int]]:
+        """PIDs (host view) of the ready workers, per runtime (of `environment`, or bare)."""
         with self._lock:
             return {
-                rt: RuntimeHealth(
-                    runtime=rt,
-                    healthy=st.healthy and not self._closed,
-                    ready_workers=len(st.ready),
-                    reason="pool is closed" if self._closed else st.reason,
-                    consecutive_boot_failures=st.consecutive_failures,
-                )
-                for rt, st in self._states.items()
+                rt: [w.pid for w in st.ready]
+                for (rt, env), st in self._states.items()
+                if env == environment
             }
 
-    def worker_pids(self) -> dict[Runtime, list[int]]:
-        """PIDs (host view) of the ready workers, per runtime."""
-        with self._lock:
-            return {rt: [w.pid for w in st.ready] for rt, st in self._states.items()}
-
     def wait_until_ready(self, timeout_s: float = 30.0) -> bool:
-        """Block until every runtime has its full complement of warm workers (or is unhealthy)."""
+        """Block until every runtime and environment has its full complement of warm workers
+        (or is unhealthy)."""
         deadline = time.monotonic() + timeout_s
-        target = self.config.warm_workers_per_runtime
         with self._lock:
             while True:
-                if all(len(st.ready) >= target or st.reason for st in self._states.values()):
-                    return all(len(st.ready) >= target for st in self._states.values())
+                states = self._states.values()
+                if all(len(st.ready) >= st.target or st.reason for st in states):
+                    return all(len(st.ready) >= st.target for st in states)
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
@@ -180,7 +197,7 @@ class Pool:
                     raise PoolClosed("the pool is closed")
                 self._in_flight += 1
             try:
-                worker, cold = self._take_worker(request.runtime, cancel)
+                worker, cold = self._take_worker(request.runtime, request.environment, cancel)
                 queue_wait_us = int((time.monotonic() - arrived) * 1e6)
                 callback_error: BaseException | None = None
                 try:
@@ -270,35 +287,41 @@ class Pool:
     # -- taking a worker ---------------------------------------------------------------------------
 
     def _take_worker(
-        self, runtime: Runtime, cancel: threading.Event | None = None
+        self, runtime: Runtime, environment: str, cancel: threading.Event | None = None
     ) -> tuple[Worker, bool]:
         deadline = time.monotonic() + self.config.boot_timeout_ms / 1000
-        state = self._states[runtime]
+        state = self._states[runtime, environment]
         cold = False
         with self._lock:
-            while True:
-                if cancel is not None and cancel.is_set():
-                    raise Cancelled("cancelled while waiting for a worker")
-                while state.ready:
-                    worker = state.ready.popleft()
-                    if alive(worker):
-                        # The replacement is requested when this execution ends (see execute):
-                        # a spawn blocks the zygote for ~2-3 ms, and would delay this
-                        # execution's exit report. Only an empty queue refills at once.
-                        if not state.ready:
-                            self._replenisher.wake()
-                        return worker, cold
-                    worker.close()
-                if self._closed:
-                    raise PoolClosed("the pool is closed")
-                if state.reason:
-                    raise RuntimeUnavailable(runtime.value, state.reason)
-                cold = True
-                self._replenisher.wake()
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise RuntimeUnavailable(runtime.value, "no worker became ready in time")
-                self._lock.wait(left if cancel is None else min(left, CANCEL_POLL_S))
+            try:
+                while True:
+                    if cancel is not None and cancel.is_set():
+                        raise Cancelled("cancelled while waiting for a worker")
+                    while state.ready:
+                        worker = state.ready.popleft()
+                        if alive(worker):
+                            # The replacement is requested when this execution ends (see
+                            # execute): a spawn blocks the zygote for ~2-3 ms, and would delay
+                            # this execution's exit report. Only an empty queue refills at once.
+                            if not state.ready:
+                                self._replenisher.wake()
+                            return worker, cold
+                        worker.close()
+                    if self._closed:
+                        raise PoolClosed("the pool is closed")
+                    if state.reason:
+                        raise RuntimeUnavailable(state.name, state.reason)
+                    if not cold:
+                        cold = True
+                        state.waiting += 1  # the replenisher makes a worker for each waiter
+                    self._replenisher.wake()
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise RuntimeUnavailable(state.name, "no worker became ready in time")
+                    self._lock.wait(left if cancel is None else min(left, CANCEL_POLL_S))
+            finally:
+                if cold:
+                    state.waiting -= 1
 
 
 def _close_at_exit(ref: weakref.WeakMethod) -> None:  # type: ignore[type-arg]

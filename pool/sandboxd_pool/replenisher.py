@@ -33,16 +33,23 @@ log = logging.getLogger("sandboxd_pool")
 IDLE_TICK_S = 0.5
 
 
+WarmKey = tuple[Runtime, str]  # (runtime, environment name or "")
+
+
 @dataclass
 class RuntimeState:
-    """One runtime's warm workers: ready, booting, being spawned; its health."""
+    """The warm workers of one runtime (and environment): ready, booting, being spawned,
+    wanted by waiting executions; its health."""
 
     runtime: Runtime
+    target: int  # ready workers to keep
+    environment: str = ""
     ready: deque[Worker] = field(default_factory=deque)
     booting: dict[int, tuple[Worker, float]] = field(
         default_factory=dict
     )  # control fd -> (w, deadline)
     spawning: int = 0
+    waiting: int = 0  # executions waiting for a worker (a cold start each)
     consecutive_failures: int = 0
     reason: str = ""
     retry_at: float = 0.0
@@ -50,6 +57,12 @@ class RuntimeState:
     @property
     def healthy(self) -> bool:
         return bool(self.ready) or not self.reason
+
+    @property
+    def name(self) -> str:
+        return (
+            f"{self.runtime.value}/{self.environment}" if self.environment else self.runtime.value
+        )
 
 
 class Replenisher:
@@ -59,7 +72,7 @@ class Replenisher:
         plan: JailPlan,
         zygote: ZygoteClient,
         lock: threading.Condition,
-        states: dict[Runtime, RuntimeState],
+        states: dict[WarmKey, RuntimeState],
         janitor: queue.SimpleQueue[Worker | None],
         closed: Callable[[], bool],
     ) -> None:
@@ -120,7 +133,6 @@ class Replenisher:
 
     def _top_up(self) -> None:
         now = time.monotonic()
-        target = self._config.warm_workers_per_runtime
         with self._lock:
             for state in self._states.values():
                 dead = [w for w in state.ready if not alive(w)]  # killed from outside
@@ -129,14 +141,15 @@ class Replenisher:
                     self._janitor.put(worker)
                 if state.reason and now < state.retry_at:
                     continue
-                want = target - len(state.ready) - len(state.booting) - state.spawning
+                wanted = max(state.target, len(state.ready) + state.waiting)
+                want = wanted - len(state.ready) - len(state.booting) - state.spawning
                 if state.reason:
                     want = min(want, 1 - len(state.booting) - state.spawning)
                     state.retry_at = now + self._config.unhealthy_retry_ms / 1000
                 for _ in range(max(want, 0)):
                     state.spawning += 1
                     started = time.monotonic()
-                    future = self._zygote.spawn(state.runtime.value)
+                    future = self._zygote.spawn(state.runtime.value, state.environment)
                     future.add_done_callback(functools.partial(self._on_spawned, state, started))
 
     def _on_spawned(self, state: RuntimeState, t0: float, future: Future[SpawnedWorker]) -> None:
@@ -210,7 +223,7 @@ class Replenisher:
                 worker.close()
                 return
             if state.reason:
-                log.warning("runtime %s is healthy again", state.runtime.value)
+                log.warning("runtime %s is healthy again", state.name)
             state.consecutive_failures = 0
             state.reason = ""
             state.ready.append(worker)
@@ -231,13 +244,13 @@ class Replenisher:
         state.consecutive_failures += 1
         log.warning(
             "%s worker failed to boot (%d in a row): %s",
-            state.runtime.value,
+            state.name,
             state.consecutive_failures,
             reason,
         )
         if state.consecutive_failures >= self._config.max_boot_failures:
             if not state.reason:
-                log.error("runtime %s marked unhealthy: %s", state.runtime.value, reason)
+                log.error("runtime %s marked unhealthy: %s", state.name, reason)
             state.reason = reason
             state.retry_at = time.monotonic() + self._config.unhealthy_retry_ms / 1000
         self._lock.notify_all()

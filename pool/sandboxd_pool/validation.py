@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 from .config import PoolConfig
 from .errors import InvalidRequest
+from .files_out import OUT_DIR
 from .json_bounds import check_json
 from .types import ExecutionRequest, Limits, Mode, Runtime
 
@@ -17,6 +18,8 @@ MIN_LIMITS = Limits(
     max_output_bytes=1,
     max_processes=4,
     tmpfs_bytes=1024 * 1024,
+    max_output_files=1,
+    max_output_files_bytes=1,
 )
 MAX_PATH_BYTES = 1024
 NAME_MAX = 255  # bytes of one path component (Linux)
@@ -24,8 +27,8 @@ PAGE_BYTES = 4096  # a tmpfs file takes whole pages
 MAX_ARG_BYTES = 128 * 1024
 MAX_ENV_ENTRIES = 1024
 # A HANDLER event is checked without being parsed into objects (json_bounds.py): at most this
-# many values (keys included) and levels of nesting, which also keep it within what the
-# runtimes' parsers read (Python's json stops near 1000 levels).
+# many values (object keys included), and arrays and objects nested at most this deep (the
+# proto says so; it keeps events within what the runtimes' parsers read).
 MAX_EVENT_VALUES = 1_000_000
 MAX_EVENT_DEPTH = 512
 
@@ -36,6 +39,19 @@ def validate(request: ExecutionRequest, config: PoolConfig) -> Limits:
         raise InvalidRequest("runtime", f"unknown runtime {request.runtime!r}")
     if request.runtime not in config.runtimes:
         raise InvalidRequest("runtime", f"runtime {request.runtime.value} is not enabled")
+    if request.environment:
+        environment = config.environment(request.environment)
+        if environment is None:
+            known = ", ".join(sorted(e.name for e in config.environments)) or "none"
+            raise InvalidRequest(
+                "environment", f"unknown environment {request.environment!r} (there are: {known})"
+            )
+        if environment.runtime is not request.runtime:
+            raise InvalidRequest(
+                "environment",
+                f"environment {environment.name} is for {environment.runtime.value}, not "
+                f"{request.runtime.value}",
+            )
     if not isinstance(request.code, str):
         raise InvalidRequest("code", "must be a string")
     try:
@@ -123,6 +139,8 @@ def _check_files(request: ExecutionRequest, config: PoolConfig) -> None:
             raise InvalidRequest(field, f"a path component is at most {NAME_MAX} bytes")
         if normalized == main:
             raise InvalidRequest(field, f"{main} is where the code is written")
+        if normalized == OUT_DIR:
+            raise InvalidRequest(field, f"{OUT_DIR} is the output folder (files may go in it)")
         if not isinstance(data, bytes | bytearray):
             raise InvalidRequest(field, "content must be bytes")
         total += len(data)

@@ -25,11 +25,13 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import request_frame
+from . import files_out, request_frame
 from .jail import mounts, rlimits
-from .types import ExecutionRequest, Limits, Mode, Outcome, Stream, Usage, Verdict
+from .jail.policy import WORK_DIR
+from .types import ExecutionRequest, Limits, Mode, Outcome, OutputFile, Stream, Usage, Verdict
 from .verdict import ExitFacts, KillReason, classify
 from .zygote import SpawnedWorker, ZygoteDied
+from .zygote_protocol import Exited, Rusage
 
 READ_CHUNK = 256 * 1024
 CPU_POLL_S = 0.02
@@ -53,7 +55,7 @@ OutputCallback = Callable[[Stream, bytes], None]
 @dataclass(frozen=True)
 class RunResult:
     outcome: Outcome
-    exit_report: dict[str, Any] | None
+    exit_report: Exited | None
     # The exception the on_output callback raised (the worker was then killed), if it did.
     callback_error: BaseException | None = None
 
@@ -79,6 +81,7 @@ class Worker:
         self._closed = False
         self._stdin_closed = False
         self.mount_ns_fd = -1
+        self.work_fd = -1
         self._lock = threading.Lock()
 
     # -- boot -----------------------------------------------------------------------------------
@@ -100,12 +103,19 @@ class Worker:
         # The pool closes this fd after the outcome is built (see Pool._janitor).
         with contextlib.suppress(OSError):
             self.mount_ns_fd = os.open(f"/proc/{self.pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+        # The working directory, kept open: files out are read from it once the program has
+        # exited, when its namespace is gone (files_out.py).
+        with contextlib.suppress(OSError):
+            self.work_fd = os.open(
+                f"/proc/{self.program_pid}/root{WORK_DIR}",
+                os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC,
+            )
         return True
 
     def boot_failure_reason(self) -> str:
         """Best account of why the worker died while booting: zygote report, then its stderr."""
         self.kill()
-        report: dict[str, Any] = {}
+        report: Exited | None = None
         with contextlib.suppress(FutureTimeout, ZygoteDied):
             report = self.spawned.exit_report.result(timeout=EXIT_REPORT_TIMEOUT_S)
         stderr = b""
@@ -113,14 +123,13 @@ class Worker:
             os.set_blocking(self.spawned.stderr, False)
             stderr = os.read(self.spawned.stderr, 4096)
         self.close()
-        if report.get("boot_error"):
-            return str(report["boot_error"])
-        status = report.get("status")
+        if report is not None and report.boot_error:
+            return report.boot_error
         tail = stderr.decode(errors="replace").strip().splitlines()[-3:]
-        detail = f"exit status {_describe(status)}" if status is not None else "no exit report"
+        detail = f"exit status {_describe(report.status)}" if report else "no exit report"
         # A runtime that cannot start its threads dies in its own way (Node: SIGSEGV with a
         # native stack trace); the cgroup's count of refused forks names the real cause.
-        refused = int((report.get("facts") or {}).get("pids_limit_hits", 0))
+        refused = report.facts.pids_limit_hits if report and report.facts else 0
         if refused:
             detail += (
                 f"; the pids controller refused {refused} new task(s): the pids.max of its "
@@ -311,7 +320,7 @@ class Worker:
         limits = watch.limits
         exited_at = watch.exited_at if watch.exited_at is not None else time.monotonic()
         wall_us = int((exited_at - watch.started) * 1e6)
-        report: dict[str, Any] | None = self._report_of_init(watch)
+        report = self._report_of_init(watch)
         unobserved = UNOBSERVED_MESSAGE
         if report is None:
             try:
@@ -320,19 +329,17 @@ class Worker:
                 report = None
             except ZygoteDied:
                 report, unobserved = None, ZYGOTE_DIED_MESSAGE
-        facts = (report or {}).get("facts") or {}
-        rusage = (report or {}).get("rusage") or {}
-        if cg is not None and facts:
-            cpu_us = max(0, (int(facts.get("cpu_time_ns", 0)) - watch.cpu_base_ns) // 1000)
-            peak = int(facts.get("peak_memory_bytes", 0))
+        facts = report.facts if report is not None else None
+        rusage = report.rusage if report is not None else Rusage()
+        if cg is not None and facts is not None:
+            cpu_us = max(0, (facts.cpu_time_ns - watch.cpu_base_ns) // 1000)
+            peak = facts.peak_memory_bytes
         else:
-            cpu_us = max(
-                0, rusage.get("utime_us", 0) + rusage.get("stime_us", 0) - watch.proc_cpu_base_us
-            )
-            peak = int(rusage.get("maxrss_kb", 0)) * 1024
-        if report is not None and report.get("init_lost"):
+            cpu_us = max(0, rusage.utime_us + rusage.stime_us - watch.proc_cpu_base_us)
+            peak = rusage.maxrss_kb * 1024
+        if report is not None and report.init_lost:
             report, unobserved = None, INIT_LOST_MESSAGE
-        status = None if report is None else int(report["status"])
+        status = None if report is None else report.status
         result = watch.result
         # A complete result is one that ended with the socket's close, under the cap.
         result_complete = watch.handler_mode and result.eof and not result.overflowed
@@ -341,8 +348,8 @@ class Worker:
             ExitFacts(
                 wait_status=status,
                 kill_reason=watch.kill_reason,
-                oom_kills=int(facts.get("oom_kills", 0)),
-                blocked_syscall=(report or {}).get("blocked_syscall"),
+                oom_kills=facts.oom_kills if facts is not None else 0,
+                blocked_syscall=report.blocked_syscall if report is not None else None,
                 cpu_time_us=cpu_us,
                 cpu_limit_us=limits.cpu_time_ms * 1000,
                 handler_result_missing=result_missing,
@@ -364,6 +371,13 @@ class Worker:
             stderr += NO_RESULT_MESSAGE
         elif verdict is Verdict.INTERNAL_ERROR:
             stderr += unobserved
+        files: tuple[OutputFile, ...] = ()
+        files_truncated = False
+        if self.work_fd >= 0 and status is not None:
+            self.kill()  # whatever the program left running must not change out/ any more
+            files, files_truncated = files_out.collect(
+                self.work_fd, limits.max_output_files, limits.max_output_files_bytes
+            )
         outcome = Outcome(
             verdict=verdict,
             exit_code=exit_code,
@@ -372,15 +386,17 @@ class Worker:
             stderr=stderr,
             stdout_truncated=watch.out.overflowed,
             stderr_truncated=watch.err.overflowed,
-            blocked_syscall=(report or {}).get("blocked_syscall"),
+            blocked_syscall=report.blocked_syscall if report is not None else None,
             usage=Usage(wall_time_us=wall_us, cpu_time_us=cpu_us, peak_memory_bytes=peak),
             worker_boot_us=self.boot_us,
             execution_id=execution_id,
             result=result.data() if result_complete else b"",
+            files=files,
+            files_truncated=files_truncated,
         )
         return RunResult(outcome=outcome, exit_report=report, callback_error=watch.callback_error)
 
-    def _report_of_init(self, watch: _Watch) -> dict[str, Any] | None:
+    def _report_of_init(self, watch: _Watch) -> Exited | None:
         """The exit report from the init's own account and the cgroup, without waiting for the
         zygote: only for a program that ended by itself (not killed by the pool) and not by
         SIGKILL or SIGSYS (a blocked syscall, an OOM kill: the zygote's report says which)."""
@@ -390,27 +406,21 @@ class Worker:
         status, utime_us, stime_us, maxrss_kb = program_exit
         if os.WIFSIGNALED(status) and os.WTERMSIG(status) in (signal.SIGKILL, signal.SIGSYS):
             return None
-        facts: dict[str, int] = {}
+        facts = None
         cg = self.spawned.cgroup
         if cg is not None:
             try:
-                f = cg.facts()
+                facts = cg.facts()
             except OSError:  # already removed: the zygote's report has them
                 return None
-            facts = {
-                "peak_memory_bytes": f.peak_memory_bytes,
-                "oom_kills": f.oom_kills,
-                "cpu_time_ns": f.cpu_time_ns,
-                "pids_limit_hits": f.pids_limit_hits,
-            }
-            if f.oom_kills:
+            if facts.oom_kills:
                 return None
-        return {
-            "status": status,
-            "rusage": {"utime_us": utime_us, "stime_us": stime_us, "maxrss_kb": maxrss_kb},
-            "facts": facts,
-            "blocked_syscall": None,
-        }
+        return Exited(
+            pid=self.pid,
+            status=status,
+            rusage=Rusage(utime_us=utime_us, stime_us=stime_us, maxrss_kb=maxrss_kb),
+            facts=facts,
+        )
 
     def _send_frame(
         self, request: ExecutionRequest, limits: Limits, execution_id: str, deadline: float
@@ -447,6 +457,7 @@ class Worker:
             sp.control,
             sp.exit_pipe,
             self.mount_ns_fd,
+            self.work_fd,
             sp.scratch_fs,
         ):
             with contextlib.suppress(OSError):

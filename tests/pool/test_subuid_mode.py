@@ -42,7 +42,7 @@ import pytest
 from sandboxd_pool.jail.mode import NEWGIDMAP, NEWUIDMAP, SUBGID_FILE, SUBUID_FILE
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "jail"))
-from test_resources import FORK_LIMITS, PY_FORK_BOMB
+from hostile_programs import FORK_LIMITS, PY_FORK_BOMB
 
 SUBID_COUNT = 65536
 DRIVER_TIMEOUT_S = 240

@@ -40,6 +40,11 @@ for (const stream of [process.stdout, process.stderr]) {
     stream._handle.setBlocking(true);
   }
 }
+// An environment (argv[2], JSON from the jail: its node_modules is mounted at /node_modules):
+// require its preload list now, before any request, so the program's require() is free.
+if (process.argv[2]) {
+  for (const name of JSON.parse(process.argv[2]).preload) require(name);
+}
 fs.writeSync(CONTROL_FD, 'R');
 const header = JSON.parse(readExact(readExact(4).readUInt32BE(0)).toString('utf8'));
 const code = readExact(header.code_size);
@@ -52,6 +57,7 @@ if (!handlerMode) fs.closeSync(CONTROL_FD);
 
 const workdir = header.workdir;
 process.chdir(workdir);
+fs.mkdirSync('out'); // files left here come back with the result (files_out.py)
 for (const key of Object.keys(process.env)) delete process.env[key];
 Object.assign(process.env, header.env);
 for (const [rel, data] of files) {

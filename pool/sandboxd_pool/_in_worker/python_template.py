@@ -44,6 +44,11 @@ def main() -> None:
     bpf = config["bpf"]
     rlimits_plan = RlimitPlan(**config["rlimits"])
     root = TemplateRoot.from_marshal(config["root"])
+    try:
+        python_boot.load_environment(config["environment"])
+    except BaseException as e:  # the zygote reports it as the reason the template failed
+        zygote.send(f"{type(e).__name__}: {e}".encode()[:4000])
+        os._exit(1)
     python_boot._warm_up()
     zygote.send(b"ready")
     while True:

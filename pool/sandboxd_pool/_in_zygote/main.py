@@ -32,7 +32,7 @@ from typing import Any
 from .. import zygote_protocol as proto
 from ..jail import mode, mounts, namespaces, seccomp
 from ..jail.cgroups import CgroupSetup, WorkerCgroup
-from ..jail.enter import TemplateRoot, enter_and_exec, layer_patches
+from ..jail.enter import TemplateRoot, boot_environment, enter_and_exec, layer_patches
 from ..jail.init import EXIT_PREFIX
 from ..jail.policy import BOOT_MOUNT, SANDBOX_UID, JailPlan
 from .seccomp_policy import SeccompProgram, build_program
@@ -45,6 +45,7 @@ class Template:
     pid: int
     sock: socket.socket
     started_at: float  # monotonic seconds
+    environment: str = ""
     forks: int = 0
 
     def kill(self) -> None:
@@ -83,7 +84,9 @@ class Zygote:
             name: build_program(name, memory_cgroup=plan.cgroup_version != 0)
             for name in plan.runtimes
         }
-        self.patches = {name: layer_patches(plan.layers(name)) for name in plan.runtimes}
+        keys = [(name, "") for name in plan.runtimes]
+        keys += [(e.runtime, name) for name, e in plan.environments.items()]
+        self.patches = {(rt, env): layer_patches(plan.layers(rt, env)) for rt, env in keys}
         self.cgroups = (
             CgroupSetup(version=plan.cgroup_version, parents=plan.cgroup_parent)
             if plan.cgroup_version
@@ -93,8 +96,10 @@ class Zygote:
         self.map_helpers: dict[int, Child] = {}  # subuid mode: newuidmap/newgidmap pid -> child
         self.free_slots = list(range(plan.uid_slots - 1, -1, -1))
         self.seq = 0
-        self.template: Template | None = None  # the one children fork from, once started
-        self.next_template: Template | None = None  # its replacement while it boots
+        # Per environment ("" for the bare runtime): the Python template children fork from,
+        # once started, and its replacement while that boots.
+        self.templates: dict[str, Template] = {}
+        self.next_templates: dict[str, Template] = {}
         self.removals: list[WorkerCgroup] = []
         self.running = True
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -108,7 +113,7 @@ class Zygote:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         swept = self.cgroups.sweep() if self.cgroups else []
         engine = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        proto.send(self.pool, {"op": "hello", "pid": os.getpid(), "swept": swept, "engine": engine})
+        proto.send(self.pool, proto.Hello(pid=os.getpid(), swept=tuple(swept), engine=engine))
         while self.running or self.children:
             self.poll_once()
         while self.removals:
@@ -121,8 +126,9 @@ class Zygote:
             poller.register(self.pool.fileno(), select.POLLIN)
         poller.register(self.wake_r, select.POLLIN)
         owners: dict[int, tuple[str, Child]] = {}
-        if self.next_template is not None:
-            poller.register(self.next_template.sock.fileno(), select.POLLIN)
+        booting = {t.sock.fileno(): env for env, t in self.next_templates.items()}
+        for fd in booting:
+            poller.register(fd, select.POLLIN)
         for child in self.children.values():
             if child.setup is not None:
                 poller.register(child.setup.fileno(), select.POLLIN)
@@ -144,8 +150,8 @@ class Zygote:
         for fd, mask in sorted(events, key=lambda e: e[0] == self.pool.fileno()):
             if fd == self.pool.fileno():
                 self.on_pool_message()
-            elif self.next_template is not None and fd == self.next_template.sock.fileno():
-                self.on_next_template_ready()
+            elif fd in booting and booting[fd] in self.next_templates:
+                self.on_next_template_ready(booting[fd])
             elif fd in owners:
                 kind, child = owners[fd]
                 if self.children.get(child.pid) is not child:
@@ -171,20 +177,13 @@ class Zygote:
         message, fds = got
         for fd in fds:
             os.close(fd)
-        op = message.get("op")
-        if op == "spawn":
+        if isinstance(message, proto.Spawn):
             try:
-                self.spawn(int(message["id"]), str(message["runtime"]))
+                self.spawn(message.id, message.runtime, message.environment)
             except Exception as e:
-                proto.send(
-                    self.pool,
-                    {
-                        "op": "spawn_failed",
-                        "id": message["id"],
-                        "error": f"{type(e).__name__}: {e}",
-                    },
-                )
-        elif op == "shutdown":
+                error = f"{type(e).__name__}: {e}"
+                proto.send(self.pool, proto.SpawnFailed(id=message.id, error=error))
+        elif isinstance(message, proto.Shutdown):
             self.shutdown()
 
     def shutdown(self) -> None:
@@ -195,9 +194,11 @@ class Zygote:
 
     # -- spawning -----------------------------------------------------------------------------
 
-    def spawn(self, spawn_id: int, runtime_name: str) -> None:
+    def spawn(self, spawn_id: int, runtime_name: str, env: str = "") -> None:
         if runtime_name not in self.plan.runtimes:
             raise RuntimeError(f"unknown runtime {runtime_name!r}")
+        if env and env not in self.plan.environments:
+            raise RuntimeError(f"unknown environment {env!r}")
         if not self.free_slots:
             raise RuntimeError("no free uid slot")
         slot = self.free_slots.pop()
@@ -231,10 +232,11 @@ class Zygote:
             )
             try:
                 if runtime_name == "python" and self.plan.python_template:
-                    pid = self.template_spawn(self.plan.uid_base + slot, child_fds, entry_fds)
+                    uid = self.plan.uid_base + slot
+                    pid = self.template_spawn(env, uid, child_fds, entry_fds)
                 else:
                     pid = self.exec_spawn(
-                        runtime_name, self.plan.outside_ids(slot)[0], child_fds, entry_fds
+                        runtime_name, env, self.plan.outside_ids(slot)[0], child_fds, entry_fds
                     )
             finally:
                 for fd in entry_fds:
@@ -267,7 +269,7 @@ class Zygote:
             raise
 
     def exec_spawn(
-        self, runtime_name: str, uid: int, fds: tuple[int, ...], entry_fds: list[int]
+        self, runtime_name: str, env: str, uid: int, fds: tuple[int, ...], entry_fds: list[int]
     ) -> int:
         pid = namespaces.clone_into_namespaces(
             namespaces.SUBUID_WORKER_CLONE_FLAGS
@@ -279,7 +281,8 @@ class Zygote:
             enter_and_exec(
                 self.plan,
                 self.plan.runtimes[runtime_name],
-                self.patches[runtime_name],
+                env,
+                self.patches[runtime_name, env],
                 self.programs[runtime_name].bpf,
                 uid,
                 tuple(entry_fds),
@@ -292,32 +295,35 @@ class Zygote:
 
     # -- the Python template -------------------------------------------------------------------
 
-    def template_spawn(self, uid: int, fds: tuple[int, ...], entry_fds: list[int]) -> int:
-        if self.template is not None and self.template_worn_out(self.template):
+    def template_spawn(self, env: str, uid: int, fds: tuple[int, ...], entry_fds: list[int]) -> int:
+        """Fork a worker from the Python template of environment `env` ("" for the bare
+        runtime), starting that template first if it is not running."""
+        current = self.templates.get(env)
+        if current is not None and self.template_worn_out(current):
             # Never more children than the bound: switch now, waiting for the replacement if
             # it is still booting (it was started a quarter of the way earlier).
-            booting, self.next_template = self.next_template, None
-            self.stop_template()
+            booting = self.next_templates.pop(env, None)
+            self.stop_template(env)
             if booting is not None:
                 with contextlib.suppress(RuntimeError):
-                    self.template = self.finish_template_start(booting)
-        if self.template is None:
-            self.template = self.finish_template_start(self.start_template())
-        template = self.template
+                    self.templates[env] = self.finish_template_start(booting)
+        if env not in self.templates:
+            self.templates[env] = self.finish_template_start(self.start_template(env))
+        template = self.templates[env]
         try:
             socket.send_fds(template.sock, [marshal.dumps({"uid": uid})], [*fds, *entry_fds])
             reply = template.sock.recv(4096)
         except OSError as e:
-            self.stop_template()
+            self.stop_template(env)
             raise RuntimeError(f"python template: {e}") from e
         if not reply:
-            self.stop_template()
+            self.stop_template(env)
             raise RuntimeError("python template exited")
         answer = marshal.loads(reply)
         if "pid" not in answer:
             raise RuntimeError(f"python template could not fork: {answer.get('error')}")
         template.forks += 1
-        self.maybe_recycle_template()
+        self.maybe_recycle_template(env)
         return int(answer["pid"])
 
     def template_worn_out(self, template: Template) -> bool:
@@ -329,33 +335,32 @@ class Zygote:
             or time.monotonic() - template.started_at >= self.plan.template_max_age_s
         )
 
-    def maybe_recycle_template(self) -> None:
+    def maybe_recycle_template(self, env: str) -> None:
         """Start the replacement in the background three quarters of the way through the
         current template's life, so the switch seldom waits for it."""
-        template = self.template
-        if template is None or self.next_template is not None:
+        template = self.templates.get(env)
+        if template is None or env in self.next_templates:
             return
         limit = self.plan.template_max_forks
         soon = template.forks >= limit - max(1, limit // 4)
         age_s = time.monotonic() - template.started_at
         if soon or age_s >= self.plan.template_max_age_s * 0.75:
             try:
-                self.next_template = self.start_template()
+                self.next_templates[env] = self.start_template(env)
             except Exception as e:
                 print(f"sandboxd zygote: replacing the python template: {e}", file=sys.stderr)
 
-    def on_next_template_ready(self) -> None:
-        booting, self.next_template = self.next_template, None
-        assert booting is not None
+    def on_next_template_ready(self, env: str) -> None:
+        booting = self.next_templates.pop(env)
         try:
             ready = self.finish_template_start(booting)
         except RuntimeError as e:
             print(f"sandboxd zygote: {e}; keeping the current template", file=sys.stderr)
             return
-        self.stop_template()
-        self.template = ready
+        self.stop_template(env)
+        self.templates[env] = ready
 
-    def start_template(self) -> Template:
+    def start_template(self, env: str) -> Template:
         """Clone the template: real root in its own mount namespace holding the jail's root.
         Returns once its configuration is sent; finish_template_start waits for it."""
         runtime = self.plan.runtimes["python"]
@@ -368,17 +373,22 @@ class Zygote:
                 namespaces.set_parent_death_signal()
                 namespaces.unshare(namespaces.CLONE_NEWNS)
                 mounts.build_root(
-                    layers=self.plan.layers("python"),
+                    layers=self.plan.layers("python", env),
                     masked_dirs=runtime.masked_dirs,
                     symlinks=self.plan.symlinks,
                     etc_files=self.plan.etc_files,
-                    patches=self.patches["python"],
+                    patches=self.patches["python", env],
                     stage="keep",
                 )
                 # The dynamic loader resolves $ORIGIN (a relocated interpreter's RUNPATH) by
                 # reading /proc/self/exe. This proc (the host's PID namespace) is the trusted
                 # template's own: each child detaches it with the template's whole tree.
                 mounts.mount_fresh_proc("/proc")
+                # A scratch of the template's own (an environment's preload may write caches:
+                # matplotlib's font list); each child detaches it with the template's tree.
+                mounts.mount(
+                    "tmpfs", "/tmp", "tmpfs", mounts.MS_NOSUID | mounts.MS_NODEV, "size=64m"
+                )
                 null = os.open("/dev/null", os.O_RDONLY)
                 os.dup2(null, 0)
                 os.dup2(theirs.fileno(), 3)
@@ -404,12 +414,13 @@ class Zygote:
             "scratch_bytes": self.plan.scratch_bytes,
             "cgroup_version": self.plan.cgroup_version,
             "root": TemplateRoot.of(
-                self.plan, "python", frozenset(self.patches["python"])
+                self.plan, "python", env, frozenset(self.patches["python", env])
             ).to_marshal(),
+            "environment": boot_environment(self.plan, env),
         }
         with contextlib.suppress(OSError):  # if it died, its reason is queued for us
             ours.send(marshal.dumps(config))
-        return Template(pid=pid, sock=ours, started_at=time.monotonic())
+        return Template(pid=pid, sock=ours, started_at=time.monotonic(), environment=env)
 
     def finish_template_start(self, template: Template) -> Template:
         """Wait for the template's b"ready" (it is readable already when called from poll)."""
@@ -424,11 +435,11 @@ class Zygote:
         template.sock.settimeout(self.TEMPLATE_REPLY_TIMEOUT_S)
         return template
 
-    def stop_template(self) -> None:
-        for template in (self.template, self.next_template):
-            if template is not None:
-                template.kill()
-        self.template = self.next_template = None
+    def stop_template(self, env: str | None = None) -> None:
+        """Stop the templates of `env` (the running one and its replacement); all if None."""
+        for templates in (self.templates, self.next_templates):
+            for key in [k for k in templates if env is None or k == env]:
+                templates.pop(key).kill()
 
     def on_setup_message(self, child: Child) -> None:
         assert child.setup is not None
@@ -474,15 +485,14 @@ class Zygote:
 
     def report_spawned(self, child: Child) -> None:
         child.reported_spawned = True
-        message: dict[str, Any] = {
-            "op": "spawned",
-            "id": child.spawn_id,
-            "pid": child.pid,
-            "slot": child.slot,
-            "runtime": child.runtime,
-            "cgroup": dict(child.cgroup.paths) if child.cgroup else {},
-            "program_pid": child.program_pid,
-        }
+        message = proto.Spawned(
+            id=child.spawn_id,
+            pid=child.pid,
+            slot=child.slot,
+            runtime=child.runtime,
+            cgroup=dict(child.cgroup.paths) if child.cgroup else {},
+            program_pid=child.program_pid,
+        )
         fds = [child.pidfd, *child.pool_fds]
         self.tell_pool(message, fds)
         for fd in child.pool_fds:
@@ -521,9 +531,10 @@ class Zygote:
             if pid in self.map_helpers:
                 self.on_map_helper_exit(self.map_helpers.pop(pid), pid, status)
                 continue
-            if self.template is not None and pid == self.template.pid:
+            dead = next((t for t in self.templates.values() if t.pid == pid), None)
+            if dead is not None:
                 print(f"sandboxd zygote: python template exited ({status})", file=sys.stderr)
-                self.stop_template()
+                self.stop_template(dead.environment)
                 continue
             child = self.children.pop(pid, None)
             if child is None:
@@ -555,16 +566,10 @@ class Zygote:
                 self.kill(child)
 
     def finish(self, child: Child, status: int, rusage: Any) -> None:
-        facts: dict[str, int] = {}
+        facts = None
         if child.cgroup:
             child.cgroup.kill_all()
-            f = child.cgroup.facts()
-            facts = {
-                "peak_memory_bytes": f.peak_memory_bytes,
-                "oom_kills": f.oom_kills,
-                "cpu_time_ns": f.cpu_time_ns,
-                "pids_limit_hits": f.pids_limit_hits,
-            }
+            facts = child.cgroup.facts()
         if child.setup is not None:
             child.setup.setblocking(False)
             with contextlib.suppress(OSError):
@@ -584,27 +589,23 @@ class Zygote:
                     os.close(fd)
         if self.running:
             self.tell_pool(
-                {
-                    "op": "exited",
-                    "pid": child.pid,
-                    # The program's own wait status when its init reported it; else the
-                    # init's (killed by the pool at a limit, or it died while booting).
-                    "status": status if child.program_status is None else child.program_status,
-                    # The init exited by itself without reporting: the program's fate is unknown.
-                    "init_lost": child.program_status is None
+                proto.Exited(
+                    pid=child.pid,
+                    status=status if child.program_status is None else child.program_status,
+                    init_lost=child.program_status is None
                     and child.reported_spawned
                     and os.WIFEXITED(status),
-                    "rusage": {
-                        "utime_us": int(rusage.ru_utime * 1e6),
-                        "stime_us": int(rusage.ru_stime * 1e6),
-                        "maxrss_kb": rusage.ru_maxrss,
-                    },
-                    "facts": facts,
-                    "blocked_syscall": child.blocked_syscall,
-                    "boot_error": child.boot_error,
-                    "reported_spawned": child.reported_spawned,
-                    "spawn_id": child.spawn_id,
-                }
+                    rusage=proto.Rusage(
+                        utime_us=int(rusage.ru_utime * 1e6),
+                        stime_us=int(rusage.ru_stime * 1e6),
+                        maxrss_kb=rusage.ru_maxrss,
+                    ),
+                    facts=facts,
+                    blocked_syscall=child.blocked_syscall,
+                    boot_error=child.boot_error,
+                    reported_spawned=child.reported_spawned,
+                    spawn_id=child.spawn_id,
+                )
             )
         # The PID namespace is gone, so the uid slot is free and the cgroup empty; the cgroup
         # is removed when the zygote is idle (or at exit), off the executions' path.
@@ -612,7 +613,7 @@ class Zygote:
             self.removals.append(child.cgroup)
         self.free_slots.append(child.slot)
 
-    def tell_pool(self, message: dict[str, Any], fds: list[int] | None = None) -> None:
+    def tell_pool(self, message: proto.Message, fds: list[int] | None = None) -> None:
         """Send to the pool; if it is gone, stop (the EOF handler kills what is left)."""
         try:
             proto.send(self.pool, message, fds)

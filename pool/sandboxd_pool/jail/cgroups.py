@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 PARENT_NAME = "sandboxd"
 PARENT_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+PROBE_PREFIX = "probe-"  # + the pid of the process probing the hierarchy at start
 V1_CONTROLLERS = ("memory", "pids", "cpu", "cpuacct")
 V2_CONTROLLERS = ("memory", "pids", "cpu")
 UNIFIED = "unified"
@@ -90,15 +91,19 @@ class CgroupSetup:
         )
 
     def sweep(self) -> list[str]:
-        """Remove worker cgroups whose zygote (named in the cgroup's name) is dead."""
+        """Remove worker cgroups whose zygote (named in the cgroup's name: zPID-N) is dead,
+        and start-up probes (probe-PID, see _probe) of a process that died mid-probe."""
         removed: list[str] = []
         names: set[str] = set()
         for parent in self.parents.values():
             with contextlib.suppress(OSError):
-                names.update(e for e in os.listdir(parent) if e.startswith("z"))
+                names.update(e for e in os.listdir(parent) if e.startswith(("z", PROBE_PREFIX)))
         for name in sorted(names):
-            owner = name[1:].split("-", 1)[0]
-            if owner.isdigit() and _alive(int(owner)):
+            # a probe's owner is whatever process started the pool: any live process with
+            # its pid counts (a reused pid only delays the sweep); a zygote is checked by name
+            probe = name.startswith(PROBE_PREFIX)
+            owner = name[len(PROBE_PREFIX) :] if probe else name[1:].split("-", 1)[0]
+            if owner.isdigit() and _alive(int(owner), zygote=not probe):
                 continue
             cg = self.worker(name)
             cg.kill_all()
@@ -256,12 +261,14 @@ def _read_keyed(path: str, name: str) -> dict[str, int]:
     return out
 
 
-def _alive(pid: int) -> bool:
+def _alive(pid: int, *, zygote: bool = True) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
+        return True
+    if not zygote:
         return True
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
@@ -337,7 +344,7 @@ def _try_v1(mounts: Mapping[str, str], reasons: list[str], parent_name: str) -> 
 
 
 def _probe(setup: CgroupSetup) -> None:
-    cg = setup.worker(f"probe-{os.getpid()}")
+    cg = setup.worker(f"{PROBE_PREFIX}{os.getpid()}")
     cg.create()
     try:
         cg.set_limits(64 * 1024 * 1024, 16)

@@ -26,6 +26,7 @@ tmpfs, hostname; then fds, rlimits, capabilities, no_new_privs, seccomp exactly 
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import socket
 from collections.abc import Mapping
@@ -34,7 +35,16 @@ from typing import Any
 
 from . import capabilities, cgroups, init, mounts, namespaces, rlimits, seccomp
 from .elf_runpath import relocate_runpath
-from .policy import SANDBOX_HOSTNAME, SANDBOX_UID, Bind, JailPlan, RlimitPlan, RuntimePlan
+from .policy import (
+    ENVIRONMENT_MOUNT,
+    NODE_MODULES_MOUNT,
+    SANDBOX_HOSTNAME,
+    SANDBOX_UID,
+    Bind,
+    JailPlan,
+    RlimitPlan,
+    RuntimePlan,
+)
 
 WORKER_FDS = 4  # 0 stdin, 1 stdout, 2 stderr, 3 control socket: the program's
 SETUP_FD = 4  # the setup socket to the zygote: the init's once confined
@@ -57,6 +67,7 @@ def layer_patches(layers: tuple[Bind, ...]) -> dict[int, dict[str, bytes]]:
 def enter_and_exec(
     plan: JailPlan,
     runtime: RuntimePlan,
+    environment: str,
     patches: Mapping[int, Mapping[str, bytes]],
     bpf: bytes,
     outside_uid: int,
@@ -73,7 +84,7 @@ def enter_and_exec(
         else:
             _leave_the_zygotes_world(setup, cgroup_fds)
         mounts.build_root(
-            layers=plan.layers(runtime.name),
+            layers=plan.layers(runtime.name, environment),
             masked_dirs=runtime.masked_dirs,
             symlinks=plan.symlinks,
             etc_files=plan.etc_files,
@@ -90,9 +101,22 @@ def enter_and_exec(
             _confine(
                 plan.scratch_bytes, plan.rlimits, bpf, outside_uid, fds, setup, exit_pipe, report
             )
-        os.execve(runtime.argv[0], list(runtime.argv), dict(runtime.env))
+        argv = list(runtime.argv)
+        if environment:  # the bootstrap's one argument: what it loads while warming
+            argv.append(json.dumps(boot_environment(plan, environment)))
+        os.execve(argv[0], argv, dict(runtime.env))
     except BaseException as e:
         _die(report[0], e)
+
+
+def boot_environment(plan: JailPlan, environment: str) -> dict[str, Any]:
+    """What a worker's bootstrap (or the Python template) loads from an environment before any
+    request: where its packages are (Python: added to sys.path) and what to preload."""
+    if not environment:
+        return {"path": "", "preload": []}
+    env = plan.environments[environment]
+    path = ENVIRONMENT_MOUNT if env.runtime == "python" else NODE_MODULES_MOUNT
+    return {"path": path, "preload": list(env.preload)}
 
 
 def enter_forked(
@@ -138,10 +162,11 @@ class TemplateRoot:
     etc_files: Mapping[str, str]
 
     @staticmethod
-    def of(plan: JailPlan, runtime: str, patched: frozenset[int]) -> TemplateRoot:
+    def of(plan: JailPlan, runtime: str, environment: str, patched: frozenset[int]) -> TemplateRoot:
         return TemplateRoot(
             layers=tuple(
-                Bind(b.jail_path, is_dir=b.is_dir, target=b.jail_path) for b in plan.layers(runtime)
+                Bind(b.jail_path, is_dir=b.is_dir, target=b.jail_path)
+                for b in plan.layers(runtime, environment)
             ),
             patched=patched,
             masked_dirs=plan.runtimes[runtime].masked_dirs,

@@ -13,6 +13,8 @@ BOOT_MOUNT = "/opt/sandboxd"  # the in-worker bootstraps
 JAIL_LIB_MOUNT = "/opt/sandboxd-lib"  # holds jail/ (this package), for the Python template
 PYTHON_MOUNT = "/opt/python"  # an interpreter prefix of its own (pyenv, /opt/python3.x)
 NODE_MOUNT = "/opt/node/bin"  # the directory of a node binary outside /usr
+ENVIRONMENT_MOUNT = "/opt/environment"  # a Python environment's packages (on sys.path)
+NODE_MODULES_MOUNT = "/node_modules"  # a JavaScript environment's node_modules
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,15 @@ class RuntimePlan:
 
 
 @dataclass(frozen=True)
+class EnvironmentPlan:
+    """A built environment (PoolConfig.environments), as the zygote needs it."""
+
+    runtime: str
+    path: str  # host directory
+    preload: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class JailPlan:
     runtimes: Mapping[str, RuntimePlan]
     common_binds: tuple[Bind, ...]
@@ -75,6 +86,7 @@ class JailPlan:
     gid_base: int = -1  # outside gid of worker slot 0; -1: the same as uid_base
     template_max_forks: int = 250  # PoolConfig.template_max_forks
     template_max_age_s: float = 300.0  # PoolConfig.template_max_age_s
+    environments: Mapping[str, EnvironmentPlan] = field(default_factory=dict)
 
     @property
     def subuid(self) -> bool:
@@ -85,14 +97,23 @@ class JailPlan:
         gid_base = self.uid_base if self.gid_base < 0 else self.gid_base
         return self.uid_base + slot, gid_base + slot
 
-    def layers(self, runtime: str) -> tuple[Bind, ...]:
+    def layers(self, runtime: str, environment: str = "") -> tuple[Bind, ...]:
         """Every read-only layer of a `runtime` worker's root, in a fixed order (an index names
-        a layer between the Python template and its children)."""
+        a layer between the Python template and its children); with an `environment`, its
+        packages too (Python at ENVIRONMENT_MOUNT, JavaScript's node_modules at /node_modules)."""
+        env: tuple[Bind, ...] = ()
+        if environment:
+            path = self.environments[environment].path
+            if runtime == "javascript":
+                env = (Bind(f"{path}/node_modules", target=NODE_MODULES_MOUNT),)
+            else:
+                env = (Bind(path, target=ENVIRONMENT_MOUNT),)
         return (
             *self.common_binds,
             *self.runtimes[runtime].binds,
             Bind(self.boot_dir, target=BOOT_MOUNT),
             Bind(self.jail_dir, target=JAIL_LIB_MOUNT + "/jail"),
+            *env,
         )
 
     def to_json(self) -> str:
@@ -131,6 +152,12 @@ class JailPlan:
             gid_base=raw["gid_base"],
             template_max_forks=raw["template_max_forks"],
             template_max_age_s=raw["template_max_age_s"],
+            environments={
+                name: EnvironmentPlan(
+                    runtime=e["runtime"], path=e["path"], preload=tuple(e["preload"])
+                )
+                for name, e in raw["environments"].items()
+            },
         )
 
 
