@@ -492,6 +492,9 @@ def add_tenant(
     ceiling_limits: Mapping[str, int] | None = None,
     max_executions_per_second: float | None = None,
     max_cpu_seconds_per_minute: float | None = None,
+    max_open_calls: int | None = None,
+    max_queued_jobs: int | None = None,
+    max_async_bytes: int | None = None,
 ) -> str:
     """Add a tenant with a fresh API key and return the key (it is stored only hashed).
 
@@ -521,6 +524,13 @@ def add_tenant(
         entry["max_executions_per_second"] = max_executions_per_second
     if max_cpu_seconds_per_minute is not None:
         entry["max_cpu_seconds_per_minute"] = max_cpu_seconds_per_minute
+    for field, value in (
+        ("max_open_calls", max_open_calls),
+        ("max_queued_jobs", max_queued_jobs),
+        ("max_async_bytes", max_async_bytes),
+    ):
+        if value is not None:
+            entry[field] = value
     if default_limits:
         entry["default_limits"] = dict(default_limits)
     if ceiling_limits:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from sandboxd.cli import main
 from sandboxd.tenants import TenantsFileError, load_tenants
 
 TENANT = '[tenants.acme]\nkey_sha256 = "' + "ab" * 32 + '"\n'
@@ -39,3 +40,32 @@ def test_bad_values_name_the_tenant_and_the_field(tmp_path: Path, field: str, va
     with pytest.raises(TenantsFileError, match=f"{field} must be an integer from 1 to") as info:
         load(tmp_path, TENANT + f"{field} = {value}\n")
     assert (info.value.tenant, info.value.field) == ("acme", field)
+
+
+def test_tenants_add_writes_the_fields_and_list_shows_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = str(tmp_path / "tenants.toml")
+    argv = ["tenants", "add", "acme", "--file", path, "--max-open-calls", "4"]
+    argv += ["--max-queued-jobs", "10", "--max-async-bytes", "1048576"]
+    assert main(argv) == 0
+    tenant = load_tenants(path)["acme"]
+    assert (tenant.max_open_calls, tenant.max_queued_jobs, tenant.max_async_bytes) == (
+        4,
+        10,
+        1048576,
+    )
+    capsys.readouterr()
+    assert main(["tenants", "list", "--file", path]) == 0
+    assert (
+        "max_open_calls=4  max_queued_jobs=10  max_async_bytes=1048576" in capsys.readouterr().out
+    )
+
+
+def test_tenants_add_names_the_flag_of_a_bad_value(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = str(tmp_path / "tenants.toml")
+    assert main(["tenants", "add", "acme", "--file", path, "--max-queued-jobs", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--max-queued-jobs '0'" in err and "must be an integer from 1 to" in err
