@@ -19,7 +19,8 @@ thread is committed and sees the call's metadata; `CallGuard` is that intercepto
   asks for it, so this keeps what callers without a key make the daemon hold to one body.
 - Every admitted call is registered with a watchdog until it ends: one whose request message
   has not arrived, or whose client has not taken a response message, for `--idle-timeout-s`
-  is ended with DEADLINE_EXCEEDED (so is a public call past its lifetime).
+  (plus a second per MiB of that message) is ended with DEADLINE_EXCEEDED (so is a public
+  call past its lifetime).
 
 Counting starts in the interceptor and ends when grpcio reports the call over (its
 termination callback), so a response still waiting for a client that does not read counts
@@ -44,6 +45,7 @@ from .status_server import to_status
 WATCHDOG_TICK_S = 0.1
 MAX_PUBLIC_REQUEST_BYTES = 64 * 1024  # health and reflection requests are a few bytes
 PUBLIC_REQUEST_TIMEOUT_S = 2.0  # their clients send the request with the call
+MIN_CLIENT_BYTES_PER_S = 1024 * 1024  # a response message may take a second per MiB more
 OnRefused = Callable[[grpc.StatusCode, BaseException], None]
 
 
@@ -375,11 +377,17 @@ class CallGuard(grpc.ServerInterceptor):
                     return
                 yield request
 
+        def response_wait_s(response: Any) -> float:
+            """--idle-timeout-s, plus a second per MiB of the message: a client on a slow
+            link is not cut off while it downloads a large response."""
+            size = response.ByteSize() if hasattr(response, "ByteSize") else 0
+            return watchdog.idle_timeout_s + size / MIN_CLIENT_BYTES_PER_S
+
         def sent(call: _Call, responses: Iterator[Any]) -> Iterator[Any]:
             """Each response message is a wait on the client: grpcio's send blocks (HTTP/2
             flow control) until the client takes it."""
             for response in responses:
-                watchdog.expect(call, "response")
+                watchdog.expect(call, "response", response_wait_s(response))
                 yield response
                 watchdog.settle(call)
 
@@ -397,7 +405,8 @@ class CallGuard(grpc.ServerInterceptor):
             def unary_unary(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
                 call = begin(context)
                 response = inner_uu(first_request(call, requests), context)
-                watchdog.expect(call, "response")  # ends with the call (its callback)
+                # settled when the call ends (its callback)
+                watchdog.expect(call, "response", response_wait_s(response))
                 return response
 
             return grpc.stream_unary_rpc_method_handler(unary_unary, **options)
@@ -433,7 +442,7 @@ class CallGuard(grpc.ServerInterceptor):
             def stream_unary(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
                 call = begin(context)
                 response = inner_su(watched_requests(call, requests), context)
-                watchdog.expect(call, "response")
+                watchdog.expect(call, "response", response_wait_s(response))
                 return response
 
             return grpc.stream_unary_rpc_method_handler(stream_unary, **options)

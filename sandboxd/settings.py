@@ -240,7 +240,8 @@ _FLAGS: tuple[tuple[str, str, str, str], ...] = (
         "SANDBOXD_IDLE_TIMEOUT_S",
         "idle_timeout_s",
         "seconds a call may wait for its request message, or for its client to take a "
-        "response message, before it is ended with DEADLINE_EXCEEDED (default 30)",
+        "response message (plus a second per MiB of it), before it is ended with "
+        "DEADLINE_EXCEEDED (default 30)",
     ),
     (
         "--max-streams-per-connection",
