@@ -123,18 +123,22 @@ class Worker:
             os.set_blocking(self.spawned.stderr, False)
             stderr = os.read(self.spawned.stderr, 4096)
         self.close()
+        # A runtime that cannot start its threads dies in its own way (Node: SIGSEGV with a
+        # native stack trace; the init's fork of the program: EAGAIN); the cgroup's count of
+        # refused forks names the real cause.
+        refused = report.facts.pids_limit_hits if report and report.facts else 0
+        hint = (
+            f"the pids controller refused {refused} new task(s): the pids.max of its cgroup or "
+            "of a parent cgroup is used up"
+            if refused
+            else ""
+        )
         if report is not None and report.boot_error:
-            return report.boot_error
+            return f"{report.boot_error}; {hint}" if hint else report.boot_error
         tail = stderr.decode(errors="replace").strip().splitlines()[-3:]
         detail = f"exit status {_describe(report.status)}" if report else "no exit report"
-        # A runtime that cannot start its threads dies in its own way (Node: SIGSEGV with a
-        # native stack trace); the cgroup's count of refused forks names the real cause.
-        refused = report.facts.pids_limit_hits if report and report.facts else 0
-        if refused:
-            detail += (
-                f"; the pids controller refused {refused} new task(s): the pids.max of its "
-                "cgroup or of a parent cgroup is used up"
-            )
+        if hint:
+            detail += f"; {hint}"
         return f"worker died while booting ({detail}){': ' + ' | '.join(tail) if tail else ''}"
 
     # -- one execution ----------------------------------------------------------------------------
