@@ -10,7 +10,8 @@ from sandboxd_pool import ExecutionRequest, InvalidRequest, Limits, Outcome, Run
 from sandboxd_pool.egress import EgressPolicy, EgressRule
 from sandboxd_pool.types import EgressEntry, Mode, Started
 
-from .jobs import MAX_IDEMPOTENCY_KEY_BYTES, Job, JobState
+from .errors import NotFound
+from .jobs import MAX_IDEMPOTENCY_KEY_BYTES, Job, JobState, is_execution_id
 from .tenants import Tenant
 
 MAX_LABELS = 64
@@ -193,8 +194,15 @@ def started_event(started: Started) -> pb.ExecuteEvent:
 
 
 def execution_id_of(msg: pb.GetExecutionRequest | pb.CancelExecutionRequest) -> str:
+    """The id, checked to be one the daemon issues before any store sees it (with Redis it
+    becomes part of key names): anything else is NOT_FOUND, like an unknown id."""
     if not msg.execution_id:
         raise InvalidRequest("execution_id", "required: the id returned by Submit")
+    if not is_execution_id(msg.execution_id):
+        raise NotFound(
+            f"execution {msg.execution_id!r} not found: not an id this service issues "
+            "(32 lowercase hex digits)"
+        )
     return msg.execution_id
 
 

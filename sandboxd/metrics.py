@@ -116,6 +116,13 @@ class Metrics:
             "Asynchronous executions (Submit) waiting to start on this node.",
             registry=r,
         )
+        self.open_calls = Gauge(
+            "sandboxd_open_calls",
+            "Calls admitted and not finished: of tenants (kind=tenant) and health and "
+            "reflection calls (kind=public).",
+            ("kind",),
+            registry=r,
+        )
         egress_labels = ("decision", "tenant") if tenant_labels else ("decision",)
         self.egress_connections = Counter(
             "sandboxd_egress_connections",
