@@ -309,6 +309,14 @@ class Connection:
             response, response_framing = await self.response_head(upstream, out, head.method)
             answered = True
             await self.relay_response_body(upstream, out, response_framing)
+        except BadMessage as e:
+            # A body the proxy will not read on (a chunk extension, trailers: 400), or a
+            # response it cannot (502). Answered unless the response had begun.
+            if answered:
+                raise
+            reason = f"bad request: {e.reason}" if e.status < 500 else e.reason
+            upstream.tally.note(reason)
+            raise Refused(e.status, reason) from None
         except (OSError, EOFError, ssl.SSLError) as e:
             if answered:
                 raise
