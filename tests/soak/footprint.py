@@ -29,6 +29,7 @@ FOREIGN_MOUNT_PREFIXES = (
     "/run/user",
     "/run/netns",
     "/var/cache/sandboxd-test/storage",
+    "/run/sandboxd-test",
 )
 
 
