@@ -1,7 +1,7 @@
 """The daemon's gRPC service with per-request bubblewrap behind it: the e2e baseline.
 
 `python -m bench.e2e_bwrap_server --listen 127.0.0.1:0 --python P --node N` serves the same
-`sandboxd.servicer.SandboxServicer` (zero-config auth, tenant quota, metrics, error seam) as
+`sandboxd.api.servicer.SandboxServicer` (zero-config auth, tenant quota, metrics, error seam) as
 `sandboxd serve`, on a synchronous `grpc.server` built like `sandboxd.server._start_grpc`, but
 its engine spawns a fresh `bwrap ... python -I -S -c CODE` / `node -e CODE` per request (the
 command of `bench.baselines.bwrap_prefix`). It logs one JSON line {"msg": "listening",
@@ -33,7 +33,7 @@ MAX_CONCURRENT = 16  # like the daemon's default --max-concurrent
 
 
 class BwrapEngine:
-    """Implements `sandboxd.servicer.Engine`: one bubblewrap jail per request, SCRIPT mode."""
+    """Implements `sandboxd.api.servicer.Engine`: one bubblewrap jail per request, SCRIPT mode."""
 
     def __init__(self, runtimes: dict[str, BenchRuntime]) -> None:
         self._runtimes = runtimes
@@ -129,11 +129,11 @@ class BwrapEngine:
 def serve(listen: str, runtimes: dict[str, BenchRuntime]) -> int:
     import grpc
 
-    from sandboxd.auth import Authenticator
+    from sandboxd.api.servicer import SandboxServicer
     from sandboxd.metrics import Metrics
-    from sandboxd.servicer import SandboxServicer
-    from sandboxd.tenant_quotas import LocalQuotas
-    from sandboxd_client._proto import sandbox_pb2_grpc
+    from sandboxd.quotas.local import LocalQuotas
+    from sandboxd.tenants.auth import Authenticator
+    from sandboxd_client.proto import sandbox_pb2_grpc
 
     servicer = SandboxServicer(
         BwrapEngine(runtimes),
