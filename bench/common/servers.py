@@ -1,7 +1,7 @@
 """The two gRPC servers the e2e benchmark talks to, each a subprocess of the benchmark.
 
 - daemon: `python -m sandboxd serve --listen 127.0.0.1:0 --warm-workers N` (the warm pool)
-- bwrap:  `python -m bench.e2e_bwrap_server --listen 127.0.0.1:0` (the same servicer,
+- bwrap:  `python -m bench.e2e.bwrap_server --listen 127.0.0.1:0` (the same servicer,
           per-request bubblewrap behind it)
 
 Both log JSON lines on stderr, which go to a temporary file (a pipe nobody reads would fill
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 60.0
 
@@ -138,7 +138,7 @@ def start_daemon(warm_workers: int, python: str, node: str | None) -> ServerProc
 
 
 def start_bwrap_server(python: str, node: str | None) -> ServerProcess:
-    argv = [sys.executable, "-m", "bench.e2e_bwrap_server", "--listen", "127.0.0.1:0"]
+    argv = [sys.executable, "-m", "bench.e2e.bwrap_server", "--listen", "127.0.0.1:0"]
     argv += ["--python", python]
     if node:
         argv += ["--node", node]

@@ -22,15 +22,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.cluster_report import ClusterReport, ThroughputResult, render, write_results
-from bench.cluster_servers import RedisProcess, start_node, start_redis
-from bench.e2e_servers import ServerProcess
-from bench.machine import machine_info
-from bench.runtimes import python_runtime
-from bench.stats import LatencyStats
+from bench.cluster.report import ClusterReport, ThroughputResult, render, write_results
+from bench.cluster.servers import RedisProcess, start_node, start_redis
+from bench.common.machine import machine_info
+from bench.common.runtimes import python_runtime
+from bench.common.servers import ServerProcess
+from bench.common.stats import LatencyStats
 from sandboxd_client import NO_RETRY, Client, Verdict
 
-DEFAULT_RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+DEFAULT_RESULTS = Path(__file__).resolve().parents[1] / "RESULTS.md"
 HELLO = "print('hello')"
 PAUSE_S = 0.04  # before each paced call: the pool refills its warm workers
 RPC_TIMEOUT_S = 60.0

@@ -25,17 +25,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from bench import harness
-from bench.e2e_report import TARGETS, E2EReport, TargetResult, evaluate, render, write_results
-from bench.e2e_scenarios import Scenario, scenarios
-from bench.e2e_servers import ServerProcess, start_bwrap_server, start_daemon
-from bench.machine import _git, machine_info
-from bench.runtimes import select_runtimes
-from bench.stats import Attempt, LatencyRun, LatencyStats
+from bench.common import harness
+from bench.common.machine import _git, machine_info
+from bench.common.runtimes import select_runtimes
+from bench.common.servers import ServerProcess, start_bwrap_server, start_daemon
+from bench.common.stats import Attempt, LatencyRun, LatencyStats
+from bench.e2e.report import TARGETS, E2EReport, TargetResult, evaluate, render, write_results
+from bench.e2e.scenarios import Scenario, scenarios
 from sandboxd_client import NO_RETRY, Client, SandboxdError, Verdict
 from sandboxd_client import InvalidRequest as ClientInvalidRequest
 
-DEFAULT_RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+DEFAULT_RESULTS = Path(__file__).resolve().parents[1] / "RESULTS.md"
 CLIENT_OPTIONS = (("grpc.use_local_subchannel_pool", 1),)
 RPC_TIMEOUT_S = 60.0
 PAUSE_MS = {"python": 40.0, "javascript": 80.0}
@@ -335,7 +335,7 @@ def run(args: argparse.Namespace) -> int:
                 for cs in clients.values():
                     cs.close()
         if settings.echo:
-            from bench import e2e_echo
+            from bench.e2e import echo as e2e_echo
 
             log("sync vs aio gRPC echo...")
             try:

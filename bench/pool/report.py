@@ -6,9 +6,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.harness import RAMP_FRACTION
-from bench.stats import LatencyRun, PoolMemory, RuntimeMemory, SystemResult
-from bench.targets import MIB, TargetCheck
+from bench.common.harness import RAMP_FRACTION
+from bench.common.report import TargetCheck, md_table, targets_table
+from bench.common.stats import LatencyRun, PoolMemory, RuntimeMemory, SystemResult
+from bench.pool.targets import MIB
 
 BEGIN = "<!-- bench:pool:begin -->"
 END = "<!-- bench:pool:end -->"
@@ -66,20 +67,6 @@ class Report:
     pool_memory: PoolMemory | None
     checks: list[TargetCheck]
     notes: list[str] = field(default_factory=list)
-
-
-def md_table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [len(h) for h in headers]
-    for row in rows:
-        for i, cell in enumerate(row):
-            widths[i] = max(widths[i], len(cell))
-
-    def line(cells: list[str]) -> str:
-        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
-
-    out = [line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    out += [line(row) for row in rows]
-    return "\n".join(out)
 
 
 def _ms(value: float | None) -> str:
@@ -234,11 +221,6 @@ def pool_memory_line(pool_memory: PoolMemory | None) -> str:
         f"MiB = **{_mib(pool_memory.total_bytes)} MiB** PSS. Worker pids from: "
         f"{pool_memory.source}."
     )
-
-
-def targets_table(checks: list[TargetCheck]) -> str:
-    rows = [[c.verdict, c.name, c.target, c.measured] for c in checks]
-    return md_table(["", "target", "goal", "measured"], rows)
 
 
 def render(report: Report) -> str:

@@ -1,10 +1,10 @@
 """The daemon's gRPC service with per-request bubblewrap behind it: the e2e baseline.
 
-`python -m bench.e2e_bwrap_server --listen 127.0.0.1:0 --python P --node N` serves the same
+`python -m bench.e2e.bwrap_server --listen 127.0.0.1:0 --python P --node N` serves the same
 `sandboxd.api.servicer.SandboxServicer` (zero-config auth, tenant quota, metrics, error seam) as
 `sandboxd serve`, on a synchronous `grpc.server` built like `sandboxd.server._start_grpc`, but
 its engine spawns a fresh `bwrap ... python -I -S -c CODE` / `node -e CODE` per request (the
-command of `bench.baselines.bwrap_prefix`). It logs one JSON line {"msg": "listening",
+command of `bench.common.baselines.bwrap_prefix`). It logs one JSON line {"msg": "listening",
 "address": ...} on stderr like the daemon, and SIGTERM stops it (in-flight calls get a short
 grace; bwrap's --die-with-parent takes any child with it).
 """
@@ -23,8 +23,8 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from bench.baselines import bwrap_prefix
-from bench.runtimes import BenchRuntime, clean_env, node_runtime, python_runtime
+from bench.common.baselines import bwrap_prefix
+from bench.common.runtimes import BenchRuntime, clean_env, node_runtime, python_runtime
 from sandboxd_pool import ExecutionRequest, InvalidRequest, Outcome, Usage, Verdict
 from sandboxd_pool.types import Mode, Started, Stream
 
@@ -168,7 +168,7 @@ def serve(listen: str, runtimes: dict[str, BenchRuntime]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.e2e_bwrap_server", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench.e2e.bwrap_server", description=__doc__)
     parser.add_argument("--listen", default="127.0.0.1:0")
     parser.add_argument("--python", help="Python interpreter (default: this one's real binary)")
     parser.add_argument("--node", help="Node interpreter (default: node on PATH)")

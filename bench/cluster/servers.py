@@ -3,7 +3,7 @@
 - redis:  `redis-server --port <free> --dir <tmp> --appendonly yes --appendfsync always
           --save ""`: durable like the tests' (an accepted job is on disk), no system service
 - a node: `python -m sandboxd serve --listen 127.0.0.1:0 --redis-url ... --runtimes python`
-          (bench.e2e_servers spawns it and reads the address from its "listening" line)
+          (bench.common.servers spawns it and reads the address from its "listening" line)
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.e2e_servers import ServerFailed, ServerProcess, _spawn
+from bench.common.servers import ServerFailed, ServerProcess, _spawn
 
 
 def _free_port() -> int:

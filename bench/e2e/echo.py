@@ -1,6 +1,6 @@
 """Synchronous vs asyncio gRPC server for a unary echo (the issue's "measure before you choose").
 
-`python -m bench.e2e_echo serve --mode sync|aio` serves `/bench.Echo/Echo`, a generic handler
+`python -m bench.e2e.echo serve --mode sync|aio` serves `/bench.Echo/Echo`, a generic handler
 returning the request bytes unchanged (no protobuf, no servicer logic), on 127.0.0.1:0 and
 prints {"msg": "listening", "address": ...} on stderr. `measure()` starts one server of each
 kind as subprocesses, times sequential calls from a synchronous client with 1 MB and tiny
@@ -21,9 +21,9 @@ from typing import Any
 
 import grpc
 
-from bench.e2e_report import EchoResult
-from bench.e2e_servers import ServerProcess, _spawn
-from bench.stats import LatencyRun, LatencyStats
+from bench.common.servers import ServerProcess, _spawn
+from bench.common.stats import LatencyRun, LatencyStats
+from bench.e2e.report import EchoResult
 
 METHOD = "/bench.Echo/Echo"
 OPTIONS = [
@@ -106,7 +106,7 @@ def measure(iterations: int, rounds: int) -> list[EchoResult]:
     try:
         for mode in ("sync", "aio"):
             servers[mode] = _spawn(
-                f"echo-{mode}", [sys.executable, "-m", "bench.e2e_echo", "serve", "--mode", mode]
+                f"echo-{mode}", [sys.executable, "-m", "bench.e2e.echo", "serve", "--mode", mode]
             )
             channels[mode] = grpc.insecure_channel(
                 servers[mode].address,
@@ -147,7 +147,7 @@ def measure(iterations: int, rounds: int) -> list[EchoResult]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.e2e_echo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench.e2e.echo", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve")
     serve.add_argument("--mode", choices=("sync", "aio"), required=True)
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve_sync() if args.mode == "sync" else serve_aio()
-    from bench.e2e_report import echo_table
+    from bench.e2e.report import echo_table
 
     print(echo_table(measure(args.iterations, 4)))
     return 0

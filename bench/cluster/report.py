@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.stats import LatencyStats
+from bench.common.stats import LatencyStats
 
 BEGIN = "<!-- bench:cluster:begin -->"
 END = "<!-- bench:cluster:end -->"

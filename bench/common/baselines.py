@@ -15,8 +15,8 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bench.runtimes import BenchRuntime, clean_env
-from bench.stats import Attempt
+from bench.common.runtimes import BenchRuntime, clean_env
+from bench.common.stats import Attempt
 
 SPAWN_TIMEOUT_S = 30.0
 

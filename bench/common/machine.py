@@ -8,9 +8,9 @@ import platform
 import subprocess
 from pathlib import Path
 
-from bench.runtimes import BenchRuntime, clean_env
+from bench.common.runtimes import BenchRuntime, clean_env
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _run(argv: list[str]) -> str:

@@ -15,8 +15,8 @@ from collections.abc import Iterable
 
 import psutil
 
-from bench.runtimes import BenchRuntime, clean_env
-from bench.stats import PoolMemory, RuntimeMemory
+from bench.common.runtimes import BenchRuntime, clean_env
+from bench.common.stats import PoolMemory, RuntimeMemory
 
 SETTLE_POLL_S = 0.2
 

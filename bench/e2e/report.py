@@ -6,10 +6,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.harness import RAMP_FRACTION
-from bench.report import md_table, targets_table
-from bench.stats import LatencyRun, ThroughputRun
-from bench.targets import TargetCheck
+from bench.common.harness import RAMP_FRACTION
+from bench.common.report import TargetCheck, md_table, targets_table
+from bench.common.stats import LatencyRun, ThroughputRun
 
 BEGIN = "<!-- bench:e2e:begin -->"
 END = "<!-- bench:e2e:end -->"
@@ -273,7 +272,7 @@ def render(report: E2EReport) -> str:
         "Targets: **daemon** = `python -m sandboxd serve --listen 127.0.0.1:0 "
         f"--warm-workers {report.warm_workers}` (subprocess, default logging); **bwrap** = the "
         "same `SandboxServicer` on the same synchronous `grpc.server` setup in its own "
-        "subprocess (`python -m bench.e2e_bwrap_server`), whose engine runs every request in a "
+        "subprocess (`python -m bench.e2e.bwrap_server`), whose engine runs every request in a "
         "fresh `bwrap --unshare-all ... python -I -S -c` / `node -e`. Latency is the "
         "client-observed `Client.execute()` round trip (request built, RPC, response converted, "
         "stdout checked byte for byte). Each client thread has its own `sandboxd_client.Client` "
@@ -297,7 +296,7 @@ def render(report: E2EReport) -> str:
             "### Synchronous vs asyncio gRPC server, unary echo",
             "",
             "A generic bytes-in/bytes-out handler (no protobuf), server in a subprocess "
-            "(`python -m bench.e2e_echo`), sync client; sequential calls, sync and aio "
+            "(`python -m bench.e2e.echo`), sync client; sequential calls, sync and aio "
             "interleaved in rounds.",
             "",
             echo_table(report.echo),

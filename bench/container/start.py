@@ -1,6 +1,6 @@
 """Container start to SERVING: how long the image takes from `podman run` until its health
 service answers SERVING (README "Running in a container"). A measurement, not a test (tests
-never assert speed): `python -m bench.container_start -n 5`.
+never assert speed): `python -m bench.container.start -n 5`.
 
 It uses tests/container's podman setup (its own storage, the debootstrap base, the image built
 from this checkout's Dockerfile, cached) and runs the image exactly as tests/container does:
@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
+REPO = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
 
 from container.conftest import (  # noqa: E402 - after the path to tests/

@@ -24,11 +24,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from bench.runtimes import BenchRuntime
-from bench.stats import Attempt
+from bench.common.runtimes import BenchRuntime
+from bench.common.stats import Attempt
 
 READY_POLL_S = 0.002
-POOL_DIR = Path(__file__).resolve().parent.parent / "pool"
+POOL_DIR = Path(__file__).resolve().parents[2] / "pool"
 
 
 REQUIRED = ("Pool", "PoolConfig", "ExecutionRequest", "Runtime", "Verdict")

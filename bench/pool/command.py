@@ -21,14 +21,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import baselines, harness, memory, pool_bench
-from bench.machine import engine_source, machine_info
-from bench.report import Report, render, write_results
-from bench.runtimes import BenchRuntime, select_runtimes
-from bench.stats import PoolMemory, RuntimeMemory, SystemResult
-from bench.targets import evaluate
+from bench.common import baselines, harness
+from bench.common.machine import engine_source, machine_info
+from bench.common.runtimes import BenchRuntime, select_runtimes
+from bench.common.stats import PoolMemory, RuntimeMemory, SystemResult
+from bench.pool import engine as pool_bench
+from bench.pool import memory
+from bench.pool.report import Report, render, write_results
+from bench.pool.targets import evaluate
 
-DEFAULT_RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+DEFAULT_RESULTS = Path(__file__).resolve().parents[1] / "RESULTS.md"
 POOL_BOOT_TIMEOUT_S = 120.0
 REFILL_TIMEOUT_S = 10.0
 

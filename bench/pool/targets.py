@@ -6,9 +6,8 @@ not measured is N/A.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from bench.stats import PoolMemory, RuntimeMemory, SystemResult
+from bench.common.report import TargetCheck
+from bench.common.stats import PoolMemory, RuntimeMemory, SystemResult
 
 MIB = 1024 * 1024
 
@@ -18,14 +17,6 @@ NODE_P50_MAX_MS = 3.0
 THROUGHPUT_VS_BARE_MIN = 0.9
 WORKER_PSS_VS_BARE_MAX = 1.2
 POOL_OWN_PSS_MAX_BYTES = 100 * MIB
-
-
-@dataclass(frozen=True)
-class TargetCheck:
-    name: str
-    target: str
-    measured: str
-    verdict: str  # "PASS", "MISS", "N/A"
 
 
 def _verdict(value: float | None, ok: bool) -> str:

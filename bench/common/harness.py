@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from bench.stats import Attempt, LatencyRun, LatencyStats, ThroughputRun
+from bench.common.stats import Attempt, LatencyRun, LatencyStats, ThroughputRun
 
 RunOnce = Callable[[], Attempt]
 RAMP_FRACTION = 0.2

@@ -1,6 +1,6 @@
 """Cost of the jail mode: worker boot time and hello latency, root mode vs subuid mode.
 
-    python -m bench.jail_modes [--mode auto|root|subuid] [--no-template] [-n 200]
+    python -m bench.pool.jail_modes [--mode auto|root|subuid] [--no-template] [-n 200]
 
 Run it once as root (root mode, with and without the Python template) and once as a non-root
 user with /etc/subuid and /etc/subgid lines (subuid mode); README "The two jail modes" has the
