@@ -33,6 +33,26 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"expected only cgroup2 at {CGROUP2}, found {mounts}")
 
 
+def cgroup_of(pid: int) -> str:
+    """The process's cgroup, as /proc/PID/cgroup gives it ("0::PATH" on v2)."""
+    with open(f"/proc/{pid}/cgroup") as f:
+        lines = f.read().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("0::"), lines  # v2 only
+    return lines[0][3:]
+
+
+def cgroup_tree() -> set[str]:
+    """Every cgroup directory under the mount."""
+    return {d for d, _dirs, _files in os.walk(CGROUP2)}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_cgroup_left_behind() -> Iterator[None]:
+    before = cgroup_tree()
+    yield
+    assert cgroup_tree() == before
+
+
 @pytest.fixture(scope="session")
 def v2_pool() -> Iterator[Pool]:
     """Both runtimes on the unified hierarchy (the session pool of tests/conftest.py is not
