@@ -164,6 +164,7 @@ class Pool:
         on_start: Callable[[Started], None] | None = None,
         on_output: Callable[[Stream, bytes], None] | None = None,
         execution_id: str | None = None,
+        output_paused: Callable[[], bool] | None = None,
     ) -> Outcome:
         """Run one request on a fresh worker; user code failing is a Verdict, never a raise.
 
@@ -175,6 +176,10 @@ class Pool:
         on_output(stream, chunk): in this thread, each chunk of stdout/stderr as it is
         captured (only what is kept under max_output_bytes, in order per stream); the Outcome
         still carries the whole output.
+        output_paused(): polled while the code runs (about every 20 ms); while it returns
+        True, stdout and stderr are not read, so the program blocks once a pipe is full (a
+        consumer of on_output that is behind applies backpressure this way instead of
+        buffering); the wall-time, CPU and other limits are enforced all the same.
         If on_start or on_output raises, the worker is killed and destroyed as usual and the
         exception propagates out of execute (no Outcome).
         execution_id: used as Outcome.execution_id (default: a new uuid4 hex); the handler's
@@ -200,7 +205,12 @@ class Pool:
                         on_start(Started(execution_id, queue_wait_us, cold))
                     try:
                         result = worker.run(
-                            request, limits, cancel, on_output=on_output, execution_id=execution_id
+                            request,
+                            limits,
+                            cancel,
+                            on_output=on_output,
+                            execution_id=execution_id,
+                            output_paused=output_paused,
                         )
                         outcome = result.outcome
                         callback_error = result.callback_error

@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import request_frame
@@ -129,15 +129,18 @@ class Worker:
         *,
         on_output: OutputCallback | None = None,
         execution_id: str = "",
+        output_paused: Callable[[], bool] | None = None,
     ) -> RunResult:
         """Run the one request. The caller must close() the worker afterwards.
 
         on_output(stream, chunk) is called in this thread with each captured chunk (only
         what is kept under the cap, in order). If it raises, the worker is killed (verdict
         KILLED), it is not called again, and the exception is in RunResult.callback_error.
+        output_paused(): while it returns True, stdout and stderr are not read (the program
+        blocks once a pipe is full); the limits are enforced all the same.
         """
         try:
-            return self._run(request, limits, cancel, on_output, execution_id)
+            return self._run(request, limits, cancel, on_output, execution_id, output_paused)
         finally:
             self.kill()
 
@@ -161,73 +164,78 @@ class Worker:
         cancel: threading.Event | None,
         on_output: OutputCallback | None,
         execution_id: str,
+        output_paused: Callable[[], bool] | None,
     ) -> RunResult:
-        sp = self.spawned
-        cg = sp.cgroup
         cpu_base_ns, proc_cpu_base_us = self._apply_limits(limits)
-        cpu_limit_ns = limits.cpu_time_ms * 1_000_000
         started = time.monotonic()
         deadline = started + limits.wall_time_ms / 1000
         self._send_frame(request, limits, execution_id, deadline)
-        handler_mode = request.mode is Mode.HANDLER
+        watch = _Watch(
+            limits=limits,
+            started=started,
+            deadline=deadline,
+            cpu_base_ns=cpu_base_ns,
+            proc_cpu_base_us=proc_cpu_base_us,
+            handler_mode=request.mode is Mode.HANDLER,
+        )
+        self._supervise(watch, request.stdin, cancel, on_output, output_paused)
+        self._close_stdin()
+        return self._outcome(watch, execution_id)
 
-        stdin = memoryview(request.stdin)
-        stdin_open = True
-        if not stdin:
-            stdin_open = self._close_stdin()
-        else:
-            os.set_blocking(sp.stdin, False)
-        os.set_blocking(sp.stdout, False)
-        os.set_blocking(sp.stderr, False)
-        out = _Capture(limits.max_output_bytes, Stream.STDOUT)
-        err = _Capture(limits.max_output_bytes, Stream.STDERR)
-        result = _Capture(limits.max_output_bytes, None)
-        streams = {sp.stdout: out, sp.stderr: err}
-        callback_error: BaseException | None = None
-        kill_reason = KillReason.NONE
-        exited_at: float | None = None
-        poller = select.poll()
-        poller.register(sp.stdout, select.POLLIN)
-        poller.register(sp.stderr, select.POLLIN)
-        poller.register(sp.pidfd, select.POLLIN)
-        if handler_mode:
-            os.set_blocking(sp.control, False)
-            streams[sp.control] = result
-            poller.register(sp.control, select.POLLIN)
-        if stdin_open:
-            poller.register(sp.stdin, select.POLLOUT)
-        while streams:
+    def _supervise(
+        self,
+        watch: _Watch,
+        stdin_data: bytes,
+        cancel: threading.Event | None,
+        on_output: OutputCallback | None,
+        output_paused: Callable[[], bool] | None,
+    ) -> None:
+        """Feed stdin, drain the outputs and enforce the limits until the worker's PID 1 has
+        exited (its pidfd says so; every other process of its PID namespace is gone by then),
+        whatever the program does with its descriptors; then drain what is left in the pipes
+        for at most DRAIN_GRACE_S."""
+        sp = self.spawned
+        stdin = memoryview(stdin_data)
+        stdin_open = bool(stdin) or self._close_stdin()
+        for fd in (sp.stdin, sp.stdout, sp.stderr, sp.control):
+            with contextlib.suppress(OSError):
+                os.set_blocking(fd, False)
+        streams = {sp.stdout: watch.out, sp.stderr: watch.err}
+        if watch.handler_mode:
+            streams[sp.control] = watch.result
+        while True:
             now = time.monotonic()
-            if exited_at is None and kill_reason is KillReason.NONE:
-                if now >= deadline:
-                    kill_reason = self._kill_for(KillReason.TIMEOUT)
-                elif cancel is not None and cancel.is_set():
-                    kill_reason = self._kill_for(KillReason.CANCELLED)
-                elif cg is not None and cg.cpu_time_ns() - cpu_base_ns > cpu_limit_ns:
-                    kill_reason = self._kill_for(KillReason.CPU)
-                elif cg is None and (
-                    (_proc_cpu_us(self.pid, children=True) - proc_cpu_base_us) * 1000 > cpu_limit_ns
-                ):
-                    # No cgroup (rlimit fallback): PID 1's threads and its reaped children; a
-                    # running child is stopped by its own RLIMIT_CPU (whole seconds) only.
-                    kill_reason = self._kill_for(KillReason.CPU)
-            if exited_at is not None and now - exited_at > DRAIN_GRACE_S:
+            if watch.exited_at is None:
+                if watch.kill_reason is KillReason.NONE:
+                    self._enforce(watch, now, cancel)
+                elif now - watch.killed_at > EXIT_REPORT_TIMEOUT_S:
+                    break  # killed, yet not gone: the exit report below decides
+            elif not streams or now - watch.exited_at > DRAIN_GRACE_S:
                 break
-            wait_s = min(max(deadline - now, 0.0), CPU_POLL_S)
-            if exited_at is not None:
+            # While the consumer of the output is behind, the pipes are not read (the program
+            # blocks once they are full); the limits above are enforced all the same.
+            paused = output_paused is not None and watch.exited_at is None and output_paused()
+            poller = select.poll()
+            if watch.exited_at is None:
+                poller.register(sp.pidfd, select.POLLIN)
+            if stdin_open:
+                poller.register(sp.stdin, select.POLLOUT)
+            for fd, capture in streams.items():
+                if not (paused and capture.stream is not None):
+                    poller.register(fd, select.POLLIN)
+            if watch.exited_at is not None:
                 wait_s = 0.05
+            else:
+                wait_s = min(max(watch.deadline - now, 0.0), CPU_POLL_S)
             for fd, _events in poller.poll(wait_s * 1000):
                 if fd == sp.pidfd:
-                    poller.unregister(sp.pidfd)
-                    exited_at = time.monotonic()
+                    watch.exited_at = time.monotonic()
                     if stdin_open:
-                        poller.unregister(sp.stdin)
                         stdin_open = self._close_stdin()
                 elif fd == sp.stdin and stdin_open:
                     stdin = _feed(sp.stdin, stdin)
                     if not stdin:
                         stdin_open = self._close_stdin()
-                        poller.unregister(sp.stdin)
                 elif fd in streams:
                     capture = streams[fd]
                     open_, kept = capture.read_from(fd)
@@ -235,20 +243,46 @@ class Worker:
                         try:
                             on_output(capture.stream, kept)
                         except BaseException as e:
-                            callback_error = e
+                            watch.callback_error = e
                             on_output = None
-                            if kill_reason is KillReason.NONE and exited_at is None:
-                                kill_reason = self._kill_for(KillReason.CANCELLED)
+                            self._kill_once(watch, KillReason.CANCELLED)
                     if not open_:
-                        poller.unregister(fd)
                         del streams[fd]
-                    elif capture.overflowed and kill_reason is KillReason.NONE:
-                        kill_reason = self._kill_for(KillReason.OUTPUT)
-        if exited_at is None:
-            exited_at = time.monotonic()
-        wall_us = int((exited_at - started) * 1e6)
-        self._close_stdin()
+                    elif capture.overflowed:
+                        self._kill_once(watch, KillReason.OUTPUT)
 
+    def _enforce(self, watch: _Watch, now: float, cancel: threading.Event | None) -> None:
+        """Kill the running worker at its wall-clock deadline, on cancel, or past its CPU time."""
+        cg = self.spawned.cgroup
+        cpu_limit_ns = watch.limits.cpu_time_ms * 1_000_000
+        if now >= watch.deadline:
+            self._kill_once(watch, KillReason.TIMEOUT)
+        elif cancel is not None and cancel.is_set():
+            self._kill_once(watch, KillReason.CANCELLED)
+        elif cg is not None and cg.cpu_time_ns() - watch.cpu_base_ns > cpu_limit_ns:
+            self._kill_once(watch, KillReason.CPU)
+        elif cg is None and (
+            (_proc_cpu_us(self.pid, children=True) - watch.proc_cpu_base_us) * 1000 > cpu_limit_ns
+        ):
+            # No cgroup (rlimit fallback): PID 1's threads and its reaped children; a running
+            # child is stopped by its own RLIMIT_CPU (whole seconds) only.
+            self._kill_once(watch, KillReason.CPU)
+
+    def _kill_once(self, watch: _Watch, reason: KillReason) -> None:
+        """Kill the worker for `reason`, unless it was killed already or has exited."""
+        if watch.kill_reason is KillReason.NONE and watch.exited_at is None:
+            self.kill()
+            watch.kill_reason = reason
+            watch.killed_at = time.monotonic()
+
+    def _outcome(self, watch: _Watch, execution_id: str) -> RunResult:
+        """The verdict and usage from the kernel's facts (the zygote's exit report, the
+        cgroup) and what supervision saw."""
+        sp = self.spawned
+        cg = sp.cgroup
+        limits = watch.limits
+        exited_at = watch.exited_at if watch.exited_at is not None else time.monotonic()
+        wall_us = int((exited_at - watch.started) * 1e6)
         report: dict[str, Any] | None
         unobserved = UNOBSERVED_MESSAGE
         try:
@@ -260,21 +294,22 @@ class Worker:
         facts = (report or {}).get("facts") or {}
         rusage = (report or {}).get("rusage") or {}
         if cg is not None and facts:
-            cpu_us = max(0, (int(facts.get("cpu_time_ns", 0)) - cpu_base_ns) // 1000)
+            cpu_us = max(0, (int(facts.get("cpu_time_ns", 0)) - watch.cpu_base_ns) // 1000)
             peak = int(facts.get("peak_memory_bytes", 0))
         else:
             cpu_us = max(
-                0, rusage.get("utime_us", 0) + rusage.get("stime_us", 0) - proc_cpu_base_us
+                0, rusage.get("utime_us", 0) + rusage.get("stime_us", 0) - watch.proc_cpu_base_us
             )
             peak = int(rusage.get("maxrss_kb", 0)) * 1024
         status = None if report is None else int(report["status"])
+        result = watch.result
         # A complete result is one that ended with the socket's close, under the cap.
-        result_complete = handler_mode and result.eof and not result.overflowed
-        result_missing = handler_mode and not (result_complete and result.size)
+        result_complete = watch.handler_mode and result.eof and not result.overflowed
+        result_missing = watch.handler_mode and not (result_complete and result.size)
         verdict = classify(
             ExitFacts(
                 wait_status=status,
-                kill_reason=kill_reason,
+                kill_reason=watch.kill_reason,
                 oom_kills=int(facts.get("oom_kills", 0)),
                 blocked_syscall=(report or {}).get("blocked_syscall"),
                 cpu_time_us=cpu_us,
@@ -288,11 +323,11 @@ class Worker:
                 signum = os.WTERMSIG(status)
             else:
                 exit_code = os.waitstatus_to_exitcode(status)
-        stderr = err.data()
+        stderr = watch.err.data()
         if (
             result_missing
             and exit_code == 0
-            and kill_reason is KillReason.NONE
+            and watch.kill_reason is KillReason.NONE
             and verdict is Verdict.RUNTIME_ERROR
         ):
             stderr += NO_RESULT_MESSAGE
@@ -302,21 +337,17 @@ class Worker:
             verdict=verdict,
             exit_code=exit_code,
             signal=signum,
-            stdout=out.data(),
+            stdout=watch.out.data(),
             stderr=stderr,
-            stdout_truncated=out.overflowed,
-            stderr_truncated=err.overflowed,
+            stdout_truncated=watch.out.overflowed,
+            stderr_truncated=watch.err.overflowed,
             blocked_syscall=(report or {}).get("blocked_syscall"),
             usage=Usage(wall_time_us=wall_us, cpu_time_us=cpu_us, peak_memory_bytes=peak),
             worker_boot_us=self.boot_us,
             execution_id=execution_id,
             result=result.data() if result_complete else b"",
         )
-        return RunResult(outcome=outcome, exit_report=report, callback_error=callback_error)
-
-    def _kill_for(self, reason: KillReason) -> KillReason:
-        self.kill()
-        return reason
+        return RunResult(outcome=outcome, exit_report=report, callback_error=watch.callback_error)
 
     def _send_frame(
         self, request: ExecutionRequest, limits: Limits, execution_id: str, deadline: float
@@ -382,6 +413,31 @@ class _Capture:
 
     def data(self) -> bytes:
         return b"".join(self.chunks)
+
+
+@dataclass
+class _Watch:
+    """One execution under supervision: its limits and clocks, and what was seen so far."""
+
+    limits: Limits
+    started: float  # monotonic seconds, when the request frame was sent
+    deadline: float  # started + the wall-time limit
+    cpu_base_ns: int  # the cgroup's CPU time when the request was sent
+    proc_cpu_base_us: int  # PID 1's CPU time then (no cgroup)
+    handler_mode: bool
+    kill_reason: KillReason = KillReason.NONE
+    killed_at: float = 0.0
+    exited_at: float | None = None  # when PID 1's pidfd said it had exited
+    callback_error: BaseException | None = None
+    out: _Capture = field(init=False)
+    err: _Capture = field(init=False)
+    result: _Capture = field(init=False)
+
+    def __post_init__(self) -> None:
+        cap = self.limits.max_output_bytes
+        self.out = _Capture(cap, Stream.STDOUT)
+        self.err = _Capture(cap, Stream.STDERR)
+        self.result = _Capture(cap, None)
 
 
 def _feed(fd: int, data: memoryview) -> memoryview:
