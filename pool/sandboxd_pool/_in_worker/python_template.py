@@ -8,7 +8,9 @@ child it clones (CLONE_NEWPID | CLONE_PARENT: PID 1 of its own namespace, child 
 confines itself (jail/enter.py: enter_forked) and only then reads its one request.
 
 zygote -> template: first a config message {bpf, rlimits, scratch_bytes, cgroup_version},
-then {uid} + fds [stdin, stdout, stderr, control, setup, cgroup entry fds...] per worker.
+then {uid, into} + fds [stdin, stdout, stderr, control, setup, cgroup fds...] per worker:
+with `into`, one fd, the worker cgroup's directory, which the child is created in
+(CLONE_INTO_CGROUP); else the entry fds through which the child moves itself in.
 template -> zygote: b"ready" once warm, then {pid} or {error} per worker.
 """
 
@@ -24,11 +26,11 @@ sys.path[0:0] = ["/opt/sandboxd", "/opt/sandboxd-lib"]
 MYPY = False
 if MYPY:  # the type checker sees the package; the jail sees these dirs on sys.path
     from sandboxd_pool._in_worker import python_boot
-    from sandboxd_pool.jail import enter, namespaces
+    from sandboxd_pool.jail import cgroups, enter, namespaces
     from sandboxd_pool.jail.policy import RlimitPlan
 else:
     import python_boot
-    from jail import enter, namespaces
+    from jail import cgroups, enter, namespaces
     from jail.policy import RlimitPlan
 
 ZYGOTE_FD = 3
@@ -47,10 +49,12 @@ def main() -> None:
         if not data:
             os._exit(0)
         request = marshal.loads(data)
+        flags = namespaces.CLONE_PARENT | namespaces.CLONE_NEWPID
         try:
-            pid = namespaces.clone_into_namespaces(
-                namespaces.CLONE_PARENT | namespaces.CLONE_NEWPID
-            )
+            if request.get("into"):
+                pid = cgroups.clone_into(flags, fds[5])
+            else:
+                pid = namespaces.clone_into_namespaces(flags)
         except OSError as e:
             for fd in fds:
                 os.close(fd)
@@ -59,6 +63,8 @@ def main() -> None:
         if pid == 0:
             zygote.detach()  # fd 3 becomes the worker's control socket below
             stdin, stdout, stderr, control, setup, *cgroup_fds = fds
+            if request.get("into"):
+                cgroup_fds = []  # already in its cgroup
             enter.enter_forked(
                 config["scratch_bytes"],
                 rlimits_plan,

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import zygote_protocol as proto
-from ..jail import mode, mounts, namespaces, seccomp
+from ..jail import cgroups, mode, mounts, namespaces, seccomp
 from ..jail.cgroups import CgroupSetup, WorkerCgroup
 from ..jail.enter import enter_and_exec, jail_extra_binds
 from ..jail.policy import SANDBOX_UID, JailPlan
@@ -69,6 +69,9 @@ class Zygote:
             if plan.cgroup_version
             else None
         )
+        # v2: a worker is created inside its cgroup (clone3 CLONE_INTO_CGROUP) if the kernel and
+        # the seccomp policy around us allow it; else it moves itself in (cgroup.procs).
+        self.clone_into_error = self.cgroups.probe_clone_into() if self.cgroups else "no cgroup"
         self.children: dict[int, Child] = {}
         self.map_helpers: dict[int, Child] = {}  # subuid mode: newuidmap/newgidmap pid -> child
         self.free_slots = list(range(plan.uid_slots - 1, -1, -1))
@@ -87,7 +90,16 @@ class Zygote:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         swept = self.cgroups.sweep() if self.cgroups else []
         engine = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        proto.send(self.pool, {"op": "hello", "pid": os.getpid(), "swept": swept, "engine": engine})
+        proto.send(
+            self.pool,
+            {
+                "op": "hello",
+                "pid": os.getpid(),
+                "swept": swept,
+                "engine": engine,
+                "clone_into_error": self.clone_into_error,
+            },
+        )
         while self.running or self.children:
             self.poll_once()
         while self.removals:
@@ -189,18 +201,20 @@ class Zygote:
             ctl_pool, ctl_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             setup_z, setup_c = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             opened = [stdin_r, stdin_w, stdout_r, stdout_w, stderr_r, stderr_w]
-            entry_fds = cgroup.open_for_entry() if cgroup else []
+            into = cgroup.open_dir() if cgroup and not self.clone_into_error else -1
+            entry_fds = cgroup.open_for_entry() if cgroup and into < 0 else []
             child_fds = (stdin_r, stdout_w, stderr_w, ctl_child.fileno(), setup_c.fileno())
             try:
                 if runtime_name == "python" and self.plan.python_template:
-                    pid = self.template_spawn(self.plan.uid_base + slot, child_fds, entry_fds)
+                    pid = self.template_spawn(self.plan.uid_base + slot, child_fds, entry_fds, into)
                 else:
                     pid = self.exec_spawn(
-                        runtime_name, self.plan.outside_ids(slot)[0], child_fds, entry_fds
+                        runtime_name, self.plan.outside_ids(slot)[0], child_fds, entry_fds, into
                     )
             finally:
-                for fd in entry_fds:
-                    os.close(fd)
+                for fd in (*entry_fds, into):
+                    if fd >= 0:
+                        os.close(fd)
             for fd in (stdin_r, stdout_w, stderr_w):
                 os.close(fd)
             ctl_child.close()
@@ -229,13 +243,17 @@ class Zygote:
             raise
 
     def exec_spawn(
-        self, runtime_name: str, uid: int, fds: tuple[int, ...], entry_fds: list[int]
+        self, runtime_name: str, uid: int, fds: tuple[int, ...], entry_fds: list[int], into: int
     ) -> int:
-        pid = namespaces.clone_into_namespaces(
+        flags = (
             namespaces.SUBUID_WORKER_CLONE_FLAGS
             if self.plan.subuid
             else namespaces.WORKER_CLONE_FLAGS
         )
+        if into >= 0:
+            pid = cgroups.clone_into(flags, into)
+        else:
+            pid = namespaces.clone_into_namespaces(flags)
         if pid == 0:
             enter_and_exec(
                 self.plan,
@@ -251,12 +269,17 @@ class Zygote:
 
     # -- the Python template -------------------------------------------------------------------
 
-    def template_spawn(self, uid: int, fds: tuple[int, ...], entry_fds: list[int]) -> int:
+    def template_spawn(
+        self, uid: int, fds: tuple[int, ...], entry_fds: list[int], into: int
+    ) -> int:
         if self.template is None:
             self.template = self.start_template()
         sock = self.template[1]
+        request = {"uid": uid, "into": into >= 0}
         try:
-            socket.send_fds(sock, [marshal.dumps({"uid": uid})], [*fds, *entry_fds])
+            socket.send_fds(
+                sock, [marshal.dumps(request)], [*fds, *(entry_fds if into < 0 else [into])]
+            )
             reply = sock.recv(4096)
         except OSError as e:
             self.stop_template()
@@ -457,7 +480,7 @@ class Zygote:
         facts: dict[str, int] = {}
         if child.cgroup:
             child.cgroup.kill_all()
-            f = child.cgroup.facts()
+            f = child.cgroup.facts(largest_process_bytes=rusage.ru_maxrss * 1024)
             facts = {
                 "peak_memory_bytes": f.peak_memory_bytes,
                 "oom_kills": f.oom_kills,
