@@ -131,3 +131,24 @@ def run_in_guest(
 def results_path(name: str) -> str:
     """Where the guest writes a result file `name` (read back in GuestRun.files)."""
     return f"{RESULTS_MOUNT}/{name}"
+
+
+def main() -> None:
+    """`python -m cgroup_v2.vm CMD...` (from tests/): run CMD in the VM (the benchmarks of
+    bench/, a debugging shell command), print its output, exit with its status."""
+    import sys
+
+    from .assets import ensure_assets
+    from .guest_env import GUEST_ENV
+
+    run = run_in_guest(
+        ensure_assets(), sys.argv[1:], GUEST_ENV, cwd="/mnt/checkout", timeout_s=1800
+    )
+    print(run.output, end="")
+    if run.rc != 0:
+        print(run.report(), file=sys.stderr)
+    sys.exit(1 if run.rc is None else run.rc)
+
+
+if __name__ == "__main__":
+    main()
