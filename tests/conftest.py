@@ -82,7 +82,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     background threads, opening and closing worker fds, would make meaningless.
     The suites that start daemons run last (e2e, cluster, fuzz, faults, soak, deploy): a
     daemon is a process tree of its own and its clients leave threads in this process; the container tests (podman: a
-    Debian base, an image build) after them."""
+    Debian base, an image build) and the cgroup v2 VM (tests/cgroup_v2) after them."""
     items.sort(key=_order)
 
 
@@ -92,8 +92,9 @@ _DAEMON_SUITES = ("e2e", "cluster", "fuzz", "faults", "soak", "deploy")
 
 
 def _order(item: pytest.Item) -> int:
-    if "tests/container/" in item.nodeid or item.nodeid.startswith("container/"):
-        return 3
+    for suite in ("container", "cgroup_v2"):  # their own machines: podman, a VM
+        if f"tests/{suite}/" in item.nodeid or item.nodeid.startswith(f"{suite}/"):
+            return 3
     for suite in _DAEMON_SUITES:
         if f"tests/{suite}/" in item.nodeid or item.nodeid.startswith(f"{suite}/"):
             return 2

@@ -13,6 +13,7 @@ from sandboxd_pool import Pool, PoolConfig
 from ..guest_env import GUEST_MARKER
 
 CGROUP2 = "/sys/fs/cgroup"
+CREATED_INSIDE = "cgroup v2: workers are created in their cgroups (CLONE_INTO_CGROUP)"
 
 
 def _cgroup_mounts() -> list[tuple[str, str]]:

@@ -16,7 +16,7 @@ from helpers import run
 
 from sandboxd_pool import Limits, Pool, PoolConfig, Runtime, Verdict
 
-from .conftest import CGROUP2, cgroup_of, cgroup_tree
+from .conftest import CGROUP2, CREATED_INSIDE, cgroup_of, cgroup_tree
 
 HELLO = {Runtime.PYTHON: "print('hello')", Runtime.JAVASCRIPT: "console.log('hello')"}
 
@@ -41,12 +41,16 @@ def worker_cgroups(parent: str, zygote: int) -> set[str]:
     return {name for name in os.listdir(path) if name.startswith(f"z{zygote}-")}
 
 
-def test_each_worker_has_its_own_cgroup_and_close_leaves_none() -> None:
+def test_each_worker_is_created_in_its_own_cgroup_and_close_leaves_none(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="sandboxd_pool")
     before = cgroup_tree()
     parent = "v2-close"
     with Pool(PoolConfig(warm_workers_per_runtime=2, cgroup_parent=parent)) as pool:
         assert pool.cgroups.version == 2, pool.cgroup_warning
         assert pool.wait_until_ready(120), pool.health()
+        assert CREATED_INSIDE in caplog.text  # clone3 CLONE_INTO_CGROUP, not cgroup.procs
         hello_ok(pool)
         assert pool.wait_until_ready(120), pool.health()
         workers = [pid for pids in pool.worker_pids().values() for pid in pids]

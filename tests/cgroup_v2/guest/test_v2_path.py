@@ -6,7 +6,6 @@ and a delegated cgroup (systemd's Delegate=yes) divided with the daemon in a lea
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import subprocess
@@ -15,17 +14,14 @@ import textwrap
 import time
 
 import psutil
-import pytest
 from e2e.daemon import Daemon, spawn
 
 from sandboxd_client import Client, Limits, Verdict
-from sandboxd_pool import Pool, PoolConfig
 from sandboxd_pool.jail.cgroups import DAEMON_LEAF, UNIFIED, CgroupSetup, WorkerCgroup, clone_into
 
-from .conftest import CGROUP2, cgroup_of, cgroup_tree
+from .conftest import CGROUP2, CREATED_INSIDE, cgroup_of, cgroup_tree
 
 MiB = 1024 * 1024
-CREATED_INSIDE = "cgroup v2: workers are created in their cgroups (CLONE_INTO_CGROUP)"
 
 
 def test_clone_into_creates_the_child_inside_the_cgroup() -> None:
@@ -50,19 +46,6 @@ def test_clone_into_creates_the_child_inside_the_cgroup() -> None:
     finally:
         assert cg.remove()
         os.rmdir(setup.parents[UNIFIED])
-
-
-def test_workers_are_created_inside_their_cgroups(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="sandboxd_pool")
-    before = cgroup_tree()
-    config = PoolConfig(warm_workers_per_runtime=1, cgroup_parent="v2-created-inside")
-    with Pool(config) as pool:
-        assert pool.wait_until_ready(120), pool.health()
-        assert CREATED_INSIDE in caplog.text
-        for runtime, pids in pool.worker_pids().items():
-            assert len(pids) == 1, (runtime, pids)
-            assert cgroup_of(pids[0]).startswith(f"/v2-created-inside/z{pool.zygote_pid}-")
-    assert cgroup_tree() == before
 
 
 # A pool in a process whose seccomp filter answers clone3 with ENOSYS, as container runtimes'
