@@ -60,17 +60,21 @@ RUN apt-get update \
     && setcap cap_setgid=ep /usr/bin/newgidmap \
     && apt-get purge -y libcap2-bin \
     && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb /var/log/apt /var/log/dpkg.log
-# The daemon's user, with subordinate uids/gids for the workers (worker slot n runs as host
-# uid/gid 100000+n inside the container's user namespace; slots never exceed 4096). The same
-# range for root: run as the container's root (`--user 0`, in a user namespace), the daemon can
-# use a cgroup delegated to the container, whose files belong to that root (README "Real
-# limits in a container"). Only one of the two users runs the daemon.
+# The daemon's user, with subordinate uids/gids for the workers: worker slot n runs as uid/gid
+# 20000+n of the container's user namespace (slots never exceed 4096). The range lies inside
+# ids 0-65535, the only ones a user-namespaced container has (a Kubernetes pod with
+# `hostUsers: false`, rootless podman, docker's userns-remap), clear of the daemon (10001) and
+# of nobody (65534); at start the engine checks that the ids exist in its user namespace and
+# refuses to start naming a fitting range if they do not. The same range for root: run as the
+# container's root (`--user 0`, in a user namespace), the daemon can use a cgroup delegated to
+# the container, whose files belong to that root (README "Real limits in a container"). Only
+# one of the two users runs the daemon.
 ARG SANDBOXD_UID=10001
 RUN groupadd --system --gid ${SANDBOXD_UID} sandboxd \
     && useradd --system --uid ${SANDBOXD_UID} --gid sandboxd --no-create-home \
         --home-dir /nonexistent --shell /usr/sbin/nologin sandboxd \
-    && printf 'sandboxd:100000:65536\nroot:100000:65536\n' > /etc/subuid \
-    && printf 'sandboxd:100000:65536\nroot:100000:65536\n' > /etc/subgid \
+    && printf 'sandboxd:20000:4096\nroot:20000:4096\n' > /etc/subuid \
+    && printf 'sandboxd:20000:4096\nroot:20000:4096\n' > /etc/subgid \
     && mkdir -p /etc/sandboxd
 COPY --from=build /out/dist-packages/ /usr/local/lib/python3.11/dist-packages/
 COPY --from=build /out/sandboxd /usr/local/bin/sandboxd

@@ -39,6 +39,13 @@ class Authenticator:
     def zero_config(self) -> bool:
         return self._directory is None
 
+    def use(self, directory: TenantDirectory) -> None:
+        """Authenticate later calls against `directory` (a reloaded tenants file). A
+        zero-config daemon has no file to reload and stays keyless."""
+        if self._directory is None:
+            raise ValueError("a zero-config daemon has no tenants file to reload")
+        self._directory = directory  # one reference swap: a call sees the old or the new
+
     def tenant(self, metadata: Iterable[tuple[str, str | bytes]] | None) -> Tenant:
         key = api_key(metadata)
         if self._default is not None:

@@ -104,6 +104,10 @@ def _serve(args: argparse.Namespace) -> int:
     json_log.configure(config.log_level)
     try:
         return server.serve(config)
+    except settings.SettingsError as e:  # a value that failed once used (a port taken)
+        for problem in e.problems:
+            print(f"sandboxd serve: error: {problem}", file=sys.stderr)
+        return 2
     except (TenantsFileError, JailModeError) as e:
         print(f"sandboxd serve: error: {e}", file=sys.stderr)
         return 2

@@ -69,8 +69,6 @@ def execution_request(
     mode = _MODE.get(msg.mode)
     if mode is None:
         raise InvalidRequest("mode", f"unknown mode value {msg.mode}")
-    if not msg.code:
-        raise InvalidRequest("code", "required (non-empty)")
     if msg.idempotency_key and not submit:
         raise InvalidRequest("idempotency_key", "is for Submit only; Execute never runs twice")
     if len(msg.idempotency_key.encode()) > MAX_IDEMPOTENCY_KEY_BYTES:

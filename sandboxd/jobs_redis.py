@@ -3,7 +3,10 @@
 Keys (prefix `sandboxd:`; the scripts in redis_scripts/ make every step atomic):
 
     jobs                     the stream; each entry holds only an execution id. Consumer
-                             group `sandboxd`, one consumer per node process.
+                             group `sandboxd`, one consumer per node process; the consumer
+                             of a node gone for 3 visibility timeouts is removed
+                             (consumers_sweep.lua), a node that drains removes its own
+    node:NAME                a node's heartbeat (TTL 3 visibility timeouts)
     job:ID                   hash: tenant, state, submitted_ms, entry, node, attempts,
                              idem (the idempotency key's name), cancel
     job:ID:req               the request (job_codec), deleted when the job finishes: a
@@ -72,6 +75,10 @@ RETRY_WAITING_S = 0.1  # jobs held back by a tenant limit try again this often
 REDIS_RETRY_S = 0.5  # after a failed call, the loops wait this long
 POLL_S = 1.0  # a long-poll also re-reads the job this often (a lost "done" message)
 JOIN_AFTER_KILL_S = 10.0
+# A node's heartbeat key (node:NAME) lives this many visibility timeouts and is renewed every
+# third of one; a consumer of the group whose heartbeat expired, idle as long, with no pending
+# entry, belonged to a node that is gone and is removed from the group.
+CONSUMER_GRACE_VISIBILITIES = 3
 SUBMIT_UNAVAILABLE = (
     "asynchronous executions cannot be accepted or read until it is back; "
     "synchronous Execute still works"
@@ -123,6 +130,8 @@ class RedisJobs:
         self._channel = link.key("events")
         self._retention_ms = max(1, int(config.retention_s * 1000))
         self._visibility_ms = max(1000, int(config.visibility_s * 1000))
+        self._grace_ms = CONSUMER_GRACE_VISIBILITIES * self._visibility_ms
+        self._heartbeat = link.key("node", config.node)
         self._scripts = {
             "submit": link.script("submit"),
             "claim": link.script("claim"),
@@ -130,6 +139,7 @@ class RedisJobs:
             "finish": link.script("_finish", "finish"),
             "cancel": link.script("_finish", "cancel"),
             "requeue": link.script("requeue"),
+            "consumers_sweep": link.script("consumers_sweep"),
         }
         self._lock = threading.Lock()
         self._waiting: OrderedDict[str, _Held] = OrderedDict()  # taken, no lease yet
@@ -290,6 +300,11 @@ class RedisJobs:
         self._wake.set()
         for thread in self._threads:
             thread.join(timeout=10)
+        # This node's consumer, now that it reads nothing more (kept if it still has pending
+        # entries: jobs killed after the grace, which another node takes over, then sweeps it).
+        with contextlib.suppress(RedisDown, redis.RedisError):
+            self._call(lambda: self._r.delete(self._heartbeat))
+            self._sweep_consumers(0, only=self.config.node)
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -334,6 +349,7 @@ class RedisJobs:
                 now = time.monotonic()
                 if now - last_autoclaim >= self._visibility_ms / 2000:
                     last_autoclaim = now
+                    self._sweep_consumers(self._grace_ms)
                     cursor, entries = self._autoclaim(cursor, room)
                     if entries:
                         self._take(entries, reclaimed=True)
@@ -364,12 +380,36 @@ class RedisJobs:
     def _ensure_group(self) -> None:
         if self._group_ready:
             return
+        self._beat()  # before the first read makes this node's consumer
         try:
             self._call(lambda: self._r.xgroup_create(self._stream, GROUP, id="0", mkstream=True))
         except redis.ResponseError as e:
             if "BUSYGROUP" not in str(e):
                 raise
         self._group_ready = True
+
+    def _beat(self) -> None:
+        """This node's heartbeat: its consumer is not swept while the key lives."""
+        self._call(lambda: self._r.set(self._heartbeat, "1", px=self._grace_ms))
+
+    def _sweep_consumers(self, min_idle_ms: int, only: str = "") -> list[str]:
+        """Remove the group's consumers of nodes that are gone (consumers_sweep.lua): no
+        heartbeat, no pending entry, idle at least `min_idle_ms`; `only`: just that one."""
+        prefix = self._link.key("node", "")
+        removed = [
+            _text(name)
+            for name in self._call(
+                lambda: self._scripts["consumers_sweep"](
+                    keys=[self._stream], args=[GROUP, min_idle_ms, only, prefix]
+                )
+            )
+        ]
+        if removed and not only:
+            log.info(
+                "removed the job consumers of nodes that are gone",
+                extra={"fields": {"consumers": removed, "idle_s": min_idle_ms / 1000}},
+            )
+        return removed
 
     def _room(self) -> int:
         """How many entries to read: free running slots not already spoken for by waiting
@@ -669,6 +709,8 @@ class RedisJobs:
 
     def _renew_loop(self) -> None:
         while not self._stop.wait(self._visibility_ms / 3000):
+            with contextlib.suppress(RedisDown):
+                self._beat()
             with self._lock:
                 held = list(self._live.values()) + list(self._waiting.values())
             if not held:

@@ -4,14 +4,18 @@
                   their expiry. A node renews the leases it holds every `lease_s / 3`
                   (conc_renew.lua) and removes them when the execution ends; a node that dies
                   stops renewing, so its leases expire after `lease_s` and cannot hold a
-                  tenant's slots forever.
+                  tenant's slots forever. A renewal also takes again the leases that are not
+                  in their set (expired while Redis was unreachable, or lost with its data),
+                  and puts in the slots counted locally during an outage: every running
+                  execution counts again, so once Redis is back a tenant gets no new slot
+                  until it is under its limit.
     rate          rate_take.lua: the token bucket of rate_quotas.py with the Redis clock.
     CPU time      cpu_check.lua / cpu_charge.lua: the sliding minute window of rate_quotas.py.
 
 While Redis is unreachable every quota falls back to this node's `LocalQuotas` (the same
 arithmetic, this node only), so synchronous executions keep working; RedisLink logs the
 transition once. A lease taken in Redis is given back to Redis (or expires there if Redis is
-gone by then); a local slot to the local quota."""
+gone by then); a local slot to the local quota, and to Redis if it was put in there."""
 
 from __future__ import annotations
 
@@ -36,12 +40,11 @@ log = logging.getLogger("sandboxd.quotas")
 @dataclass(frozen=True)
 class Lease:
     tenant: str
-    lease_id: str  # "" for a node-local slot (taken while Redis was unreachable)
+    lease_id: str
     taken_at_s: float  # monotonic
-
-    @property
-    def local(self) -> bool:
-        return not self.lease_id
+    # A node-local slot, taken while Redis was unreachable; the lease id goes into Redis with
+    # the first renewal that reaches it.
+    local: bool = False
 
 
 class RedisQuotas:
@@ -116,12 +119,13 @@ class RedisQuotas:
                 )
             )
         except RedisDown:
-            if self.local.concurrency.try_acquire(tenant, limit):
-                return Lease(tenant, "", time.monotonic())
-            return self._exceeded(tenant, self.local.concurrency.running(tenant), limit)
-        if not int(taken):
-            return self._exceeded(tenant, int(running), limit)
-        lease = Lease(tenant, lease_id, time.monotonic())
+            if not self.local.concurrency.try_acquire(tenant, limit):
+                return self._exceeded(tenant, self.local.concurrency.running(tenant), limit)
+            lease = Lease(tenant, lease_id, time.monotonic(), local=True)
+        else:
+            if not int(taken):
+                return self._exceeded(tenant, int(running), limit)
+            lease = Lease(tenant, lease_id, time.monotonic())
         with self._lock:
             self._held[lease_id] = lease
         return lease
@@ -134,10 +138,10 @@ class RedisQuotas:
             self._held.pop(lease.lease_id, None)
         if lease.local:
             self.local.concurrency.release(lease.tenant, took_s)
-            return
-        key = self.link.key("conc", lease.tenant)
+            if not self.link.up:  # not in Redis (or, put in before it went again, expiring)
+                return
         with contextlib.suppress(RedisDown):  # else it expires in Redis after lease_s
-            self.link.call(lambda: self.link.client.zrem(key, lease.lease_id))
+            self._forget(lease)
 
     def held(self) -> int:
         with self._lock:
@@ -164,9 +168,21 @@ class RedisQuotas:
         return self.link.key("cpu", tenant) + ":"
 
     def _renew_leases(self, leases: list[Lease]) -> int:
+        """Renew `leases` in Redis, taking again those that are not there; how many were not."""
         keys = [self.link.key("conc", lease.tenant) for lease in leases]
         args: list[str | int] = [self.lease_ms, *(lease.lease_id for lease in leases)]
-        return int(self.link.call(lambda: self._renew(keys=keys, args=args)))
+        retaken = int(self.link.call(lambda: self._renew(keys=keys, args=args)))
+        # A lease released while the renewal ran was put back by it: remove it again (its
+        # release removed it from _held before its own ZREM, so one of the two comes last).
+        with self._lock:
+            gone = [lease for lease in leases if lease.lease_id not in self._held]
+        for lease in gone:
+            self._forget(lease)
+        return retaken
+
+    def _forget(self, lease: Lease) -> None:
+        key = self.link.key("conc", lease.tenant)
+        self.link.call(lambda: self.link.client.zrem(key, lease.lease_id))
 
     def _renew_loop(self) -> None:
         while not self._stop.wait(self.lease_ms / 3000):
@@ -175,15 +191,20 @@ class RedisQuotas:
             if not leases:
                 continue
             try:
-                lost = self._renew_leases(leases)
+                retaken = self._renew_leases(leases)
             except RedisDown:
                 continue
             except Exception:
                 log.exception("renewing concurrency leases failed")
                 continue
-            if int(lost):
+            if retaken:
                 log.warning(
-                    "concurrency leases expired while Redis was unreachable; their "
-                    "executions go on, the cluster-wide count may be exceeded until they end",
-                    extra={"fields": {"leases_lost": int(lost)}},
+                    "concurrency leases taken again after Redis was unreachable: executions "
+                    "still running count against their tenant's limit again",
+                    extra={
+                        "fields": {
+                            "leases_retaken": retaken,
+                            "tenants": sorted({lease.tenant for lease in leases}),
+                        }
+                    },
                 )

@@ -133,3 +133,13 @@ class RedisLink:
 
     def close(self) -> None:
         self.client.close()
+
+
+def url_problem(url: str) -> str | None:
+    """Why redis-py cannot use `url` (a port that is not a number, an unknown option), or
+    None. Parses only: the client connects at its first command."""
+    try:
+        redis.ConnectionPool.from_url(url)
+    except (ValueError, TypeError) as e:
+        return str(e)
+    return None

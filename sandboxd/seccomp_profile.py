@@ -8,7 +8,7 @@ namespace: podman's refuses `sethostname` (the workers' hostname `sandbox`), doc
 `unshare`, `mount` and `clone` with namespace flags. `derive()` returns the base profile with
 exactly the system calls the jail makes before its own filter (JAIL_SYSCALLS) allowed
 unconditionally, and nothing else changed. Every worker still gets sandboxd's own, stricter
-filter (sandboxd_pool.seccomp_policy) on top.
+filter (sandboxd_pool._in_zygote.seccomp_policy) on top.
 
 The profile format is the one podman, docker, CRI-O and the kubelet (`Localhost` profiles) read:
 `{"defaultAction": ..., "syscalls": [{"names": [...], "action": ..., "args": [...],

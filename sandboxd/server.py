@@ -21,12 +21,12 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from sandboxd_client._proto import sandbox_pb2
 from sandboxd_pool import Pool, PoolConfig, Runtime
 from sandboxd_pool.validation import validate
 
+from . import reflection_server
 from .auth import Authenticator
 from .decode_server import add_sandbox_service
 from .job_store import StoreLimits
@@ -34,9 +34,9 @@ from .jobs import JobBackend, RunJob
 from .jobs_embedded import EmbeddedJobs
 from .metrics import Metrics
 from .servicer import SandboxServicer
-from .settings import Settings
+from .settings import Settings, SettingsError
 from .tenant_quotas import LocalQuotas, Quotas
-from .tenants import TenantDirectory, load_tenants
+from .tenants_reload import TenantsFile
 
 log = logging.getLogger("sandboxd.server")
 
@@ -66,6 +66,17 @@ class Running:
     _stopped: threading.Event
     _poller: threading.Thread
     _closers: list[Callable[[], None]] = field(default_factory=list)  # after the pool, in order
+    tenants_file: TenantsFile | None = None  # None: zero-config
+    auth: Authenticator | None = None
+
+    def reload_tenants(self) -> bool:
+        """SIGHUP: read the tenants file again (tenants_reload.py); False if it did not load
+        (the tenants loaded before stay) or there is no file."""
+        if self.tenants_file is None:
+            log.warning("SIGHUP ignored: zero-config, there is no tenants file to reload")
+            return False
+        assert self.auth is not None
+        return self.tenants_file.reload(self.auth)
 
     def request_stop(self) -> None:
         self._stop_requested.set()
@@ -100,25 +111,30 @@ class Running:
 
 def start(settings: Settings) -> Running:
     """Start the daemon (pool first, then gRPC); raises on a bad tenants file or bind."""
-    directory = None
+    tenants_file = None
     if settings.tenants_file is not None:
-        tenants = load_tenants(settings.tenants_file)
-        directory = TenantDirectory(tenants)
-        if not tenants:
-            log.warning(
-                "the tenants file has no tenants: every call will be UNAUTHENTICATED",
-                extra={"fields": {"file": settings.tenants_file}},
-            )
-        log.info(
-            "tenants loaded",
-            extra={"fields": {"file": settings.tenants_file, "tenants": sorted(tenants)}},
-        )
+        tenants_file = TenantsFile(settings.tenants_file)
     else:
         log.warning(
             "no tenants file: serving one keyless tenant 'default' on loopback only; "
             "create a tenants file with `sandboxd tenants add NAME --file tenants.toml`",
             extra={"fields": {"tenant": "default"}},
         )
+    pool = Pool(pool_config(settings))
+    if pool.cgroup_warning:
+        log.warning(pool.cgroup_warning)
+    try:
+        auth = Authenticator(tenants_file.directory if tenants_file is not None else None)
+        running = _start_grpc(settings, pool, auth)
+        running.tenants_file, running.auth = tenants_file, auth
+        return running
+    except BaseException:
+        pool.close(grace_s=0)
+        raise
+
+
+def pool_config(settings: Settings) -> PoolConfig:
+    """The engine's configuration from the daemon's settings."""
     runtimes = tuple(Runtime(r) for r in settings.runtimes)
     config_args: dict[str, Any] = {
         "warm_workers_per_runtime": settings.warm_workers_per_runtime,
@@ -134,14 +150,7 @@ def start(settings: Settings) -> Running:
         config_args["python_path"] = settings.python_path
     if settings.node_path:
         config_args["node_path"] = settings.node_path
-    pool = Pool(PoolConfig(**config_args))
-    if pool.cgroup_warning:
-        log.warning(pool.cgroup_warning)
-    try:
-        return _start_grpc(settings, pool, Authenticator(directory))
-    except BaseException:
-        pool.close(grace_s=0)
-        raise
+    return PoolConfig(**config_args)
 
 
 def _start_grpc(settings: Settings, pool: Pool, auth: Authenticator) -> Running:
@@ -196,19 +205,25 @@ def _start_grpc(settings: Settings, pool: Pool, auth: Authenticator) -> Running:
     )
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (
-            SERVICE,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        ),
-        server,
+    reflection_server.enable(
+        (SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), server
     )
     address = _bind(server, settings)
     metrics_server = None
     metrics_port = None
     if settings.metrics_port is not None:
-        metrics_server, metrics_port = metrics.serve(settings.metrics_host, settings.metrics_port)
+        try:
+            metrics_server, metrics_port = metrics.serve(
+                settings.metrics_host, settings.metrics_port
+            )
+        except OSError as e:
+            server.stop(0)
+            raise SettingsError(
+                [
+                    f"{settings.name_of('metrics_port')}: cannot serve metrics on "
+                    f"{settings.metrics_host}:{settings.metrics_port}: {e.strerror or e}"
+                ]
+            ) from None
     stop_requested = threading.Event()
     stopped = threading.Event()
     poller = threading.Thread(
@@ -297,18 +312,29 @@ def _bind(server: grpc.Server, settings: Settings) -> str:
     listen = settings.listen
     if settings.is_unix_socket:
         _remove_socket(listen[len("unix:") :])
+    credentials = None
     if settings.tls_cert_file and settings.tls_key_file:
         with open(settings.tls_key_file, "rb") as f:
             key = f.read()
         with open(settings.tls_cert_file, "rb") as f:
             cert = f.read()
-        port = server.add_secure_port(listen, grpc.ssl_server_credentials([(key, cert)]))
-    else:
-        port = server.add_insecure_port(listen)
+        credentials = grpc.ssl_server_credentials([(key, cert)])
+    try:
+        if credentials is not None:
+            port = server.add_secure_port(listen, credentials)
+        else:
+            port = server.add_insecure_port(listen)
+    except RuntimeError:  # grpc >= 1.60 raises where older ones returned 0
+        port = 0
+    if not port:
+        raise SettingsError(
+            [
+                f"{settings.name_of('listen')}: cannot listen on {listen} (the port is taken, "
+                "the address is not one of this host's, or the socket cannot be made there)"
+            ]
+        )
     if settings.is_unix_socket:
         return listen
-    if not port:
-        raise OSError(f"cannot listen on {listen}")
     host = listen.rpartition(":")[0]
     return f"{host}:{port}"
 
@@ -347,11 +373,28 @@ def _follow_pool_health(
 
 
 def serve(settings: Settings) -> int:
-    """Run until SIGTERM/SIGINT, then drain. Returns the exit status."""
+    """Run until SIGTERM/SIGINT, then drain; SIGHUP reloads the tenants file. Returns the
+    exit status."""
     running = start(settings)
+    wake = threading.Event()
+    hangup = threading.Event()
+
+    def on_stop(*_: object) -> None:
+        running.request_stop()
+        wake.set()
+
+    def on_hangup(*_: object) -> None:
+        hangup.set()
+        wake.set()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: running.request_stop())
-    while not running._stop_requested.wait(0.5):
-        pass
+        signal.signal(signum, on_stop)
+    signal.signal(signal.SIGHUP, on_hangup)
+    while not running._stop_requested.is_set():
+        wake.wait(0.5)
+        wake.clear()
+        if hangup.is_set() and not running._stop_requested.is_set():
+            hangup.clear()
+            running.reload_tenants()  # here, not in the handler: it reads a file and logs
     running.stop()
     return 0

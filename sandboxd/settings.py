@@ -4,12 +4,16 @@ startup with one clear message per bad value. A flag wins over its environment v
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import ipaddress
 import os
+import socket
+import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from sandboxd_pool.jail.cgroups import PARENT_NAME_PATTERN
+from sandboxd_pool.jail.mode import MAX_SLOTS
 
 MIB = 1024 * 1024
 DEFAULT_LISTEN = "127.0.0.1:50051"
@@ -50,6 +54,15 @@ class Settings:
     redis_url: str | None = None  # redis://[:password@]host:port/db, rediss://..., unix://...
     redis_visibility_timeout_s: float = 30.0  # a job its node stopped renewing is taken over
     redis_lease_s: float = 30.0  # a dead node's concurrency slots are free again after this
+    # field -> the flag or environment variable it came from, for messages after startup
+    sources: Mapping[str, str] = dataclasses.field(default_factory=dict, compare=False, hash=False)
+
+    def name_of(self, field_name: str) -> str:
+        """How the operator set `field_name` (`--listen` or `SANDBOXD_LISTEN`), for messages
+        about a value that only fails once used (a port already taken)."""
+        if field_name in self.sources:
+            return self.sources[field_name]
+        return next(flag for flag, _env, name, _help in _FLAGS if name == field_name)
 
     @property
     def is_unix_socket(self) -> bool:
@@ -235,6 +248,36 @@ def _seconds(problems: list[str], name: str, raw: str, lo: float, hi: float) -> 
     return value
 
 
+def _redis_url_problem(url: str) -> str | None:
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        return "unknown scheme"
+    from .redis_link import url_problem  # the cluster code parses it, as it will at start
+
+    return url_problem(url)
+
+
+def _tls_problem(cert_file: str, key_file: str) -> str | None:
+    """Why the PEM files cannot serve TLS (not PEM, key and certificate not a pair), or None."""
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert_file, key_file)
+    except (ssl.SSLError, OSError) as e:
+        return str(e)
+    return None
+
+
+def _host_problem(host: str) -> str | None:
+    try:
+        ipaddress.ip_address(host)
+        return None
+    except ValueError:
+        pass
+    try:
+        socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as e:
+        return f"not an IP address, and it does not resolve ({e})"
+    return None
+
+
 def _redacted(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     if "@" not in rest:
@@ -259,7 +302,7 @@ def from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) ->
         if field in ("metrics_port",):
             values[field] = _int(problems, name, value, 0, 65535)
         elif field == "warm_workers_per_runtime":
-            values[field] = _int(problems, name, value, 0, 256)
+            values[field] = _int(problems, name, value, 1, 256)
         elif field == "max_concurrent_executions":
             values[field] = _int(problems, name, value, 1, 4096)
         elif field == "max_message_bytes":
@@ -275,10 +318,11 @@ def from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) ->
         elif field in ("redis_visibility_timeout_s", "redis_lease_s"):
             values[field] = _seconds(problems, name, value, 1, 3600)
         elif field == "redis_url":
-            if not value.startswith(("redis://", "rediss://", "unix://")):
+            problem = _redis_url_problem(value)
+            if problem is not None:
                 problems.append(
-                    f"{name}: {_redacted(value)!r} is not a Redis URL "
-                    "(redis://HOST:PORT/DB, rediss://HOST:PORT/DB or unix:///PATH)"
+                    f"{name}: {_redacted(value)!r} is not a Redis URL ({problem}; "
+                    "redis://HOST:PORT/DB, rediss://HOST:PORT/DB or unix:///PATH)"
                 )
             values[field] = value
         elif field == "runtimes":
@@ -286,6 +330,8 @@ def from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) ->
             bad = [r for r in names if r not in ("python", "javascript")]
             if bad or not names:
                 problems.append(f"{name}: {value!r}: each runtime must be 'python' or 'javascript'")
+            elif len(set(names)) != len(names):
+                problems.append(f"{name}: {value!r}: name each runtime once")
             values[field] = names
         elif field == "jail_mode":
             mode = value.strip().lower()
@@ -311,6 +357,7 @@ def from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) ->
         if tenant_labels.lower() not in ("true", "false", "1", "0"):
             problems.append(f"SANDBOXD_METRICS_TENANT_LABELS: {tenant_labels!r} is not true/false")
         values["metrics_tenant_labels"] = tenant_labels.lower() in ("true", "1")
+    values["sources"] = {field: name for field, (name, _value) in raw.items()}
     settings = Settings(**values)  # type: ignore[arg-type]
     problems.extend(_check(settings, raw))
     if problems:
@@ -332,6 +379,8 @@ def _check(s: Settings, raw: Mapping[str, tuple[str, str]]) -> list[str]:
                 f"{name}: {s.listen!r} is not HOST:PORT (e.g. 127.0.0.1:50051, [::]:50051) "
                 "or unix:PATH"
             )
+        elif (problem := _host_problem(s.listen_host)) is not None:
+            problems.append(f"{name}: {s.listen!r}: {problem}")
     if s.tenants_file is not None and not os.path.isfile(s.tenants_file):
         problems.append(
             f"{raw['tenants_file'][0]}: {s.tenants_file!r} does not exist "
@@ -343,10 +392,31 @@ def _check(s: Settings, raw: Mapping[str, tuple[str, str]]) -> list[str]:
         path = getattr(s, field)
         if path is not None and not os.path.isfile(path):
             problems.append(f"{raw[field][0]}: {path!r} does not exist")
+    cert, key = s.tls_cert_file, s.tls_key_file
+    if cert is not None and key is not None and os.path.isfile(cert) and os.path.isfile(key):
+        problem = _tls_problem(cert, key)
+        if problem is not None:
+            names = f"{raw['tls_cert_file'][0]}, {raw['tls_key_file'][0]}"
+            problems.append(f"{names}: cannot load the certificate and its key: {problem}")
     for field in ("python_path", "node_path"):
         path = getattr(s, field)
-        if path is not None and not os.path.isabs(path):
+        if path is None:
+            continue
+        if not os.path.isabs(path):
             problems.append(f"{raw[field][0]}: {path!r} must be an absolute path")
+        elif not os.path.isfile(path) or not os.access(path, os.X_OK):
+            problems.append(f"{raw[field][0]}: {path!r} is not an executable file")
+    if "metrics_host" in raw:
+        problem = _host_problem(s.metrics_host)
+        if problem is not None:
+            problems.append(f"{raw['metrics_host'][0]}: {s.metrics_host!r}: {problem}")
+    slots = len(s.runtimes) * s.warm_workers_per_runtime + s.max_concurrent_executions
+    if slots > MAX_SLOTS:
+        problems.append(
+            f"{s.name_of('warm_workers_per_runtime')} x {len(s.runtimes)} runtimes + "
+            f"{s.name_of('max_concurrent_executions')} = {slots} workers at once, more than the "
+            f"{MAX_SLOTS} worker slots (uids) the engine has"
+        )
     if s.tenants_file is None and not s.listens_on_loopback_only:
         problems.append(
             f"{name}: refusing to serve {s.listen} without a tenants file: anyone who can "

@@ -105,6 +105,7 @@ class TenantsFileError(ValueError):
     ) -> None:
         where = f"{path}: " + (f"tenant {tenant!r}: " if tenant is not None else "")
         super().__init__(where + message)
+        self.reason = message  # without the file and the tenant
         self.path = path
         self.tenant = tenant
         self.field = field
@@ -381,8 +382,7 @@ def _positive_number(
     if not 0 < value <= maximum:  # also refuses nan
         raise error(
             field,
-            f"{field} must be > 0 and at most {maximum:g}, got {value!r} "
-            "(omit the line for no limit)",
+            f"{field} must be > 0 and at most {maximum:g}, got {value!r} (omit it for no limit)",
         )
     return float(value)
 
@@ -423,7 +423,7 @@ def _limit_overrides(raw: dict[str, Any], table: str, error: _ErrorFactory) -> d
             raise error(
                 f"{table}.{field}",
                 f"{table}.{field} must be an integer >= {minimum}, got {number!r}"
-                + (" (omit the line to use the built-in value)" if number == 0 else ""),
+                + (" (omit it to use the built-in value)" if number == 0 else ""),
             )
         overrides[field] = number
     return overrides
@@ -483,6 +483,7 @@ def add_tenant(
         entry["default_limits"] = dict(default_limits)
     if ceiling_limits:
         entry["ceiling_limits"] = dict(ceiling_limits)
+    _tenant(label, name, entry)  # the file's own rules, before anything is read or written
 
     with _locked_dir(target):
         try:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tomllib
+from typing import Any
 
 from sandboxd_pool.types import Runtime
 
@@ -58,8 +60,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add.add_argument(
         "--max-concurrent",
         metavar="N",
-        type=int,
-        help=f"executions the tenant may run at once (default {tenants.DEFAULT_MAX_CONCURRENT_EXECUTIONS})",
+        help="executions the tenant may run at once "
+        f"(default {tenants.DEFAULT_MAX_CONCURRENT_EXECUTIONS})",
+    )
+    add.add_argument(
+        "--max-executions-per-second",
+        metavar="RATE",
+        help="executions the tenant may start per second, a number > 0 (token bucket, bursts "
+        "of max(1, RATE); default: no limit)",
+    )
+    add.add_argument(
+        "--max-cpu-seconds-per-minute",
+        metavar="S",
+        help="CPU seconds the tenant's executions may use per minute, a number > 0 (default: "
+        "no limit)",
     )
     limit_fields = ", ".join(tenants.LIMIT_FIELDS)
     add.add_argument(
@@ -81,7 +95,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     list_ = commands.add_parser(
         "list",
         help="list the tenants (never keys)",
-        description="One line per tenant: name, runtimes, max concurrent executions, key hash prefix.",
+        description="One line per tenant: name, runtimes, max concurrent executions, rate and "
+        "CPU-time quotas when set, key hash prefix.",
     )
     list_.add_argument("--file", metavar="F", help=file_help)
     list_.set_defaults(func=_list)
@@ -108,38 +123,56 @@ def _file(args: argparse.Namespace) -> str:
     return path
 
 
-def _runtimes(text: str) -> list[Runtime]:
-    runtimes = []
-    for part in text.split(","):
-        name = part.strip()
+# Every value is read as a TOML value would be in the file (`3` an integer, `0.5` a float,
+# anything else a string) and then checked by the file's own parser (tenants.py), so a flag
+# accepts exactly what the file does. A refused value is reported with the flag that gave it.
+_FLAGS = {  # tenant field -> (flag, argparse dest)
+    "runtimes": ("--runtimes", "runtimes"),
+    "max_concurrent_executions": ("--max-concurrent", "max_concurrent"),
+    "max_executions_per_second": ("--max-executions-per-second", "max_executions_per_second"),
+    "max_cpu_seconds_per_minute": ("--max-cpu-seconds-per-minute", "max_cpu_seconds_per_minute"),
+    "default_limits": ("--default", "default"),
+    "ceiling_limits": ("--ceiling", "ceiling"),
+}
+
+
+def _value(text: str) -> Any:
+    """`text` as the TOML value it would be in the file, else the string itself."""
+    if "\n" not in text and "\r" not in text:
         try:
-            runtimes.append(Runtime(name))
-        except ValueError:
-            raise _UsageError(
-                f"--runtimes: unknown runtime {name!r} (known: {_RUNTIME_NAMES})"
-            ) from None
-    return runtimes
+            return tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            pass
+    return text
 
 
-def _limits(option: str, items: list[str]) -> dict[str, int]:
-    limits: dict[str, int] = {}
+def _runtimes(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _limits(option: str, items: list[str]) -> dict[str, Any]:
+    limits: dict[str, Any] = {}
     for item in items:
         field, sep, value = item.partition("=")
         field = field.strip()
         if not sep or not field:
             raise _UsageError(f"{option} {item!r}: expected FIELD=VALUE, e.g. wall_time_ms=5000")
-        if field not in tenants.LIMIT_FIELDS:
-            raise _UsageError(
-                f"{option} {item!r}: unknown limit {field!r} "
-                f"(known: {', '.join(tenants.LIMIT_FIELDS)})"
-            )
         if field in limits:
             raise _UsageError(f"{option}: {field} is given twice")
-        try:
-            limits[field] = int(value.strip())
-        except ValueError:
-            raise _UsageError(f"{option} {item!r}: {value!r} is not an integer") from None
+        limits[field] = _value(value.strip())
     return limits
+
+
+def _flag_value(args: argparse.Namespace, field: str) -> str:
+    """The flag and what was given to it, for an error about tenant field `field`
+    (`runtimes`, `ceiling_limits.wall_time_ms`, ...)."""
+    table, _, limit = field.partition(".")
+    flag, dest = _FLAGS[table]
+    given = getattr(args, dest)
+    if isinstance(given, list):  # --default/--ceiling FIELD=VALUE, repeatable
+        mine = [item for item in given if item.partition("=")[0].strip() == limit]
+        return f"{flag} {mine[0]!r}" if mine else flag
+    return f"{flag} {given!r}"
 
 
 def _add(args: argparse.Namespace) -> int:
@@ -149,15 +182,25 @@ def _add(args: argparse.Namespace) -> int:
             path,
             args.name,
             runtimes=_runtimes(args.runtimes) if args.runtimes is not None else None,
-            max_concurrent_executions=args.max_concurrent,
+            max_concurrent_executions=_optional(args.max_concurrent),
+            max_executions_per_second=_optional(args.max_executions_per_second),
+            max_cpu_seconds_per_minute=_optional(args.max_cpu_seconds_per_minute),
             default_limits=_limits("--default", args.default),
             ceiling_limits=_limits("--ceiling", args.ceiling),
         )
-    except (_UsageError, tenants.TenantsFileError, OSError) as e:
+    except tenants.TenantsFileError as e:
+        if e.field and e.field.partition(".")[0] in _FLAGS and e.tenant == args.name:
+            return _error(f"{_flag_value(args, e.field)}: {e.reason}")
+        return _error(str(e))
+    except (_UsageError, OSError) as e:
         return _error(str(e))
     print(f"added tenant {args.name!r} to {path}; its API key (shown once, stored only as a hash):")
     print(key)
     return 0
+
+
+def _optional(text: str | None) -> Any:
+    return None if text is None else _value(text)
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -173,9 +216,14 @@ def _list(args: argparse.Namespace) -> int:
     for name in sorted(loaded):
         tenant = loaded[name]
         runtimes = ",".join(sorted(r.value for r in tenant.runtimes))
+        quotas = ""
+        if tenant.max_executions_per_second is not None:
+            quotas += f"max_executions_per_second={tenant.max_executions_per_second:g}  "
+        if tenant.max_cpu_seconds_per_minute is not None:
+            quotas += f"max_cpu_seconds_per_minute={tenant.max_cpu_seconds_per_minute:g}  "
         print(
             f"{name:<{width}}  runtimes={runtimes}  "
-            f"max_concurrent={tenant.max_concurrent_executions}  "
+            f"max_concurrent={tenant.max_concurrent_executions}  {quotas}"
             f"key_sha256={tenant.key_sha256[:12]}..."
         )
     return 0

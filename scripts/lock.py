@@ -81,7 +81,9 @@ def pins(installs: list[dict[str, object]]) -> dict[str, str]:
 
 
 def write(path: Path, sources: str, lines: list[str]) -> None:
-    path.write_text(HEADER.format(sources=sources, name=path.name) + "\n".join(sorted(lines)) + "\n")
+    path.write_text(
+        HEADER.format(sources=sources, name=path.name) + "\n".join(sorted(lines)) + "\n"
+    )
     print(f"wrote {path.relative_to(ROOT)} ({len(lines)} packages)")
 
 
@@ -91,7 +93,9 @@ def main() -> None:
         constraints = Path(tmp) / "constraints.txt"
         constraints.write_text("".join(p.split(" ", 1)[0] + "\n" for p in runtime.values()))
         everything = pins(
-            resolve(*DISTRIBUTIONS, "-r", str(ROOT / "requirements-dev.txt"), "-c", str(constraints))
+            resolve(
+                *DISTRIBUTIONS, "-r", str(ROOT / "requirements-dev.txt"), "-c", str(constraints)
+            )
         )
     write(LOCK, "the three pyproject.toml files and their build backend", list(runtime.values()))
     dev = [line for name, line in everything.items() if name not in runtime]

@@ -4,7 +4,7 @@ A warm pool of pre-isolated, single-use worker processes running untrusted Pytho
 JavaScript. See README.md ("Embedding the pool") and ../shared DESIGN.md.
 """
 
-from .config import PoolConfig
+from .config import Environment, PoolConfig
 from .errors import (
     Cancelled,
     InvalidRequest,
@@ -21,6 +21,7 @@ from .types import (
     Limits,
     Mode,
     Outcome,
+    OutputFile,
     Runtime,
     RuntimeHealth,
     Started,
@@ -33,12 +34,14 @@ __all__ = [
     "CEILING_LIMITS",
     "DEFAULT_LIMITS",
     "Cancelled",
+    "Environment",
     "ExecutionRequest",
     "InvalidRequest",
     "JailModeError",
     "Limits",
     "Mode",
     "Outcome",
+    "OutputFile",
     "Pool",
     "PoolClosed",
     "PoolConfig",

@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 from dataclasses import dataclass, field
 
 from .jail.cgroups import PARENT_NAME_PATTERN, CgroupSetup
-from .jail.mode import MODES, JailMode
-from .jail.policy import SANDBOX_UID, WORK_DIR, Bind, JailPlan, RlimitPlan, RuntimePlan
+from .jail.elf_runpath import runpath
+from .jail.mode import MAX_SLOTS, MODES, JailMode
+from .jail.policy import (
+    BOOT_MOUNT,
+    NODE_MOUNT,
+    PYTHON_MOUNT,
+    SANDBOX_UID,
+    WORK_DIR,
+    Bind,
+    EnvironmentPlan,
+    JailPlan,
+    RlimitPlan,
+    RuntimePlan,
+)
 from .types import CEILING_LIMITS, DEFAULT_LIMITS, Limits, Runtime
 
 BOOT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_in_worker")
 JAIL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "jail")
-JAIL_BOOT_DIR = "/opt/sandboxd"
 DEBIAN_NODE_BUILTINS = "/usr/share/nodejs"
 
 
@@ -26,6 +38,37 @@ def _real_python() -> str:
 
 def _default_node() -> str:
     return os.path.realpath(shutil.which("node") or "/usr/bin/node")
+
+
+ENVIRONMENT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+
+
+@dataclass(frozen=True)
+class Environment:
+    """Third-party packages for one runtime, built by the operator into a read-only directory
+    (`sandboxd environments build`), and what a warm worker loads from them before any request.
+
+    Python: `path` is a `pip install --target` directory, on sys.path after the standard
+    library; `preload` are modules the environment's own template imports (its workers fork
+    with them imported). JavaScript: `path` holds `node_modules` (`npm install --prefix`), seen
+    at /node_modules so require() and import find it; `preload` are packages each worker
+    requires while it warms."""
+
+    name: str
+    runtime: Runtime
+    path: str
+    preload: tuple[str, ...] = ()
+    warm_workers: int = 1  # 0: no warm worker; each execution is a cold start
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "preload", tuple(self.preload))
+        if not ENVIRONMENT_NAME.fullmatch(self.name):
+            raise ValueError(
+                f"environment name {self.name!r}: lowercase letters, digits, '_' and '-', "
+                "starting with a letter or digit, at most 63"
+            )
+        if self.warm_workers < 0:
+            raise ValueError(f"environment {self.name}: warm_workers must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -61,6 +104,13 @@ class PoolConfig:
     # start per worker) rather than exec'd one by one. Node is always exec'd (V8 cannot fork).
     # Root mode only: in subuid mode Python workers are always exec'd (logged at start).
     python_template: bool = True
+    # A template's children share what it held when they were forked: the hash seed, the
+    # stack-canary seed (AT_RANDOM), the address layout. It is replaced by a fresh one (started
+    # in the background) after this many children or this many seconds, whichever comes first,
+    # which bounds how many executions share them. Its start costs ~30 ms of CPU once.
+    template_max_forks: int = 250
+    template_max_age_s: float = 300.0
+    environments: tuple[Environment, ...] = ()  # built package sets requests may name
 
     def __post_init__(self) -> None:
         if self.warm_workers_per_runtime < 1:
@@ -69,6 +119,29 @@ class PoolConfig:
             raise ValueError("max_concurrent_executions must be >= 1")
         if not self.runtimes:
             raise ValueError("runtimes must name at least one runtime")
+        names = [e.name for e in self.environments]
+        if len(set(names)) != len(names):
+            raise ValueError(f"environments: a name appears twice ({', '.join(names)})")
+        for environment in self.environments:
+            if environment.runtime not in self.runtimes:
+                raise ValueError(
+                    f"environment {environment.name}: runtime {environment.runtime.value} is "
+                    "not enabled"
+                )
+            if not os.path.isdir(environment.path):
+                raise ValueError(
+                    f"environment {environment.name}: {environment.path} is not a directory "
+                    "(run `sandboxd environments build`)"
+                )
+        if self.template_max_forks < 1:
+            raise ValueError("template_max_forks must be >= 1")
+        if self.template_max_age_s <= 0:
+            raise ValueError("template_max_age_s must be > 0")
+        if self.worker_slots_needed > MAX_SLOTS:
+            raise ValueError(
+                f"warm_workers_per_runtime x runtimes + max_concurrent_executions = "
+                f"{self.worker_slots_needed} workers at once, more than {MAX_SLOTS} worker slots"
+            )
         if self.jail_mode not in MODES:
             raise ValueError(f"jail_mode must be one of {', '.join(MODES)}")
         if not PARENT_NAME_PATTERN.fullmatch(self.cgroup_parent):
@@ -81,7 +154,12 @@ class PoolConfig:
     @property
     def worker_slots_needed(self) -> int:
         """Workers that can exist at once: the warm ones plus those running executions."""
-        return len(self.runtimes) * self.warm_workers_per_runtime + self.max_concurrent_executions
+        warm = len(self.runtimes) * self.warm_workers_per_runtime
+        warm += sum(e.warm_workers for e in self.environments)
+        return warm + self.max_concurrent_executions
+
+    def environment(self, name: str) -> Environment | None:
+        return next((e for e in self.environments if e.name == name), None)
 
     def limits_for(self, requested: Limits) -> Limits:
         return requested.merged_over(self.default_limits)
@@ -92,36 +170,53 @@ def _python_plan(config: PoolConfig) -> RuntimePlan:
     prefix = os.path.dirname(os.path.dirname(exe))
     binds: list[Bind] = []
     masked: list[str] = []
-    # A prefix of its own (pyenv, /opt/python) is bound; a system interpreter's (/usr) already
-    # is, and "/" (an interpreter in /bin, or a bogus path) must never be bound.
+    argv0 = exe
+    # A prefix of its own (pyenv, /opt/python) is mounted at PYTHON_MOUNT, never at its host
+    # path (which may name a home directory); a system interpreter's (/usr) already is, and "/"
+    # (an interpreter in /bin, or a bogus path) must never be bound.
     if prefix not in ("/", "") and not prefix.startswith("/usr") and os.path.isdir(prefix):
-        binds.append(Bind(prefix))
+        rel_exe = os.path.relpath(exe, prefix)
+        relocate = (rel_exe,) if _has_runpath(exe) else ()
+        binds.append(Bind(prefix, target=PYTHON_MOUNT, relocate_runpath=relocate))
+        argv0 = f"{PYTHON_MOUNT}/{rel_exe}"
         lib = os.path.join(prefix, "lib")
         if os.path.isdir(lib):
             masked += [
-                os.path.join(lib, d, "site-packages")
+                f"{PYTHON_MOUNT}/lib/{d}/site-packages"
                 for d in os.listdir(lib)
                 if d.startswith("python") and os.path.isdir(os.path.join(lib, d, "site-packages"))
             ]
     return RuntimePlan(
         name=Runtime.PYTHON.value,
-        argv=(exe, "-I", "-S", "-B", f"{JAIL_BOOT_DIR}/python_boot.py"),
+        argv=(argv0, "-I", "-S", "-B", f"{BOOT_MOUNT}/python_boot.py"),
         binds=tuple(binds),
         masked_dirs=tuple(masked),
         env={"PATH": "/usr/bin:/bin", "HOME": WORK_DIR, "LANG": "C.UTF-8", "PYTHONUTF8": "1"},
     )
 
 
+def _has_runpath(exe: str) -> bool:
+    try:
+        with open(exe, "rb") as f:
+            return runpath(f.read()) is not None
+    except (OSError, ValueError):
+        return False
+
+
 def _node_plan(config: PoolConfig) -> RuntimePlan:
     exe = config.node_path
-    binds = [] if exe.startswith("/usr/") else [Bind(exe, is_dir=False)]
+    binds: list[Bind] = []
+    argv0 = exe
+    if not exe.startswith("/usr/"):  # its directory at NODE_MOUNT, not at its host path
+        binds.append(Bind(os.path.dirname(exe), target=NODE_MOUNT))
+        argv0 = f"{NODE_MOUNT}/{os.path.basename(exe)}"
     # Debian's own Node build loads some builtins (cjs-module-lexer, acorn, undici) from here at
     # start; without it every worker aborts ("Cannot load externalized builtin").
     if os.path.isdir(DEBIAN_NODE_BUILTINS):
         binds.append(Bind(DEBIAN_NODE_BUILTINS))
     return RuntimePlan(
         name=Runtime.JAVASCRIPT.value,
-        argv=(exe, f"{JAIL_BOOT_DIR}/node_boot.js"),
+        argv=(argv0, f"{BOOT_MOUNT}/node_boot.js"),
         binds=tuple(binds),
         env={"PATH": "/usr/bin:/bin", "HOME": WORK_DIR, "LANG": "C.UTF-8"},
     )
@@ -149,8 +244,13 @@ def build_jail_plan(config: PoolConfig, cgroups: CgroupSetup, mode: JailMode) ->
         plan = _python_plan(config) if runtime is Runtime.PYTHON else _node_plan(config)
         runtimes[runtime.value] = plan
     fallback_memory = 0 if cgroups.version else config.ceiling_limits.memory_bytes
+    environments = {
+        e.name: EnvironmentPlan(runtime=e.runtime.value, path=e.path, preload=e.preload)
+        for e in config.environments
+    }
     return JailPlan(
         runtimes=runtimes,
+        environments=environments,
         common_binds=tuple(common),
         symlinks=symlinks,
         boot_dir=BOOT_DIR,
@@ -179,4 +279,6 @@ def build_jail_plan(config: PoolConfig, cgroups: CgroupSetup, mode: JailMode) ->
         boot_pids=config.ceiling_limits.max_processes,
         jail_mode=mode.mode,
         gid_base=mode.gid_base,
+        template_max_forks=config.template_max_forks,
+        template_max_age_s=config.template_max_age_s,
     )

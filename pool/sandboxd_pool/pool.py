@@ -4,8 +4,7 @@ execute(request)      validate -> take a concurrency slot -> take a ready worker
                       for one: a cold start) -> on_start -> run it once (on_output per
                       chunk; cancel kills it) -> classify -> destroy it
 replenisher thread    reap dead ready workers, top up each runtime, watch boots, report
-                      health; a runtime whose boots keep failing is marked unhealthy with
-                      the reason and retried slowly, never in a hot loop
+                      health (replenisher.py)
 close()               drain in-flight executions, kill the rest, stop the zygote, remove
                       cgroups: nothing is left behind
 """
@@ -14,50 +13,29 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import functools
 import logging
 import os
 import queue
-import select
 import threading
 import time
 import uuid
 import weakref
-from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 from .config import PoolConfig, build_jail_plan
 from .errors import Cancelled, PoolClosed, RuntimeUnavailable
 from .jail import mode as jail_mode
 from .jail.cgroups import CgroupSetup
+from .replenisher import Replenisher, RuntimeState, WarmKey, alive
 from .types import ExecutionRequest, Outcome, Runtime, RuntimeHealth, Started, Stream, Verdict
 from .validation import validate
 from .worker import Worker
-from .zygote import SpawnedWorker, ZygoteClient, ZygoteDied
+from .zygote import ZygoteClient
 
 log = logging.getLogger("sandboxd_pool")
 
-IDLE_TICK_S = 0.5
 CANCEL_POLL_S = 0.02  # how often a wait for a slot or a worker looks at the cancel event
-
-
-@dataclass
-class _RuntimeState:
-    runtime: Runtime
-    ready: deque[Worker] = field(default_factory=deque)
-    booting: dict[int, tuple[Worker, float]] = field(
-        default_factory=dict
-    )  # control fd -> (w, deadline)
-    spawning: int = 0
-    consecutive_failures: int = 0
-    reason: str = ""
-    retry_at: float = 0.0
-
-    @property
-    def healthy(self) -> bool:
-        return bool(self.ready) or not self.reason
 
 
 class Pool:
@@ -95,11 +73,17 @@ class Pool:
         self._zygote = ZygoteClient(self.config, self._plan)
         self._zygote.start()
         self._lock = threading.Condition()
-        self._states = {rt: _RuntimeState(rt) for rt in self.config.runtimes}
+        warm = self.config.warm_workers_per_runtime
+        self._states: dict[WarmKey, RuntimeState] = {
+            (rt, ""): RuntimeState(rt, target=warm) for rt in self.config.runtimes
+        }
+        for env in self.config.environments:
+            self._states[env.runtime, env.name] = RuntimeState(
+                env.runtime, target=env.warm_workers, environment=env.name
+            )
         self._slots = threading.BoundedSemaphore(self.config.max_concurrent_executions)
         self._in_flight = 0
         self._closed = False
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         # Closing a used worker's fds releases its mount namespace, whose teardown takes
         # milliseconds: done here, off the execution's path.
         self._janitor: queue.SimpleQueue[Worker | None] = queue.SimpleQueue()
@@ -107,8 +91,14 @@ class Pool:
             target=self._janitor_loop, name="sandboxd-janitor", daemon=True
         )
         self._janitor_thread.start()
-        self._replenisher = threading.Thread(
-            target=self._replenish_loop, name="sandboxd-replenisher", daemon=True
+        self._replenisher = Replenisher(
+            self.config,
+            self._plan,
+            self._zygote,
+            self._lock,
+            self._states,
+            self._janitor,
+            closed=lambda: self._closed,
         )
         self._replenisher.start()
         self._atexit = weakref.WeakMethod(self.close)
@@ -127,31 +117,41 @@ class Pool:
         return self._zygote.pid
 
     def health(self) -> dict[Runtime, RuntimeHealth]:
+        """Each bare runtime's health (environments: environments_health)."""
+        with self._lock:
+            return {rt: self._health_of(st) for (rt, env), st in self._states.items() if not env}
+
+    def environments_health(self) -> dict[str, RuntimeHealth]:
+        with self._lock:
+            return {env: self._health_of(st) for (_, env), st in self._states.items() if env}
+
+    def _health_of(self, st: RuntimeState) -> RuntimeHealth:
+        return RuntimeHealth(
+            runtime=st.runtime,
+            healthy=st.healthy and not self._closed,
+            ready_workers=len(st.ready),
+            reason="pool is closed" if self._closed else st.reason,
+            consecutive_boot_failures=st.consecutive_failures,
+        )
+
+    def worker_pids(self, environment: str = "") -> dict[Runtime, list[int]]:
+        """PIDs (host view) of the ready workers, per runtime (of `environment`, or bare)."""
         with self._lock:
             return {
-                rt: RuntimeHealth(
-                    runtime=rt,
-                    healthy=st.healthy and not self._closed,
-                    ready_workers=len(st.ready),
-                    reason="pool is closed" if self._closed else st.reason,
-                    consecutive_boot_failures=st.consecutive_failures,
-                )
-                for rt, st in self._states.items()
+                rt: [w.pid for w in st.ready]
+                for (rt, env), st in self._states.items()
+                if env == environment
             }
 
-    def worker_pids(self) -> dict[Runtime, list[int]]:
-        """PIDs (host view) of the ready workers, per runtime."""
-        with self._lock:
-            return {rt: [w.pid for w in st.ready] for rt, st in self._states.items()}
-
     def wait_until_ready(self, timeout_s: float = 30.0) -> bool:
-        """Block until every runtime has its full complement of warm workers (or is unhealthy)."""
+        """Block until every runtime and environment has its full complement of warm workers
+        (or is unhealthy)."""
         deadline = time.monotonic() + timeout_s
-        target = self.config.warm_workers_per_runtime
         with self._lock:
             while True:
-                if all(len(st.ready) >= target or st.reason for st in self._states.values()):
-                    return all(len(st.ready) >= target for st in self._states.values())
+                states = self._states.values()
+                if all(len(st.ready) >= st.target or st.reason for st in states):
+                    return all(len(st.ready) >= st.target for st in states)
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
@@ -198,7 +198,7 @@ class Pool:
                     raise PoolClosed("the pool is closed")
                 self._in_flight += 1
             try:
-                worker, cold = self._take_worker(request.runtime, cancel)
+                worker, cold = self._take_worker(request.runtime, request.environment, cancel)
                 queue_wait_us = int((time.monotonic() - arrived) * 1e6)
                 callback_error: BaseException | None = None
                 try:
@@ -224,7 +224,7 @@ class Pool:
                 finally:
                     worker.kill()  # a worker that never got its code (on_start raised) too
                     self._janitor.put(worker)
-                    self._wake()
+                    self._replenisher.wake()
             finally:
                 with self._lock:
                     self._in_flight -= 1
@@ -260,9 +260,8 @@ class Pool:
             while self._in_flight and time.monotonic() < deadline:
                 self._lock.wait(deadline - time.monotonic())
             self._lock.notify_all()
-        self._wake()
-        if self._replenisher is not threading.current_thread():
-            self._replenisher.join(timeout=10)
+        self._replenisher.wake()
+        self._replenisher.join(timeout_s=10)
         with self._lock:
             workers = [w for st in self._states.values() for w in st.ready]
             workers += [w for st in self._states.values() for w, _ in st.booting.values()]
@@ -278,9 +277,7 @@ class Pool:
         for parent in self.cgroups.parents.values():
             with contextlib.suppress(OSError):
                 os.rmdir(parent)
-        for fd in (self._wake_r, self._wake_w):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        self._replenisher.close()
         with contextlib.suppress(Exception):
             atexit.unregister(_close_at_exit)
 
@@ -291,189 +288,41 @@ class Pool:
     # -- taking a worker ---------------------------------------------------------------------------
 
     def _take_worker(
-        self, runtime: Runtime, cancel: threading.Event | None = None
+        self, runtime: Runtime, environment: str, cancel: threading.Event | None = None
     ) -> tuple[Worker, bool]:
         deadline = time.monotonic() + self.config.boot_timeout_ms / 1000
-        state = self._states[runtime]
+        state = self._states[runtime, environment]
         cold = False
         with self._lock:
-            while True:
-                if cancel is not None and cancel.is_set():
-                    raise Cancelled("cancelled while waiting for a worker")
-                while state.ready:
-                    worker = state.ready.popleft()
-                    if _alive(worker):
-                        # The replacement is requested when this execution ends (see execute):
-                        # a spawn blocks the zygote for ~2-3 ms, and would delay this
-                        # execution's exit report. Only an empty queue refills at once.
-                        if not state.ready:
-                            self._wake()
-                        return worker, cold
-                    worker.close()
-                if self._closed:
-                    raise PoolClosed("the pool is closed")
-                if state.reason:
-                    raise RuntimeUnavailable(runtime.value, state.reason)
-                cold = True
-                self._wake()
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise RuntimeUnavailable(runtime.value, "no worker became ready in time")
-                self._lock.wait(left if cancel is None else min(left, CANCEL_POLL_S))
-
-    # -- the replenisher -------------------------------------------------------------------------------
-
-    def _wake(self) -> None:
-        with contextlib.suppress(OSError):
-            os.write(self._wake_w, b"x")
-
-    def _replenish_loop(self) -> None:
-        while not self._closed:
             try:
-                self._restart_zygote_if_dead()
-                self._top_up()
-                self._watch_boots()
-            except Exception:
-                log.exception("replenisher error")
-                time.sleep(0.1)
-
-    def _restart_zygote_if_dead(self) -> None:
-        if self._zygote.alive():
-            return
-        with self._lock:
-            stale = [w for st in self._states.values() for w in st.ready]
-            for st in self._states.values():
-                st.ready.clear()
-        for w in stale:
-            w.close()
-        try:
-            self._zygote.ensure_started()
-        except Exception as e:
-            log.error("zygote restart failed: %s", e)
-            time.sleep(1.0)
-
-    def _top_up(self) -> None:
-        now = time.monotonic()
-        target = self.config.warm_workers_per_runtime
-        with self._lock:
-            for state in self._states.values():
-                dead = [w for w in state.ready if not _alive(w)]  # killed from outside
-                for worker in dead:
-                    state.ready.remove(worker)
-                    self._janitor.put(worker)
-                if state.reason and now < state.retry_at:
-                    continue
-                want = target - len(state.ready) - len(state.booting) - state.spawning
-                if state.reason:
-                    want = min(want, 1 - len(state.booting) - state.spawning)
-                    state.retry_at = now + self.config.unhealthy_retry_ms / 1000
-                for _ in range(max(want, 0)):
-                    state.spawning += 1
-                    started = time.monotonic()
-                    future = self._zygote.spawn(state.runtime.value)
-                    future.add_done_callback(functools.partial(self._on_spawned, state, started))
-
-    def _on_spawned(self, state: _RuntimeState, t0: float, future: Future[SpawnedWorker]) -> None:
-        try:
-            spawned = future.result()
-        except ZygoteDied:
-            with self._lock:  # not the runtime's fault: the zygote is restarted
-                state.spawning -= 1
-            self._wake()
-            return
-        except Exception as e:
-            with self._lock:
-                state.spawning -= 1
-                self._boot_failed(state, f"spawn failed: {e}")
-            self._wake()
-            return
-        worker = Worker(spawned, t0, self.config.cpu_cores_per_worker)
-        with self._lock:
-            state.spawning -= 1
-            if self._closed:
-                worker.kill()
-                worker.close()
-                return
-            deadline = time.monotonic() + self.config.boot_timeout_ms / 1000
-            state.booting[worker.control_fd()] = (worker, deadline)
-        self._wake()
-
-    def _watch_boots(self) -> None:
-        poller = select.poll()
-        poller.register(self._wake_r, select.POLLIN)
-        with self._lock:
-            booting = {
-                fd: (st, w, dl)
-                for st in self._states.values()
-                for fd, (w, dl) in st.booting.items()
-            }
-        for fd in booting:
-            poller.register(fd, select.POLLIN)
-        now = time.monotonic()
-        timeout = min([dl - now for _, _, dl in booting.values()] + [IDLE_TICK_S])
-        for fd, _ in poller.poll(max(timeout, 0) * 1000):
-            if fd == self._wake_r:
-                with contextlib.suppress(BlockingIOError):
-                    os.read(self._wake_r, 4096)
-                continue
-            state, worker, _ = booting[fd]
-            with self._lock:
-                state.booting.pop(fd, None)
-            if worker.on_ready_byte():
-                self._boot_succeeded(state, worker)
-            else:
-                self._fail_boot(state, worker)
-        now = time.monotonic()
-        for fd, (state, worker, deadline) in booting.items():
-            if now > deadline and fd in state.booting:
-                with self._lock:
-                    state.booting.pop(fd, None)
-                self._fail_boot(state, worker, f"not ready within {self.config.boot_timeout_ms} ms")
-
-    def _boot_succeeded(self, state: _RuntimeState, worker: Worker) -> None:
-        with self._lock:
-            if self._closed:
-                worker.kill()
-                worker.close()
-                return
-            if state.reason:
-                log.warning("runtime %s is healthy again", state.runtime.value)
-            state.consecutive_failures = 0
-            state.reason = ""
-            state.ready.append(worker)
-            self._lock.notify_all()
-
-    def _fail_boot(self, state: _RuntimeState, worker: Worker, why: str = "") -> None:
-        reason = why or worker.boot_failure_reason()
-        if why:
-            worker.kill()
-            worker.close()
-        with self._lock:
-            self._boot_failed(state, reason)
-
-    def _boot_failed(self, state: _RuntimeState, reason: str) -> None:
-        """Call with the lock held."""
-        if self._closed:
-            return
-        state.consecutive_failures += 1
-        log.warning(
-            "%s worker failed to boot (%d in a row): %s",
-            state.runtime.value,
-            state.consecutive_failures,
-            reason,
-        )
-        if state.consecutive_failures >= self.config.max_boot_failures:
-            if not state.reason:
-                log.error("runtime %s marked unhealthy: %s", state.runtime.value, reason)
-            state.reason = reason
-            state.retry_at = time.monotonic() + self.config.unhealthy_retry_ms / 1000
-        self._lock.notify_all()
-
-
-def _alive(worker: Worker) -> bool:
-    poller = select.poll()
-    poller.register(worker.spawned.pidfd, select.POLLIN)
-    return not poller.poll(0)
+                while True:
+                    if cancel is not None and cancel.is_set():
+                        raise Cancelled("cancelled while waiting for a worker")
+                    while state.ready:
+                        worker = state.ready.popleft()
+                        if alive(worker):
+                            # The replacement is requested when this execution ends (see
+                            # execute): a spawn blocks the zygote for ~2-3 ms, and would delay
+                            # this execution's exit report. Only an empty queue refills at once.
+                            if not state.ready:
+                                self._replenisher.wake()
+                            return worker, cold
+                        worker.close()
+                    if self._closed:
+                        raise PoolClosed("the pool is closed")
+                    if state.reason:
+                        raise RuntimeUnavailable(state.name, state.reason)
+                    if not cold:
+                        cold = True
+                        state.waiting += 1  # the replenisher makes a worker for each waiter
+                    self._replenisher.wake()
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise RuntimeUnavailable(state.name, "no worker became ready in time")
+                    self._lock.wait(left if cancel is None else min(left, CANCEL_POLL_S))
+            finally:
+                if cold:
+                    state.waiting -= 1
 
 
 def _close_at_exit(ref: weakref.WeakMethod) -> None:  # type: ignore[type-arg]

@@ -51,6 +51,8 @@ class Limits:
     max_output_bytes: int = 0  # per stream (stdout and stderr are capped separately)
     max_processes: int = 0
     tmpfs_bytes: int = 0  # /work, /tmp and /dev/shm together
+    max_output_files: int = 0  # files returned from the program's out/ folder
+    max_output_files_bytes: int = 0  # their total size
 
     def merged_over(self, defaults: Limits) -> Limits:
         """These limits with every zero field taken from `defaults`."""
@@ -69,6 +71,8 @@ DEFAULT_LIMITS = Limits(
     max_output_bytes=1024 * 1024,
     max_processes=64,
     tmpfs_bytes=64 * 1024 * 1024,
+    max_output_files=100,
+    max_output_files_bytes=16 * 1024 * 1024,
 )
 
 CEILING_LIMITS = Limits(
@@ -78,6 +82,8 @@ CEILING_LIMITS = Limits(
     max_output_bytes=64 * 1024 * 1024,
     max_processes=1024,
     tmpfs_bytes=1024 * 1024 * 1024,
+    max_output_files=10_000,
+    max_output_files_bytes=64 * 1024 * 1024,
 )
 
 
@@ -97,6 +103,7 @@ class ExecutionRequest:
     tenant: str = "default"
     mode: Mode = Mode.SCRIPT
     event: bytes = b""  # HANDLER mode: the event as JSON (UTF-8); empty means null
+    environment: str = ""  # the name of one of PoolConfig.environments; "": the bare runtime
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "args", tuple(self.args))
@@ -127,6 +134,16 @@ class Outcome:
     worker_boot_us: int = 0
     execution_id: str = ""
     result: bytes = b""  # HANDLER mode: the handler's return value as JSON (UTF-8)
+    # The regular files the program left under out/ in its working directory (paths relative
+    # to it, sorted), within max_output_files and max_output_files_bytes.
+    files: tuple[OutputFile, ...] = ()
+    files_truncated: bool = False  # some file (or part of one) was left out by those limits
+
+
+@dataclass(frozen=True)
+class OutputFile:
+    path: str  # relative to the out/ folder, "/"-separated
+    data: bytes
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import posixpath
+import re
 from collections.abc import Mapping
 
 from .config import PoolConfig
 from .errors import InvalidRequest
+from .files_out import OUT_DIR
 from .types import ExecutionRequest, Limits, Mode, Runtime
 
 MIN_LIMITS = Limits(
@@ -17,12 +19,15 @@ MIN_LIMITS = Limits(
     max_output_bytes=1,
     max_processes=4,
     tmpfs_bytes=1024 * 1024,
+    max_output_files=1,
+    max_output_files_bytes=1,
 )
 MAX_PATH_BYTES = 1024
 NAME_MAX = 255  # bytes of one path component (Linux)
 PAGE_BYTES = 4096  # a tmpfs file takes whole pages
 MAX_ARG_BYTES = 128 * 1024
 MAX_ENV_ENTRIES = 1024
+MAX_EVENT_DEPTH = 512  # arrays and objects nested in a HANDLER event (the proto says so)
 
 
 def validate(request: ExecutionRequest, config: PoolConfig) -> Limits:
@@ -31,6 +36,19 @@ def validate(request: ExecutionRequest, config: PoolConfig) -> Limits:
         raise InvalidRequest("runtime", f"unknown runtime {request.runtime!r}")
     if request.runtime not in config.runtimes:
         raise InvalidRequest("runtime", f"runtime {request.runtime.value} is not enabled")
+    if request.environment:
+        environment = config.environment(request.environment)
+        if environment is None:
+            known = ", ".join(sorted(e.name for e in config.environments)) or "none"
+            raise InvalidRequest(
+                "environment", f"unknown environment {request.environment!r} (there are: {known})"
+            )
+        if environment.runtime is not request.runtime:
+            raise InvalidRequest(
+                "environment",
+                f"environment {environment.name} is for {environment.runtime.value}, not "
+                f"{request.runtime.value}",
+            )
     if not isinstance(request.code, str):
         raise InvalidRequest("code", "must be a string")
     try:
@@ -82,6 +100,8 @@ def _check_mode_and_event(request: ExecutionRequest, config: PoolConfig) -> None
         text = bytes(request.event).decode("utf-8")
     except UnicodeDecodeError as e:
         raise InvalidRequest("event", f"is not valid UTF-8 ({e.reason})") from None
+    if _nests_too_deep(text):
+        raise InvalidRequest("event", f"nests arrays or objects more than {MAX_EVENT_DEPTH} deep")
     try:
         # Strict JSON: NaN and Infinity are Python's extension, which JavaScript rejects.
         json.loads(text, parse_constant=_reject_constant)
@@ -89,6 +109,24 @@ def _check_mode_and_event(request: ExecutionRequest, config: PoolConfig) -> None
         raise InvalidRequest("event", f"is not valid JSON ({e})") from None
     except RecursionError:
         raise InvalidRequest("event", "nests arrays or objects too deeply to parse") from None
+
+
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_A_BRACKET = re.compile(r"[^\[\]{}]+")
+
+
+def _nests_too_deep(text: str) -> bool:
+    """Whether arrays and objects nest more than MAX_EVENT_DEPTH deep (outside strings). Not
+    a JSON check (json.loads makes that, within Python's recursion limit, which is above this
+    depth); the scans are in C but for the last loop, which only sees brackets."""
+    if text.count("[") + text.count("{") <= MAX_EVENT_DEPTH:
+        return False
+    depth = 0
+    for char in _NOT_A_BRACKET.sub("", _JSON_STRING.sub("", text)):
+        depth += 1 if char in "[{" else -1
+        if depth > MAX_EVENT_DEPTH:
+            return True
+    return False
 
 
 def _reject_constant(name: str) -> object:
@@ -128,6 +166,8 @@ def _check_files(request: ExecutionRequest, config: PoolConfig) -> None:
             raise InvalidRequest(field, f"a path component is at most {NAME_MAX} bytes")
         if normalized == main:
             raise InvalidRequest(field, f"{main} is where the code is written")
+        if normalized == OUT_DIR:
+            raise InvalidRequest(field, f"{OUT_DIR} is the output folder (files may go in it)")
         if not isinstance(data, bytes | bytearray):
             raise InvalidRequest(field, "content must be bytes")
         total += len(data)

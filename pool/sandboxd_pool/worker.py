@@ -25,11 +25,13 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import request_frame
+from . import files_out, request_frame
 from .jail import mounts, rlimits
-from .types import ExecutionRequest, Limits, Mode, Outcome, Stream, Usage, Verdict
+from .jail.policy import WORK_DIR
+from .types import ExecutionRequest, Limits, Mode, Outcome, OutputFile, Stream, Usage, Verdict
 from .verdict import ExitFacts, KillReason, classify
 from .zygote import SpawnedWorker, ZygoteDied
+from .zygote_protocol import Exited, Rusage
 
 READ_CHUNK = 256 * 1024
 CPU_POLL_S = 0.02
@@ -44,21 +46,34 @@ ZYGOTE_DIED_MESSAGE = (
     b"its worker; the worker's exit could not be observed\n"
 )
 
+# The worker's init exited by itself without reporting the program's exit (jail/init.py).
+INIT_LOST_MESSAGE = b"sandboxd: the worker's init exited without reporting the program's exit\n"
+
 OutputCallback = Callable[[Stream, bytes], None]
 
 
 @dataclass(frozen=True)
 class RunResult:
     outcome: Outcome
-    exit_report: dict[str, Any] | None
+    exit_report: Exited | None
     # The exception the on_output callback raised (the worker was then killed), if it did.
     callback_error: BaseException | None = None
 
 
 class Worker:
-    def __init__(self, spawned: SpawnedWorker, spawn_started: float, cpu_cores: float) -> None:
+    def __init__(
+        self,
+        spawned: SpawnedWorker,
+        spawn_started: float,
+        cpu_cores: float,
+        acting_as: tuple[int, int] | None = None,
+    ) -> None:
         self.spawned = spawned
-        self.pid = spawned.pid
+        # Root mode: the worker's host (uid, gid), which the pool takes (in one thread, for
+        # the call) to tighten the program's rlimits: see rlimits.limit_running_worker.
+        self.acting_as = acting_as
+        self.pid = spawned.pid  # the init: PID 1 of the worker's PID namespace
+        self.program_pid = spawned.program_pid  # its child, the program (see jail/init.py)
         self.runtime = spawned.runtime
         self.spawn_started = spawn_started
         self.cpu_cores = cpu_cores  # cgroup CPU quota while the request runs; 0: none
@@ -66,6 +81,7 @@ class Worker:
         self._closed = False
         self._stdin_closed = False
         self.mount_ns_fd = -1
+        self.work_fd = -1
         self._lock = threading.Lock()
 
     # -- boot -----------------------------------------------------------------------------------
@@ -79,7 +95,7 @@ class Worker:
             data = os.read(self.spawned.control, 1)
         except OSError:
             return False
-        if data != b"R":
+        if data != b"R" or not self.program_pid:
             return False
         self.boot_us = int((time.monotonic() - self.spawn_started) * 1e6)
         # Hold the worker's mount namespace: otherwise its teardown (an RCU grace period,
@@ -87,12 +103,19 @@ class Worker:
         # The pool closes this fd after the outcome is built (see Pool._janitor).
         with contextlib.suppress(OSError):
             self.mount_ns_fd = os.open(f"/proc/{self.pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+        # The working directory, kept open: files out are read from it once the program has
+        # exited, when its namespace is gone (files_out.py).
+        with contextlib.suppress(OSError):
+            self.work_fd = os.open(
+                f"/proc/{self.program_pid}/root{WORK_DIR}",
+                os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC,
+            )
         return True
 
     def boot_failure_reason(self) -> str:
         """Best account of why the worker died while booting: zygote report, then its stderr."""
         self.kill()
-        report: dict[str, Any] = {}
+        report: Exited | None = None
         with contextlib.suppress(FutureTimeout, ZygoteDied):
             report = self.spawned.exit_report.result(timeout=EXIT_REPORT_TIMEOUT_S)
         stderr = b""
@@ -100,14 +123,13 @@ class Worker:
             os.set_blocking(self.spawned.stderr, False)
             stderr = os.read(self.spawned.stderr, 4096)
         self.close()
-        if report.get("boot_error"):
-            return str(report["boot_error"])
-        status = report.get("status")
+        if report is not None and report.boot_error:
+            return report.boot_error
         tail = stderr.decode(errors="replace").strip().splitlines()[-3:]
-        detail = f"exit status {_describe(status)}" if status is not None else "no exit report"
+        detail = f"exit status {_describe(report.status)}" if report else "no exit report"
         # A runtime that cannot start its threads dies in its own way (Node: SIGSEGV with a
         # native stack trace); the cgroup's count of refused forks names the real cause.
-        refused = int((report.get("facts") or {}).get("pids_limit_hits", 0))
+        refused = report.facts.pids_limit_hits if report and report.facts else 0
         if refused:
             detail += (
                 f"; the pids controller refused {refused} new task(s): the pids.max of its "
@@ -150,10 +172,14 @@ class Worker:
         if cg is not None:
             cg.set_limits(limits.memory_bytes, limits.max_processes, self.cpu_cores)
         mounts.resize_scratch(self.pid, limits.tmpfs_bytes, self.spawned.scratch_fs)
-        proc_cpu_us = _proc_cpu_us(self.pid)
+        proc_cpu_us = _proc_cpu_us(self.program_pid)
         cpu_s = (proc_cpu_us // 1_000_000) + (limits.cpu_time_ms + 999) // 1000 + 1
         rlimits.limit_running_worker(
-            self.pid, cpu_s, limits.max_processes, 0 if cg else limits.memory_bytes
+            self.program_pid,
+            cpu_s,
+            limits.max_processes,
+            0 if cg else limits.memory_bytes,
+            acting_as=self.acting_as,
         )
         return (cg.cpu_time_ns() if cg else 0), proc_cpu_us
 
@@ -190,14 +216,15 @@ class Worker:
         on_output: OutputCallback | None,
         output_paused: Callable[[], bool] | None,
     ) -> None:
-        """Feed stdin, drain the outputs and enforce the limits until the worker's PID 1 has
-        exited (its pidfd says so; every other process of its PID namespace is gone by then),
-        whatever the program does with its descriptors; then drain what is left in the pipes
-        for at most DRAIN_GRACE_S."""
+        """Feed stdin, drain the outputs and enforce the limits until the program has exited
+        (its init reports it on the exit pipe) or the worker's PID 1 is gone (its pidfd says
+        so), whatever the program does with its descriptors; then drain what is left in the
+        pipes for at most DRAIN_GRACE_S. The init exits right after its report, which ends
+        whatever else is left of the namespace."""
         sp = self.spawned
         stdin = memoryview(stdin_data)
         stdin_open = bool(stdin) or self._close_stdin()
-        for fd in (sp.stdin, sp.stdout, sp.stderr, sp.control):
+        for fd in (sp.stdin, sp.stdout, sp.stderr, sp.control, sp.exit_pipe):
             with contextlib.suppress(OSError):
                 os.set_blocking(fd, False)
         streams = {sp.stdout: watch.out, sp.stderr: watch.err}
@@ -218,6 +245,7 @@ class Worker:
             poller = select.poll()
             if watch.exited_at is None:
                 poller.register(sp.pidfd, select.POLLIN)
+                poller.register(sp.exit_pipe, select.POLLIN)
             if stdin_open:
                 poller.register(sp.stdin, select.POLLOUT)
             for fd, capture in streams.items():
@@ -228,7 +256,13 @@ class Worker:
             else:
                 wait_s = min(max(watch.deadline - now, 0.0), CPU_POLL_S)
             for fd, _events in poller.poll(wait_s * 1000):
-                if fd == sp.pidfd:
+                if fd in (sp.pidfd, sp.exit_pipe):
+                    if watch.exited_at is not None:
+                        continue
+                    if fd == sp.exit_pipe:
+                        watch.program_exit = _read_program_exit(sp.exit_pipe)
+                    # The program has exited (its init says so), or the init itself is gone
+                    # (killed with the whole namespace).
                     watch.exited_at = time.monotonic()
                     if stdin_open:
                         stdin_open = self._close_stdin()
@@ -262,10 +296,11 @@ class Worker:
         elif cg is not None and cg.cpu_time_ns() - watch.cpu_base_ns > cpu_limit_ns:
             self._kill_once(watch, KillReason.CPU)
         elif cg is None and (
-            (_proc_cpu_us(self.pid, children=True) - watch.proc_cpu_base_us) * 1000 > cpu_limit_ns
+            (_proc_cpu_us(self.program_pid, children=True) - watch.proc_cpu_base_us) * 1000
+            > cpu_limit_ns
         ):
-            # No cgroup (rlimit fallback): PID 1's threads and its reaped children; a running
-            # child is stopped by its own RLIMIT_CPU (whole seconds) only.
+            # No cgroup (rlimit fallback): the program's threads and its reaped children; a
+            # running child is stopped by its own RLIMIT_CPU (whole seconds) only.
             self._kill_once(watch, KillReason.CPU)
 
     def _kill_once(self, watch: _Watch, reason: KillReason) -> None:
@@ -276,32 +311,35 @@ class Worker:
             watch.killed_at = time.monotonic()
 
     def _outcome(self, watch: _Watch, execution_id: str) -> RunResult:
-        """The verdict and usage from the kernel's facts (the zygote's exit report, the
-        cgroup) and what supervision saw."""
+        """The verdict and usage from the kernel's facts (the program's wait status and rusage
+        as its init read them, the cgroup's counters; or the zygote's exit report when the init
+        did not report, or the program died of SIGKILL or SIGSYS, which the zygote may have
+        sent for a blocked syscall) and what supervision saw."""
         sp = self.spawned
         cg = sp.cgroup
         limits = watch.limits
         exited_at = watch.exited_at if watch.exited_at is not None else time.monotonic()
         wall_us = int((exited_at - watch.started) * 1e6)
-        report: dict[str, Any] | None
+        report = self._report_of_init(watch)
         unobserved = UNOBSERVED_MESSAGE
-        try:
-            report = sp.exit_report.result(timeout=EXIT_REPORT_TIMEOUT_S)
-        except FutureTimeout:
-            report = None
-        except ZygoteDied:
-            report, unobserved = None, ZYGOTE_DIED_MESSAGE
-        facts = (report or {}).get("facts") or {}
-        rusage = (report or {}).get("rusage") or {}
-        if cg is not None and facts:
-            cpu_us = max(0, (int(facts.get("cpu_time_ns", 0)) - watch.cpu_base_ns) // 1000)
-            peak = int(facts.get("peak_memory_bytes", 0))
+        if report is None:
+            try:
+                report = sp.exit_report.result(timeout=EXIT_REPORT_TIMEOUT_S)
+            except FutureTimeout:
+                report = None
+            except ZygoteDied:
+                report, unobserved = None, ZYGOTE_DIED_MESSAGE
+        facts = report.facts if report is not None else None
+        rusage = report.rusage if report is not None else Rusage()
+        if cg is not None and facts is not None:
+            cpu_us = max(0, (facts.cpu_time_ns - watch.cpu_base_ns) // 1000)
+            peak = facts.peak_memory_bytes
         else:
-            cpu_us = max(
-                0, rusage.get("utime_us", 0) + rusage.get("stime_us", 0) - watch.proc_cpu_base_us
-            )
-            peak = int(rusage.get("maxrss_kb", 0)) * 1024
-        status = None if report is None else int(report["status"])
+            cpu_us = max(0, rusage.utime_us + rusage.stime_us - watch.proc_cpu_base_us)
+            peak = rusage.maxrss_kb * 1024
+        if report is not None and report.init_lost:
+            report, unobserved = None, INIT_LOST_MESSAGE
+        status = None if report is None else report.status
         result = watch.result
         # A complete result is one that ended with the socket's close, under the cap.
         result_complete = watch.handler_mode and result.eof and not result.overflowed
@@ -310,8 +348,8 @@ class Worker:
             ExitFacts(
                 wait_status=status,
                 kill_reason=watch.kill_reason,
-                oom_kills=int(facts.get("oom_kills", 0)),
-                blocked_syscall=(report or {}).get("blocked_syscall"),
+                oom_kills=facts.oom_kills if facts is not None else 0,
+                blocked_syscall=report.blocked_syscall if report is not None else None,
                 cpu_time_us=cpu_us,
                 cpu_limit_us=limits.cpu_time_ms * 1000,
                 handler_result_missing=result_missing,
@@ -333,6 +371,13 @@ class Worker:
             stderr += NO_RESULT_MESSAGE
         elif verdict is Verdict.INTERNAL_ERROR:
             stderr += unobserved
+        files: tuple[OutputFile, ...] = ()
+        files_truncated = False
+        if self.work_fd >= 0 and status is not None:
+            self.kill()  # whatever the program left running must not change out/ any more
+            files, files_truncated = files_out.collect(
+                self.work_fd, limits.max_output_files, limits.max_output_files_bytes
+            )
         outcome = Outcome(
             verdict=verdict,
             exit_code=exit_code,
@@ -341,13 +386,41 @@ class Worker:
             stderr=stderr,
             stdout_truncated=watch.out.overflowed,
             stderr_truncated=watch.err.overflowed,
-            blocked_syscall=(report or {}).get("blocked_syscall"),
+            blocked_syscall=report.blocked_syscall if report is not None else None,
             usage=Usage(wall_time_us=wall_us, cpu_time_us=cpu_us, peak_memory_bytes=peak),
             worker_boot_us=self.boot_us,
             execution_id=execution_id,
             result=result.data() if result_complete else b"",
+            files=files,
+            files_truncated=files_truncated,
         )
         return RunResult(outcome=outcome, exit_report=report, callback_error=watch.callback_error)
+
+    def _report_of_init(self, watch: _Watch) -> Exited | None:
+        """The exit report from the init's own account and the cgroup, without waiting for the
+        zygote: only for a program that ended by itself (not killed by the pool) and not by
+        SIGKILL or SIGSYS (a blocked syscall, an OOM kill: the zygote's report says which)."""
+        program_exit = watch.program_exit
+        if program_exit is None or watch.kill_reason is not KillReason.NONE:
+            return None
+        status, utime_us, stime_us, maxrss_kb = program_exit
+        if os.WIFSIGNALED(status) and os.WTERMSIG(status) in (signal.SIGKILL, signal.SIGSYS):
+            return None
+        facts = None
+        cg = self.spawned.cgroup
+        if cg is not None:
+            try:
+                facts = cg.facts()
+            except OSError:  # already removed: the zygote's report has them
+                return None
+            if facts.oom_kills:
+                return None
+        return Exited(
+            pid=self.pid,
+            status=status,
+            rusage=Rusage(utime_us=utime_us, stime_us=stime_us, maxrss_kb=maxrss_kb),
+            facts=facts,
+        )
 
     def _send_frame(
         self, request: ExecutionRequest, limits: Limits, execution_id: str, deadline: float
@@ -377,7 +450,16 @@ class Worker:
                 return
             self._closed = True
         sp = self.spawned
-        for fd in (sp.pidfd, sp.stdout, sp.stderr, sp.control, self.mount_ns_fd, sp.scratch_fs):
+        for fd in (
+            sp.pidfd,
+            sp.stdout,
+            sp.stderr,
+            sp.control,
+            sp.exit_pipe,
+            self.mount_ns_fd,
+            self.work_fd,
+            sp.scratch_fs,
+        ):
             with contextlib.suppress(OSError):
                 os.close(fd)
 
@@ -423,11 +505,12 @@ class _Watch:
     started: float  # monotonic seconds, when the request frame was sent
     deadline: float  # started + the wall-time limit
     cpu_base_ns: int  # the cgroup's CPU time when the request was sent
-    proc_cpu_base_us: int  # PID 1's CPU time then (no cgroup)
+    proc_cpu_base_us: int  # the program's CPU time then (no cgroup)
     handler_mode: bool
     kill_reason: KillReason = KillReason.NONE
     killed_at: float = 0.0
-    exited_at: float | None = None  # when PID 1's pidfd said it had exited
+    exited_at: float | None = None  # when the program (or PID 1) was seen to have exited
+    program_exit: tuple[int, int, int, int] | None = None  # the init's report (see jail/init.py)
     callback_error: BaseException | None = None
     out: _Capture = field(init=False)
     err: _Capture = field(init=False)
@@ -438,6 +521,17 @@ class _Watch:
         self.out = _Capture(cap, Stream.STDOUT)
         self.err = _Capture(cap, Stream.STDERR)
         self.result = _Capture(cap, None)
+
+
+def _read_program_exit(fd: int) -> tuple[int, int, int, int] | None:
+    """The init's one-line report: (wait status, utime us, stime us, max RSS KiB); None at EOF
+    (the init died without one) or if it is malformed."""
+    try:
+        fields = os.read(fd, 256).split()
+        status, utime_us, stime_us, maxrss_kb = (int(f) for f in fields)
+    except (OSError, ValueError):
+        return None
+    return status, utime_us, stime_us, maxrss_kb
 
 
 def _feed(fd: int, data: memoryview) -> memoryview:

@@ -17,7 +17,6 @@ import sys
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any
 
 from . import zygote_protocol as proto
 from .config import PoolConfig
@@ -53,9 +52,9 @@ def zygote_import_path() -> list[str]:
     return [os.path.dirname(ENGINE_DIR), *rest]
 
 
-def check_engine(hello: dict[str, Any]) -> None:
+def check_engine(hello: proto.Hello) -> None:
     """Refuse a zygote that runs another copy of the engine than this pool."""
-    theirs = hello.get("engine")
+    theirs = hello.engine
     if theirs != ENGINE_DIR:
         raise ZygoteDied(
             f"engine mismatch: the zygote runs sandboxd_pool from {theirs!r}, the pool from "
@@ -78,8 +77,11 @@ class SpawnedWorker:
     stdout: int
     stderr: int
     control: int
-    exit_report: Future[dict[str, Any]]
+    exit_pipe: int  # the worker's init writes the program's exit here (jail/init.py)
+    exit_report: Future[proto.Exited]
     scratch_fs: int = -1  # subuid mode: fs context of the worker's scratch tmpfs (resize)
+    # Host pid of the program, the child of the worker's init (PID 1, `pid`); 0 if unknown.
+    program_pid: int = 0
 
 
 class ZygoteClient:
@@ -88,7 +90,7 @@ class ZygoteClient:
         self._plan = plan
         self._lock = threading.Lock()
         self._pending: dict[int, Future[SpawnedWorker]] = {}
-        self._exits: dict[int, Future[dict[str, Any]]] = {}
+        self._exits: dict[int, Future[proto.Exited]] = {}
         self._next_id = 0
         self._sock: socket.socket | None = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -125,7 +127,7 @@ class ZygoteClient:
         process.stdin.write(self._plan.to_json().encode())
         process.stdin.close()
         got = proto.receive(ours)
-        if got is None or got[0].get("op") != "hello":
+        if got is None or not isinstance(got[0], proto.Hello):
             process.kill()
             process.wait()
             raise ZygoteDied(f"zygote failed to start (exit status {process.poll()})")
@@ -137,11 +139,11 @@ class ZygoteClient:
             process.kill()
             process.wait()
             raise
-        self.engine_dir = str(hello["engine"])
-        self.swept = list(hello.get("swept", []))
+        self.engine_dir = hello.engine
+        self.swept = list(hello.swept)
         if self.swept:
             log.warning("removed %d stale worker cgroups: %s", len(self.swept), self.swept)
-        self.clone_into_error = str(hello.get("clone_into_error", ""))
+        self.clone_into_error = hello.clone_into_error
         if self._plan.cgroup_version == 2:
             if self.clone_into_error:
                 log.warning(
@@ -152,7 +154,7 @@ class ZygoteClient:
             else:
                 log.info("cgroup v2: workers are created in their cgroups (CLONE_INTO_CGROUP)")
         with self._lock:
-            self._sock, self._process, self.pid = ours, process, int(hello["pid"])
+            self._sock, self._process, self.pid = ours, process, hello.pid
         self._reader = threading.Thread(
             target=self._read_loop, args=(ours, process), name="sandboxd-zygote-reader", daemon=True
         )
@@ -173,7 +175,7 @@ class ZygoteClient:
             sock, process = self._sock, self._process
         if sock is not None:
             with contextlib.suppress(OSError):
-                proto.send(sock, {"op": "shutdown"})
+                proto.send(sock, proto.Shutdown())
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
         if process is not None:
@@ -187,7 +189,7 @@ class ZygoteClient:
 
     # -- requests -----------------------------------------------------------------------------
 
-    def spawn(self, runtime: str) -> Future[SpawnedWorker]:
+    def spawn(self, runtime: str, environment: str = "") -> Future[SpawnedWorker]:
         future: Future[SpawnedWorker] = Future()
         with self._lock:
             sock = self._sock
@@ -198,7 +200,7 @@ class ZygoteClient:
             spawn_id = self._next_id
             self._pending[spawn_id] = future
         try:
-            proto.send(sock, {"op": "spawn", "id": spawn_id, "runtime": runtime})
+            proto.send(sock, proto.Spawn(id=spawn_id, runtime=runtime, environment=environment))
         except OSError as e:
             with self._lock:
                 self._pending.pop(spawn_id, None)
@@ -220,58 +222,59 @@ class ZygoteClient:
         finally:
             self._on_death(sock, process)
 
-    def _dispatch(self, message: dict[str, Any], fds: list[int]) -> None:
-        op = message.get("op")
-        if op == "spawned":
-            exit_future: Future[dict[str, Any]] = Future()
-            pid = int(message["pid"])
+    def _dispatch(self, message: proto.Message, fds: list[int]) -> None:
+        if isinstance(message, proto.Spawned):
+            self._on_spawned(message, fds)
+            return
+        for fd in fds:
+            os.close(fd)
+        if isinstance(message, proto.SpawnFailed):
             with self._lock:
-                self._exits[pid] = exit_future
-                future = self._pending.pop(int(message["id"]), None)
-            paths = message.get("cgroup") or {}
-            worker = SpawnedWorker(
-                pid=pid,
-                runtime=str(message.get("runtime", "")),
-                slot=int(message["slot"]),
-                cgroup=WorkerCgroup(version=self._plan.cgroup_version, paths=paths)
-                if paths
-                else None,
-                pidfd=fds[0],
-                stdin=fds[1],
-                stdout=fds[2],
-                stderr=fds[3],
-                control=fds[4],
-                exit_report=exit_future,
-                scratch_fs=fds[5] if len(fds) > 5 else -1,
-            )
-            if future is None or not future.set_running_or_notify_cancel():
-                for fd in fds:
-                    os.close(fd)
-                return
-            future.set_result(worker)
-        elif op == "spawn_failed":
-            with self._lock:
-                future = self._pending.pop(int(message["id"]), None)
+                future = self._pending.pop(message.id, None)
             if future is not None:
-                future.set_exception(RuntimeError(str(message.get("error"))))
-        elif op == "exited":
+                future.set_exception(RuntimeError(message.error))
+        elif isinstance(message, proto.Exited):
             with self._lock:
-                finished = self._exits.pop(int(message["pid"]), None)
+                finished = self._exits.pop(message.pid, None)
                 # A child that died before the zygote reported it spawned: its spawn() caller
                 # is still waiting and would wait forever (keeping the pool's spawning count up,
                 # so a broken runtime would never be seen failing to boot).
                 unreported = (
-                    None
-                    if message.get("reported_spawned", True)
-                    else self._pending.pop(int(message.get("spawn_id", 0)), None)
+                    None if message.reported_spawned else self._pending.pop(message.spawn_id, None)
                 )
             if finished is not None:
                 finished.set_result(message)
             if unreported is not None and not unreported.done():
-                reason = message.get("boot_error") or f"exit status {message.get('status')}"
+                reason = message.boot_error or f"exit status {message.status}"
                 unreported.set_exception(RuntimeError(f"worker died before it booted: {reason}"))
-        for fd in fds if op != "spawned" else ():
-            os.close(fd)
+
+    def _on_spawned(self, message: proto.Spawned, fds: list[int]) -> None:
+        exit_future: Future[proto.Exited] = Future()
+        with self._lock:
+            self._exits[message.pid] = exit_future
+            future = self._pending.pop(message.id, None)
+        worker = SpawnedWorker(
+            pid=message.pid,
+            runtime=message.runtime,
+            slot=message.slot,
+            cgroup=WorkerCgroup(version=self._plan.cgroup_version, paths=message.cgroup)
+            if message.cgroup
+            else None,
+            pidfd=fds[0],
+            stdin=fds[1],
+            stdout=fds[2],
+            stderr=fds[3],
+            control=fds[4],
+            exit_pipe=fds[5],
+            exit_report=exit_future,
+            scratch_fs=fds[6] if len(fds) > 6 else -1,
+            program_pid=message.program_pid,
+        )
+        if future is None or not future.set_running_or_notify_cancel():
+            for fd in fds:
+                os.close(fd)
+            return
+        future.set_result(worker)
 
     def _on_death(self, sock: socket.socket, process: subprocess.Popen[bytes]) -> None:
         with self._lock:

@@ -23,6 +23,7 @@ from e2e.test_lifecycle import marked_program, new_marker, pids_named, wait_for_
 from sandboxd_client import (
     NO_RETRY,
     Client,
+    ExecuteResult,
     Execution,
     ExecutionState,
     Limits,
@@ -74,6 +75,20 @@ def wait_done(client: Client, execution_id: str) -> Execution:
         assert time.monotonic() < deadline, f"{execution_id} not finished: {execution}"
         if execution is None:
             time.sleep(0.2)
+
+
+def job_record(cluster: Cluster, execution_id: str) -> dict[str, str]:
+    """The job's hash in Redis (state, attempts: how many times a node took it to run)."""
+    r = cluster.redis.client()
+    try:
+        raw = r.hgetall(f"sandboxd:job:{execution_id}")
+        entries = r.xrange("sandboxd:jobs")
+    finally:
+        r.close()
+    record = {k.decode(): v.decode() for k, v in raw.items()}
+    # the stream entry of a finished job is deleted: no node can take it again
+    record["in stream"] = str(any(f.get(b"id") == execution_id.encode() for _, f in entries))
+    return record
 
 
 def max_overlap(intervals: list[tuple[float, float]]) -> int:
@@ -142,7 +157,12 @@ def test_a_node_killed_mid_job_its_jobs_finish_elsewhere_with_one_result(
         tree = psutil.Process(doomed.proc.pid).children(recursive=True)
         doomed.proc.kill()  # SIGKILL: no drain, no result written, leases not given back
         doomed.proc.wait()
+        assert doomed._reader is not None
+        doomed._reader.join(30)  # every line it wrote before dying is read (EOF)
+        assert not doomed._reader.is_alive()
         unfinished_there = held - set(finished_ids(doomed))
+        # jobs sleep 1.5 s and it was killed as soon as it took some: some were running there
+        assert unfinished_there, (held, finished_ids(doomed))
         clients = [cluster.client(i) for i in range(3)]
         try:
             results: dict[str, bytes] = {}
@@ -169,6 +189,11 @@ def test_a_node_killed_mid_job_its_jobs_finish_elsewhere_with_one_result(
                 if e.get("msg") == "execution taken over from a node that stopped renewing it"
             }
             assert unfinished_there <= taken_over
+            # Redis agrees: exactly the jobs taken over were taken twice or more, none of them
+            # still in the stream
+            records = {i: job_record(cluster, i) for i in ids}
+            assert {i for i, r in records.items() if int(r["attempts"]) > 1} == taken_over
+            assert all(r["state"] == "DONE" and r["in stream"] == "False" for r in records.values())
         finally:
             for c in clients:
                 c.close()
@@ -205,14 +230,24 @@ def test_concurrent_duplicate_submits_across_nodes_run_once(cluster: Cluster) ->
         assert len(set(ids)) == 1, ids
         execution = wait_done(clients[0], ids[0])
         assert execution.result is not None and execution.result.stdout == b"once\n"
-        time.sleep(1.0)  # a second run, if there were one, would have been taken by now
-        runs = [
-            e
-            for n in cluster.nodes
-            for e in list(n.logs)
-            if e.get("msg") == "execution finished" and e.get("labels") == {"t": label}
-        ]
+        # Redis's own account, final once the job is DONE (a node taking its entry later skips
+        # it, and the entry is gone): taken to run exactly once, by one node.
+        record = job_record(cluster, ids[0])
+        assert (record["state"], record["attempts"], record["in stream"]) == ("DONE", "1", "False")
+        ran_on = eventually(lambda: runners(cluster.nodes, ids[0]), 30, "the run logged")
+        assert len(ran_on) == 1, ran_on
+        runs = eventually(
+            lambda: [
+                e
+                for n in cluster.nodes
+                for e in list(n.logs)
+                if e.get("msg") == "execution finished" and e.get("labels") == {"t": label}
+            ],
+            30,
+            "the run's finish logged",
+        )
         assert len(runs) == 1, runs
+        assert runs[0]["execution_id"] == ids[0]
         # the same key from another tenant is another execution
         with cluster.client(0, "gamma") as other:
             other_id = other.submit("python", "print('other')", idempotency_key=key)
@@ -275,13 +310,30 @@ def test_cancel_of_a_job_waiting_for_its_tenant_slot_never_runs(cluster: Cluster
         for k, spinner in enumerate(spinners):
             killed = clients[(k + 1) % 3].cancel_execution(spinner, timeout_s=30)
             assert killed.result is not None and killed.result.verdict is Verdict.KILLED
-        time.sleep(1.0)
-        assert clients[2].get_execution(waiting).state is ExecutionState.CANCELLED
+        # CANCELLED is final: the entry is gone and a node that held it cannot start it
+        # (start refuses a finished job), so "never ran" needs no waiting, only these facts.
+        record = job_record(cluster, waiting)
+        assert (record["state"], record["in stream"]) == ("CANCELLED", "False"), record
+        assert int(record.get("attempts", "0")) <= 1, record  # held by a node at most, once
+        if record.get("attempts") == "1":  # the node holding it dropped it, and logged so
+            eventually(
+                lambda: [
+                    e
+                    for n in cluster.nodes
+                    for e in list(n.logs)
+                    if e.get("msg") == "execution cancelled" and e.get("execution_id") == waiting
+                ],
+                30,
+                "the holding node cancelled it",
+            )
+        for k in range(3):
+            assert clients[k].get_execution(waiting).state is ExecutionState.CANCELLED
         assert not [
             e
             for n in cluster.nodes
             for e in list(n.logs)
-            if e.get("msg") == "execution finished" and e.get("labels") == {"t": label}
+            if e.get("msg") == "execution finished"
+            and (e.get("execution_id") == waiting or e.get("labels") == {"t": label})
         ]
     finally:
         for c in clients:
@@ -432,6 +484,7 @@ def test_redis_killed_and_restarted_loses_no_accepted_job(cluster: Cluster) -> N
             with pytest.raises(Unavailable) as down:
                 c.submit("python", "print(1)", timeout_s=30)
             assert "Redis" in str(down.value) and "Execute still works" in str(down.value)
+        refused_while_down(cluster)
         for k, node in enumerate(cluster.nodes):  # logged once per transition, not per call
             assert node.log_messages().count(UNAVAILABLE_LOG) == unavailable_before[k] + 1
         cluster.redis.start()
@@ -444,12 +497,58 @@ def test_redis_killed_and_restarted_loses_no_accepted_job(cluster: Cluster) -> N
             eventually(lambda n=node: "redis available again" in n.log_messages(), 30)
         # and new submits work again
         fresh = clients[0].submit("python", "print('back')")
-        assert wait_done(clients[2], fresh).result is not None
+        back = wait_done(clients[2], fresh).result
+        assert back is not None and (back.verdict, back.stdout) == (Verdict.OK, b"back\n")
     finally:
         if cluster.redis.proc is None or cluster.redis.proc.poll() is not None:
             cluster.redis.start()
         for c in clients:
             c.close()
+
+
+def refused_while_down(cluster: Cluster) -> None:
+    """With Redis down, quotas are node-local but still enforced: alpha's two slots held on
+    node 0, a third synchronous call there is refused (RESOURCE_EXHAUSTED), then served again
+    once one of the two is cancelled."""
+    markers = [new_marker() for _ in range(2)]
+    with cluster.client(0, "alpha") as a:
+        cancels = [threading.Event() for _ in markers]
+        holders = [
+            threading.Thread(target=_hold, args=(cluster, m, e), daemon=True)
+            for m, e in zip(markers, cancels, strict=True)
+        ]
+        for h in holders:
+            h.start()
+        try:
+            for m in markers:
+                wait_for_pids(m, 30)
+            with pytest.raises(QuotaExceeded) as refused:
+                a.execute("python", "print('third')", timeout_s=30)
+            assert refused.value.violations[0].subject == "tenant:alpha:concurrent_executions"
+        finally:
+            for e in cancels:
+                e.set()
+            for h in holders:
+                h.join(60)
+        assert not any(h.is_alive() for h in holders)
+
+        def third() -> ExecuteResult | None:
+            try:
+                return a.execute("python", "print('third')", timeout_s=30)
+            except QuotaExceeded:
+                return None  # the cancelled holders' slots are released just after they end
+
+        again = eventually(third, 30, "alpha's slots free again")
+        assert (again.verdict, again.stdout) == (Verdict.OK, b"third\n")
+
+
+def _hold(cluster: Cluster, marker: str, cancel: threading.Event) -> None:
+    """A synchronous alpha execution on node 0 that runs until `cancel` is set."""
+    with cluster.client(0, "alpha") as c:
+        events = c.stream("python", marked_program(marker, 120), timeout_s=150)
+        next(events)  # Started: it holds a slot
+        cancel.wait(150)
+        events.close()  # cancels the call: its worker is killed
 
 
 UNAVAILABLE_LOG = (
@@ -478,7 +577,8 @@ def test_results_and_keys_expire_after_the_retention(cluster: Cluster) -> None:
             r = redis.client()
             with Client(node.address, api_key=cluster.keys["beta"], retry=NO_RETRY) as c:
                 execution_id = c.submit("python", "print('kept')", idempotency_key="k1")
-                assert wait_done(c, execution_id).result is not None
+                kept = wait_done(c, execution_id).result
+                assert kept is not None and (kept.verdict, kept.stdout) == (Verdict.OK, b"kept\n")
                 assert c.submit("python", "print('x')", idempotency_key="k1") == execution_id
                 assert [k for k in r.scan_iter(match=f"*{execution_id}*")]
                 eventually(lambda: _not_found(c, execution_id), 30, "the result expired")

@@ -24,6 +24,7 @@ CONTAINERS_CONF = '[containers]\ndefault_ulimits = []\n\n[engine]\ncgroup_manage
 IMAGE_INPUTS = (
     "Dockerfile",
     ".dockerignore",
+    "requirements.lock",
     "pyproject.toml",
     "README.md",
     "pool",

@@ -24,6 +24,7 @@ from sandboxd import settings
 from sandboxd.tenants import add_tenant
 from sandboxd_pool import PoolConfig
 from sandboxd_pool.jail.mode import MAX_SLOTS, read_subid_range
+from sandboxd_pool.jail.mode import resolve as resolve_jail_mode
 
 from .manifests import (
     KUBERNETES,
@@ -39,7 +40,6 @@ from .manifests import (
 )
 
 API_VERSIONS = {
-    "ConfigMap": "v1",
     "Service": "v1",
     "Deployment": "apps/v1",
     "StatefulSet": "apps/v1",
@@ -315,38 +315,53 @@ def test_the_tenants_secret_is_mounted_where_the_daemon_reads_it(
     assert secret["defaultMode"] == 0o440
 
 
-def test_the_subordinate_ids_fit_a_pod_user_namespace(
-    applied: list[Manifest],
-    deployment: dict[str, Any],
-    container: dict[str, Any],
-    env: dict[str, str],
+def test_the_images_subordinate_ids_fit_a_pod_user_namespace(
+    container: dict[str, Any], env: dict[str, str], deployment: dict[str, Any]
 ) -> None:
-    """The engine's own parser reads the mounted files; the range lies inside the pod's 65536
-    ids, clear of the daemon's uid and nobody, and holds every worker slot the settings need."""
-    pod = deployment["spec"]["template"]["spec"]
-    uid = pod["securityContext"]["runAsUser"]
-    volumes = {v["name"]: v for v in pod["volumes"]}
-    mounted = {
-        m["mountPath"]: (volumes[m["name"]]["configMap"]["name"], m["subPath"])
-        for m in container["volumeMounts"]
-        if "configMap" in volumes[m["name"]]
-    }
-    assert set(mounted) == {"/etc/subuid", "/etc/subgid"}
+    """The image's own /etc/subuid and /etc/subgid (no override in the pod), read by the
+    engine's parser and checked by its startup check against a `hostUsers: false` pod's id
+    map: inside the pod's 65536 ids, clear of the daemon's uid and nobody, and holding every
+    worker slot the Deployment's settings need."""
+    mounted = {m["mountPath"] for m in container["volumeMounts"]}
+    assert not mounted & {"/etc/subuid", "/etc/subgid"}, mounted
+    uid = deployment["spec"]["template"]["spec"]["securityContext"]["runAsUser"]
     slots = PoolConfig(
         warm_workers_per_runtime=int(env["SANDBOXD_WARM_WORKERS"]),
         max_concurrent_executions=int(env["SANDBOXD_MAX_CONCURRENT"]),
     ).worker_slots_needed
+    lines = {
+        path: line
+        for line, path in re.findall(r'echo "(sandboxd:\d+:\d+)" > (/etc/sub[ug]id)', dockerfile())
+    }
+    assert sorted(lines) == ["/etc/subgid", "/etc/subuid"], lines
     with tempfile.TemporaryDirectory(prefix="sandboxd-deploy-") as tmp:
-        for path, (configmap, key) in mounted.items():
-            copy = os.path.join(tmp, os.path.basename(path))
-            with open(copy, "w") as f:
-                f.write(one(applied, "ConfigMap", configmap)["data"][key])
-            found = read_subid_range(copy, uid, "sandboxd")
+        files = {}
+        for path, line in lines.items():
+            files[path] = os.path.join(tmp, os.path.basename(path))
+            with open(files[path], "w") as f:
+                f.write(line + "\n")
+            found = read_subid_range(files[path], uid, "sandboxd")
             assert found is not None, path
             end = found.start + min(found.count, MAX_SLOTS)
             assert found.start > 0 and end <= POD_USERNS_IDS, (path, found)
             assert not found.start <= uid < end and not found.start <= NOBODY < end, (path, found)
-            assert min(found.count, MAX_SLOTS) >= slots, (path, found, slots)
+        # the startup check, as this test's user (the same ranges, under its uid)
+        pod_map = os.path.join(tmp, "id_map")
+        with open(pod_map, "w") as f:
+            f.write(f"         0     200000      {POD_USERNS_IDS}\n")
+        for path, line in lines.items():
+            with open(files[path], "w") as f:
+                f.write(line.replace("sandboxd:", f"{os.getuid()}:", 1) + "\n")
+        jail = resolve_jail_mode(
+            "subuid",
+            0,
+            slots,
+            subuid_file=files["/etc/subuid"],
+            subgid_file=files["/etc/subgid"],
+            helpers=("/bin/sh", "/bin/sh"),
+            id_maps=(pod_map, pod_map),
+        )
+        assert jail.slots >= slots
 
 
 def test_termination_grace_covers_the_prestop_and_the_drain(

@@ -26,7 +26,7 @@ def test_async_client(zero_daemon: Daemon) -> None:
             assert events[1] == Output("stdout", b"a\n")
             assert isinstance(events[-1], ExecuteResult) and events[-1].verdict is Verdict.OK
             with pytest.raises(InvalidRequest) as info:
-                await c.execute("python", "")
-            assert [v.field for v in info.value.violations] == ["code"]
+                await c.execute("python", "print(1)", env={"A=B": "1"})
+            assert [v.field for v in info.value.violations] == ["env['A=B']"]
 
     asyncio.run(main())

@@ -3,6 +3,8 @@ stderr when not OK, the program's exit code as ours."""
 
 from __future__ import annotations
 
+import platform
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -80,3 +82,35 @@ def test_run_with_key_and_request_errors(tenant_daemon: TenantDaemon, tmp_path: 
     assert b"UNAUTHENTICATED" in done.stderr
     done = sandboxd_run(str(prog), "--target", address, "--key", tenant_daemon.keys["alpha"])
     assert done.returncode == 0 and done.stdout == b"ok\n"
+
+
+def test_demo_for_real() -> None:
+    """`sandboxd demo` with its real pool (tests/unit/test_cli.py fakes it): both hellos from
+    inside the jail (hostname `sandbox`), exit 0, and nothing left running."""
+    node = subprocess.run(["node", "--version"], capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "sandboxd", "demo"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done
+    usage = (
+        r"usage:   wall \d+\.\d ms, cpu \d+\.\d ms, peak memory \d+\.\d MiB; "
+        r"queue wait \d+\.\d ms(, cold start)?"
+    )
+    expected = [
+        "== Python ==",
+        "verdict: OK (exit 0)",
+        f"stdout:  hello from Python {platform.python_version()} on sandbox",
+        usage,
+        "== JavaScript ==",
+        "verdict: OK (exit 0)",
+        f"stdout:  hello from Node {node.stdout.strip()} on sandbox",
+        usage,
+    ]
+    lines = done.stdout.splitlines()
+    assert len(lines) == len(expected), done.stdout
+    for line, want in zip(lines, expected, strict=True):
+        assert line == want or (want is usage and re.fullmatch(usage, line)), (line, want)

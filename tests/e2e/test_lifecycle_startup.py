@@ -73,7 +73,7 @@ def test_a_non_integer_flag_is_named() -> None:
 def test_a_bad_environment_variable_is_named() -> None:
     rc, lines = refused(["--listen", "127.0.0.1:0"], {"SANDBOXD_WARM_WORKERS": "-1"})
     assert rc == 2
-    assert lines == ["sandboxd serve: error: SANDBOXD_WARM_WORKERS: -1 is out of range [0, 256]"]
+    assert lines == ["sandboxd serve: error: SANDBOXD_WARM_WORKERS: -1 is out of range [1, 256]"]
 
 
 def test_a_flag_wins_over_its_environment_variable() -> None:
@@ -81,7 +81,7 @@ def test_a_flag_wins_over_its_environment_variable() -> None:
         ["--listen", "127.0.0.1:0", "--warm-workers", "300"], {"SANDBOXD_WARM_WORKERS": "1"}
     )
     assert rc == 2
-    assert lines == ["sandboxd serve: error: --warm-workers: 300 is out of range [0, 256]"]
+    assert lines == ["sandboxd serve: error: --warm-workers: 300 is out of range [1, 256]"]
 
 
 def test_a_missing_tenants_file_is_named(tmp: str) -> None:
@@ -116,23 +116,30 @@ def test_a_bad_jail_mode_is_named() -> None:
     ]
 
 
-def test_subuid_mode_without_subordinate_ids_exits_2_naming_the_file() -> None:
-    # This host gives root no subordinate ids (tests/pool/test_subuid_mode.py adds and removes
-    # its own user's lines), so forcing subuid mode as root cannot build the jail.
-    with open("/etc/subuid") as f:
-        assert not any(line.startswith(("root:", "0:")) for line in f), "root has subuids here"
-    daemon = spawn(["--listen", "127.0.0.1:0", "--jail-mode", "subuid"])
-    try:
-        rc = daemon.proc.wait(EXIT_TIMEOUT_S)
-    finally:
-        stopped(daemon)
-    assert daemon._reader is not None
-    daemon._reader.join(timeout=10)
-    errors = [line for line in daemon.raw_stderr if line.startswith("sandboxd serve: error:")]
-    assert rc == 2
-    assert len(errors) == 1, daemon.raw_stderr
+# Runs `sandboxd serve` in a private mount namespace where an empty file covers /etc/subuid and
+# /etc/subgid: the test makes "root has no subordinate ids" true instead of hoping the host is
+# so (tests/pool/test_subuid_mode.py adds lines to the real files while it runs).
+NO_SUBIDS = 'set -e; mount --bind "$1" /etc/subuid; mount --bind "$1" /etc/subgid; shift; exec "$@"'
+
+
+def test_subuid_mode_without_subordinate_ids_exits_2_naming_the_file(tmp: str) -> None:
+    empty = os.path.join(tmp, "empty")
+    open(empty, "w").close()
+    argv = [sys.executable, "-m", "sandboxd", "serve", "--listen", "127.0.0.1:0",
+            "--jail-mode", "subuid"]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SANDBOXD_")}
+    done = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", NO_SUBIDS, "sh", empty,
+         *argv],
+        capture_output=True, text=True, timeout=EXIT_TIMEOUT_S, env=env, check=False,
+    )  # fmt: skip
+    errors = [
+        line for line in done.stderr.splitlines() if line.startswith("sandboxd serve: error:")
+    ]
+    assert done.returncode == 2, done
+    assert len(errors) == 1, done.stderr
     assert "jail_mode subuid: /etc/subuid has no line for user 'root' (uid 0)" in errors[0]
-    assert "Traceback" not in "".join(daemon.raw_stderr)
+    assert "Traceback" not in done.stderr
 
 
 def test_zero_config_warns_about_the_keyless_tenant(zero_daemon: Daemon) -> None:

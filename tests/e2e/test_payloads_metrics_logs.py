@@ -62,7 +62,7 @@ def test_metrics_count_executions_and_rejections(zero_daemon: Daemon, client: Cl
         assert client.execute("python", "print(1)").verdict is Verdict.OK
     client.execute("javascript", "process.exit(2)")
     with pytest.raises(InvalidRequest):
-        client.execute("python", "")
+        client.execute("python", "print(1)", env={"A=B": "1"})
     after = _metrics(zero_daemon)
     assert _value(after, ok) == _value(before, ok) + 3
     assert _value(after, err) == _value(before, err) + 1

@@ -12,24 +12,28 @@ servicer's INTERNAL logs "internal error" there, and grpcio logs its own deseria
 failures there too). After the session the daemon drains (exit 0) and nothing of it is left: no
 process of its tree, no worker cgroup of its zygote, no temp dir.
 
-Examples: `budget(n)` per test, derandomized, no example database (reproducible in CI).
-`HYPOTHESIS_PROFILE=long python3 -m pytest tests/fuzz` runs 20x as many, randomized.
+Examples: `budget(n)` per test, no example database. The inputs come from one seed per run:
+`SANDBOXD_FUZZ_SEED` if set, else the UTC date (YYYYMMDD), so CI explores new inputs every day
+and any run is reproducible: the seed is printed at the start of the fuzz session and in the
+terminal summary (`SANDBOXD_FUZZ_SEED=N python3 -m pytest tests/fuzz` repeats it exactly;
+a failing example is also printed with its `@reproduce_failure` blob).
+`HYPOTHESIS_PROFILE=long python3 -m pytest tests/fuzz` runs 20x as many.
 """
 
 from __future__ import annotations
 
+import datetime
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import psutil
 import pytest
 from conftest import CGROUP_DIRS
 from e2e.daemon import Daemon, start, tenants_file
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, seed, settings
 
-from sandboxd.tenants import Tenant, load_tenants
 from sandboxd_client import Client, Verdict
 
 MAX_MESSAGE_BYTES = 256 * 1024
@@ -37,7 +41,7 @@ LONG_FACTOR = 20
 
 settings.register_profile(
     "fuzz-ci",
-    derandomize=True,
+    derandomize=False,  # the seed below decides
     database=None,
     deadline=None,
     print_blob=True,
@@ -48,21 +52,48 @@ settings.register_profile(
         HealthCheck.filter_too_much,
     ],
 )
-settings.register_profile("long", settings.get_profile("fuzz-ci"), derandomize=False)
+settings.register_profile("long", settings.get_profile("fuzz-ci"))
 LONG = os.environ.get("HYPOTHESIS_PROFILE") == "long"
 FUZZ = settings.get_profile("long" if LONG else "fuzz-ci")
+SEED = int(
+    os.environ.get("SANDBOXD_FUZZ_SEED") or datetime.datetime.now(datetime.UTC).strftime("%Y%m%d")
+)
+SEED_NOTE = (
+    f"fuzz seed {SEED} (reproduce: SANDBOXD_FUZZ_SEED={SEED} python3 -m pytest tests/fuzz; "
+    "without it the seed is the UTC date, so every day explores new inputs)"
+)
+
+# The tenants of the fuzz daemon and the runtimes each may use (the oracle's PERMISSION_DENIED).
+TENANTS: dict[str, dict[str, object]] = {
+    "fuzz": {"max_concurrent_executions": 8},
+    "pyonly": {"runtimes": ["python"]},
+    "async": {"max_concurrent_executions": 4},
+}
+BOTH = frozenset({"python", "javascript"})
+TENANT_RUNTIMES = {
+    name: frozenset(str(r) for r in spec["runtimes"]) if "runtimes" in spec else BOTH  # type: ignore[attr-defined]
+    for name, spec in TENANTS.items()
+}
 
 
-def budget(examples: int) -> settings:
-    """The settings of a fuzz test running `examples` examples (20x in the long mode)."""
-    return settings(FUZZ, max_examples=examples * (LONG_FACTOR if LONG else 1))
+def budget(examples: int) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """A fuzz test running `examples` examples (20x in the long mode) from the run's seed."""
+
+    def decorate(test: Callable[..., None]) -> Callable[..., None]:
+        limited = settings(FUZZ, max_examples=examples * (LONG_FACTOR if LONG else 1))(test)
+        return seed(SEED)(limited)  # type: ignore[no-any-return]
+
+    return decorate
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    terminalreporter.write_line(SEED_NOTE)
 
 
 @dataclass(repr=False)
 class FuzzDaemon:
     daemon: Daemon
     keys: dict[str, str]
-    tenants: dict[str, Tenant]
 
     def __repr__(self) -> str:  # in hypothesis' falsifying examples
         return f"FuzzDaemon({self.address})"
@@ -113,16 +144,10 @@ def _worker_cgroups(zygote_pids: set[int]) -> list[str]:
 def fuzz_daemon() -> Iterator[FuzzDaemon]:
     with tempfile.TemporaryDirectory(prefix="sandboxd-fuzz-") as tmp:
         path = os.path.join(tmp, "tenants.toml")
-        keys = tenants_file(
-            path,
-            {
-                "fuzz": {"max_concurrent_executions": 8},
-                "pyonly": {"runtimes": ["python"]},
-                "async": {"max_concurrent_executions": 4},
-            },
-        )
+        keys = tenants_file(path, TENANTS)
+        print(f"\n{SEED_NOTE}")
         daemon = start(["--tenants", path, "--max-message-bytes", str(MAX_MESSAGE_BYTES)], warm=2)
-        fuzz = FuzzDaemon(daemon, keys, load_tenants(path))
+        fuzz = FuzzDaemon(daemon, keys)
         try:
             fuzz.assert_serving()
             yield fuzz

@@ -13,10 +13,9 @@ from typing import TypeVar
 from hypothesis import strategies as st
 
 from sandboxd_client._proto import sandbox_pb2 as pb
-from sandboxd_pool import CEILING_LIMITS
-from sandboxd_pool.validation import MAX_ARG_BYTES, MAX_ENV_ENTRIES, MAX_PATH_BYTES, MIN_LIMITS
 
 from .conftest import MAX_MESSAGE_BYTES
+from .oracle import LIMITS, MAX_ARG_BYTES, MAX_ENV_ENTRIES, MAX_EVENT_DEPTH, MAX_PATH_BYTES
 
 T = TypeVar("T")
 UINT32_MAX = 2**32 - 1
@@ -50,8 +49,7 @@ modes = mostly(
 
 
 def _limit_values(name: str, maximum: int) -> st.SearchStrategy[int]:
-    ceiling = getattr(CEILING_LIMITS, name)
-    minimum = getattr(MIN_LIMITS, name)
+    _default, ceiling, minimum = LIMITS[name]
     edges = {0, 1, minimum - 1, minimum, ceiling, ceiling + 1, maximum, maximum - 1}
     return mostly(
         st.integers(minimum, minimum * 4),
@@ -210,7 +208,12 @@ def execute_requests(draw: st.DrawFn) -> pb.ExecuteRequest:
         msg.limits.CopyFrom(draw(limits()))
     hostile_event = st.one_of(
         st.binary(max_size=50),
-        st.sampled_from([b"NaN", b"[" * 3000 + b"]" * 3000, b"\xff", b"1e999", b"{"]),
+        st.sampled_from(
+            [b"NaN", b"[" * 3000 + b"]" * 3000, b"\xff", b"1e999", b"{", b"[1,]", b'{"a":1,}']
+        ),
+        st.sampled_from([MAX_EVENT_DEPTH, MAX_EVENT_DEPTH + 1]).map(
+            lambda depth: b"[" * depth + b"]" * depth
+        ),
     )
     json_event = json_values.map(lambda v: json.dumps(v).encode())
     if mode == pb.MODE_HANDLER:

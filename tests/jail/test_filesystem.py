@@ -11,7 +11,7 @@ import json
 import os
 import secrets
 import shutil
-import socket
+import sys
 import tempfile
 import textwrap
 from collections.abc import Iterator
@@ -111,7 +111,11 @@ def test_host_secret_file_never_reachable(
     pool: Pool, runtime: Runtime, host_secret: tuple[str, str]
 ) -> None:
     path, secret = host_secret
-    shadow = Path("/etc/shadow").read_text() if os.path.exists("/etc/shadow") else ""
+    # The host's shadow file is one of the secrets probed: its lines must never come out. A
+    # host without one would make that half of the check empty, so it is a precondition.
+    assert os.path.isfile("/etc/shadow"), "this test needs the host's /etc/shadow (Debian has one)"
+    shadow = Path("/etc/shadow").read_text()
+    assert [line for line in shadow.splitlines() if line.strip()], "/etc/shadow is empty"
     probes = [
         *_escape_paths(path),
         "/etc/shadow",
@@ -142,41 +146,38 @@ def test_host_secret_file_never_reachable(
         if line.strip():
             assert line.encode() not in outcome.stdout + outcome.stderr
     seen = _report(outcome)
-    # A directory read gives EISDIR only if it exists; every probe must be plainly absent.
-    assert seen == {p: "ENOENT" for p in probes}
+    # A directory read gives EISDIR only if it exists; every probe must be plainly absent. PID 1
+    # is the worker's init, which is not dumpable: its /proc entries are closed to the program.
+    assert seen == {
+        p: "EACCES" if p.startswith("/proc/1/") or p == "/work/escape-link" else "ENOENT"
+        for p in probes
+    }
 
 
 @RUNTIMES
 def test_host_home_and_daemon_source_are_not_mounted(pool: Pool, runtime: Runtime) -> None:
+    """No host home directory shows, even for an interpreter installed under one (pyenv here):
+    a prefix of its own is mounted at /opt/python, a node outside /usr at /opt/node/bin."""
     config = PoolConfig()
-    bound = (
-        os.path.dirname(os.path.dirname(config.python_path))
-        if runtime is Runtime.PYTHON
-        else config.node_path
-    )
     pool_src = os.path.dirname(os.path.abspath(sandboxd_pool.__file__))
-    # The only things under /root inside are the directories leading to a bound runtime
-    # prefix (pyenv lives under /root here); every other host entry of /root is absent.
-    expected: dict[str, object] = {}
+    prefix = os.path.dirname(os.path.dirname(config.python_path))
+    own_prefix = not prefix.startswith("/usr")
+    expected: dict[str, object] = {"/root": "ENOENT", "/home": "ENOENT"}
     absent = [pool_src, "/work/main", os.path.join(os.path.dirname(pool_src), "pyproject.toml")]
-    for name in os.listdir("/root"):
-        host_path = os.path.join("/root", name)
-        if not (bound + "/").startswith(host_path + "/"):
-            absent.append(host_path)
-    ancestor = "/root"
-    if bound.startswith("/root/"):
-        for part in Path(bound).relative_to("/root").parts:
-            expected[ancestor] = [part]
-            ancestor = os.path.join(ancestor, part)
-    else:
-        expected["/root"] = "ENOENT"
-    expected.update({p: "ENOENT" for p in absent})
+    absent += [prefix, config.node_path] if prefix.startswith("/root") else []
+    expected.update({p: "ENOENT" for p in absent if not p.startswith("/usr")})
     # The bootstraps and, for the Python template, the jail package: read-only, no secret.
-    expected["/opt"] = ["sandboxd", "sandboxd-lib"]
+    expected["/opt"] = sorted(
+        [
+            "sandboxd",
+            "sandboxd-lib",
+            *(["python"] if runtime is Runtime.PYTHON and own_prefix else []),
+        ]
+    )
     boot_dir = os.path.join(pool_src, "_in_worker")
     expected["/opt/sandboxd"] = sorted(os.listdir(boot_dir))
     expected["/opt/sandboxd-lib"] = ["jail"]
-    expected["/work"] = ["main.py" if runtime is Runtime.PYTHON else "main.js"]
+    expected["/work"] = ["main.py" if runtime is Runtime.PYTHON else "main.js", "out"]
 
     dirs = sorted(expected)
     if runtime is Runtime.PYTHON:
@@ -209,11 +210,49 @@ def test_host_home_and_daemon_source_are_not_mounted(pool: Pool, runtime: Runtim
     assert "worker.py" not in seen["/opt/sandboxd"]  # only the bootstraps, not the engine
 
 
+def _host_paths_the_test_knows() -> list[str]:
+    """Host paths whose appearance inside a worker would tell where things are on the host and
+    who runs them: this checkout, the engine, the interpreters' prefixes, the home directory."""
+    config = PoolConfig()
+    paths = {
+        str(Path(__file__).resolve().parents[2]),  # the checkout
+        os.path.dirname(os.path.abspath(sandboxd_pool.__file__)),
+        os.path.dirname(os.path.dirname(config.python_path)),
+        os.path.dirname(os.path.realpath(sys.executable)),
+        sys.prefix,
+        os.path.expanduser("~"),
+    }
+    if not config.node_path.startswith("/usr/"):
+        paths.add(os.path.dirname(config.node_path))
+    # /usr and / are the jail's own system paths too; only the distinctive ones count.
+    return sorted(p for p in paths if p not in ("/", "/usr") and not p.startswith("/usr/"))
+
+
+@RUNTIMES
+def test_mount_table_names_no_host_path(pool: Pool, runtime: Runtime) -> None:
+    """/proc/self/mountinfo lists each mount's source root, which for a bind is the host path
+    it came from (the checkout's _in_worker and jail, the interpreter's prefix). Every layer is
+    an overlay of its own now: nothing in the table, nor in the interpreter's own idea of where
+    it lives, names a host path."""
+    code = {
+        Runtime.PYTHON: "import sys\nprint(open('/proc/self/mountinfo').read())\n"
+        "print(sys.executable, sys.prefix, *sys.path)",
+        Runtime.JAVASCRIPT: "const fs = require('fs');\n"
+        "console.log(fs.readFileSync('/proc/self/mountinfo', 'utf8'));\n"
+        "console.log(process.execPath, ...module.paths);",
+    }[runtime]
+    outcome = run(pool, runtime, code, limits=LIMITS)
+    assert outcome.verdict is Verdict.OK, outcome
+    text = outcome.stdout.decode()
+    assert " /opt/sandboxd " in text  # the table was read
+    leaked = [p for p in _host_paths_the_test_knows() if p in text]
+    assert leaked == [], text
+
+
 @RUNTIMES
 def test_etc_is_the_jails_own(pool: Pool, runtime: Runtime) -> None:
     """/etc holds the jail's own minimal files: no host account, group, host name or shadow."""
     host_users = {line.split(":")[0] for line in Path("/etc/passwd").read_text().splitlines()}
-    host_name = socket.gethostname()
     if runtime is Runtime.PYTHON:
         code = PY_PRELUDE + textwrap.dedent(
             """
@@ -239,8 +278,8 @@ def test_etc_is_the_jails_own(pool: Pool, runtime: Runtime) -> None:
     assert [line.split(":")[0] for line in group] == ["root", "sandbox"]
     assert "sandbox:x:1000:1000::/work:" in seen["passwd"]
     assert len(host_users) > 2  # the host has accounts the jail does not show
-    if host_name not in ("sandbox", "localhost"):
-        assert host_name not in seen["hosts"]
+    # the jail's own file, exactly: nothing of the host's (its name included, whatever it is)
+    assert seen["hosts"] == "READ:127.0.0.1 localhost sandbox\n::1 localhost\n"
 
 
 @RUNTIMES
@@ -251,10 +290,10 @@ def test_proc_shows_only_the_workers_own_processes(pool: Pool, runtime: Runtime)
             import json, os, subprocess
             child = subprocess.Popen(["/usr/bin/sleep", "5"])
             pids = sorted(int(d) for d in os.listdir("/proc") if d.isdigit())
-            cmd = open("/proc/1/cmdline", "rb").read().split(b"\\0")
-            env = open("/proc/1/environ", "rb").read().split(b"\\0")
+            cmd = open("/proc/self/cmdline", "rb").read().split(b"\\0")
+            env = open("/proc/self/environ", "rb").read().split(b"\\0")
             child.kill(); child.wait()
-            print(json.dumps({"pids": pids, "child": child.pid,
+            print(json.dumps({"pids": pids, "child": child.pid, "self": os.getpid(),
                               "cmd": [c.decode() for c in cmd if c],
                               "env": [e.decode() for e in env if e]}))
             """
@@ -265,15 +304,17 @@ def test_proc_shows_only_the_workers_own_processes(pool: Pool, runtime: Runtime)
             const fs = require('fs');
             const child = require('child_process').spawn('/usr/bin/sleep', ['5']);
             const pids = fs.readdirSync('/proc').filter((d) => /^\\d+$/.test(d)).map(Number).sort((a, b) => a - b);
-            const cmd = fs.readFileSync('/proc/1/cmdline', 'utf8').split('\\0').filter(Boolean);
-            const env = fs.readFileSync('/proc/1/environ', 'utf8').split('\\0').filter(Boolean);
+            const cmd = fs.readFileSync('/proc/self/cmdline', 'utf8').split('\\0').filter(Boolean);
+            const env = fs.readFileSync('/proc/self/environ', 'utf8').split('\\0').filter(Boolean);
             child.kill('SIGKILL');
-            console.log(JSON.stringify({ pids, child: child.pid, cmd, env }));
+            console.log(JSON.stringify({ pids, child: child.pid, self: process.pid, cmd, env }));
             """
         )
     seen = _report(run(pool, runtime, code, limits=LIMITS))
-    assert seen["pids"] == sorted([1, seen["child"]])
-    # PID 1 is this worker's own runtime: a fork of the Python template, or node itself
+    # PID 1 is the worker's init (jail/init.py); the program is its child, PID 2.
+    assert seen["self"] == 2
+    assert seen["pids"] == sorted([1, 2, seen["child"]])
+    # The program is this worker's own runtime: a fork of the Python template, or node itself
     boot = (
         "/opt/sandboxd/python_template.py"
         if runtime is Runtime.PYTHON
@@ -336,7 +377,8 @@ SYSTEM_WRITES = {
     "/etc/passwd": "EROFS",
     "/evil": "EROFS",
     "/opt/sandboxd/evil.py": "EROFS",
-    "/proc/1/root/evil": "EROFS",
+    "/proc/self/root/evil": "EROFS",
+    "/proc/1/root/evil": "EACCES",  # the init's: not dumpable, closed to the program
     "/proc/sys/kernel/hostname": "EACCES",
     "/proc/sys/vm/drop_caches": "EACCES",
 }
@@ -393,7 +435,7 @@ def test_proc_root_symlinks_stay_inside(pool: Pool, runtime: Runtime) -> None:
         code = textwrap.dedent(
             """
             import json, os
-            os.symlink("/proc/1/root/../../../../..", "/work/up")
+            os.symlink("/proc/self/root/../../../../..", "/work/up")
             os.symlink("/proc/self/root/..", "/work/up2")
             def ident(p):
                 st = os.stat(p)
@@ -401,13 +443,13 @@ def test_proc_root_symlinks_stay_inside(pool: Pool, runtime: Runtime) -> None:
             print(json.dumps({
                 "root": ident("/"),
                 "/proc/self/root": ident("/proc/self/root"),
-                "/proc/1/root/../..": ident("/proc/1/root/../.."),
+                "/proc/self/root/../..": ident("/proc/self/root/../.."),
                 "/work/up": ident("/work/up"),
                 "/work/up2": ident("/work/up2"),
                 "ls /work/up": sorted(os.listdir("/work/up")),
                 "ls /": sorted(os.listdir("/")),
-                "readlink /proc/1/root": os.readlink("/proc/1/root"),
-                "readlink /proc/1/cwd": os.readlink("/proc/1/cwd"),
+                "readlink /proc/self/root": os.readlink("/proc/self/root"),
+                "readlink /proc/self/cwd": os.readlink("/proc/self/cwd"),
                 "realpath /proc/self/root/../..": os.path.realpath("/proc/self/root/../.."),
             }))
             """
@@ -416,28 +458,28 @@ def test_proc_root_symlinks_stay_inside(pool: Pool, runtime: Runtime) -> None:
         code = textwrap.dedent(
             """
             const fs = require('fs');
-            fs.symlinkSync('/proc/1/root/../../../../..', '/work/up');
+            fs.symlinkSync('/proc/self/root/../../../../..', '/work/up');
             fs.symlinkSync('/proc/self/root/..', '/work/up2');
             const ident = (p) => { const st = fs.statSync(p); return [st.dev, st.ino]; };
             console.log(JSON.stringify({
               root: ident('/'),
               '/proc/self/root': ident('/proc/self/root'),
-              '/proc/1/root/../..': ident('/proc/1/root/../..'),
+              '/proc/self/root/../..': ident('/proc/self/root/../..'),
               '/work/up': ident('/work/up'),
               '/work/up2': ident('/work/up2'),
               'ls /work/up': fs.readdirSync('/work/up').sort(),
               'ls /': fs.readdirSync('/').sort(),
-              'readlink /proc/1/root': fs.readlinkSync('/proc/1/root'),
-              'readlink /proc/1/cwd': fs.readlinkSync('/proc/1/cwd'),
+              'readlink /proc/self/root': fs.readlinkSync('/proc/self/root'),
+              'readlink /proc/self/cwd': fs.readlinkSync('/proc/self/cwd'),
               'realpath /proc/self/root/../..': fs.realpathSync.native('/proc/self/root/../..'),
             }));
             """
         )
     seen = _report(run(pool, runtime, code, limits=LIMITS))
-    for key in ("/proc/self/root", "/proc/1/root/../..", "/work/up", "/work/up2"):
+    for key in ("/proc/self/root", "/proc/self/root/../..", "/work/up", "/work/up2"):
         assert seen[key] == seen["root"], key
     assert seen["ls /work/up"] == seen["ls /"]
     assert "sys" not in seen["ls /"]
-    assert seen["readlink /proc/1/root"] == "/"
-    assert seen["readlink /proc/1/cwd"] == "/work"
+    assert seen["readlink /proc/self/root"] == "/"
+    assert seen["readlink /proc/self/cwd"] == "/work"
     assert seen["realpath /proc/self/root/../.."] == "/"

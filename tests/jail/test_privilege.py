@@ -10,13 +10,17 @@ the supervisor must kill the sandbox before the call returns (the program never 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import signal
+import tempfile
 import textwrap
+from collections.abc import Iterator
 
 import pytest
 from helpers import run
 
-from sandboxd_pool import Limits, Outcome, Pool, Runtime, Verdict
+from sandboxd_pool import Limits, Outcome, Pool, PoolConfig, Runtime, Verdict
 
 LIMITS = Limits(wall_time_ms=5_000)
 RUNTIMES = pytest.mark.parametrize(
@@ -321,30 +325,72 @@ def test_javascript_cannot_become_root(pool: Pool) -> None:
     }
 
 
-def test_setuid_binaries_do_not_elevate(pool: Pool) -> None:
+SYSTEM_SETUID = ("/usr/bin/su", "/usr/bin/newgrp", "/usr/bin/passwd")
+
+
+@pytest.fixture
+def setuid_sleep() -> Iterator[str]:
+    """A setuid-root copy of `sleep` the test brings itself (in a 0755 directory), so that the
+    check never rests on what the host happens to ship."""
+    directory = tempfile.mkdtemp(prefix="sandboxd-setuid-", dir="/var/tmp")
+    try:
+        os.chmod(directory, 0o755)
+        path = os.path.join(directory, "suid-sleep")
+        shutil.copy("/usr/bin/sleep", path)
+        os.chown(path, 0, 0)
+        os.chmod(path, 0o4755)
+        assert os.stat(path).st_mode & 0o7777 == 0o4755
+        yield path
+    finally:
+        shutil.rmtree(directory)
+
+
+# Its own Pool (with the bind) runs among the tests that use pools, after the raw seccomp
+# tests that count this process's fds and children (tests/conftest.py orders by the fixture).
+@pytest.mark.usefixtures("pool")
+def test_setuid_binaries_do_not_elevate(setuid_sleep: str) -> None:
     code = textwrap.dedent(
         """
-        import json, os, subprocess, time
-        out = {"nosuid": bool(os.statvfs("/usr/bin").f_flag & os.ST_NOSUID)}
-        for path in ("/usr/bin/su", "/usr/bin/newgrp", "/usr/bin/passwd"):
+        import json, os, subprocess, sys, time
+        out = {"nosuid": {d: bool(os.statvfs(d).f_flag & os.ST_NOSUID) for d in sys.argv[1:3]}}
+        for path in sys.argv[2:]:
             if not os.path.exists(path):
                 out[path] = "absent"
                 continue
-            out[path + " mode"] = oct(os.stat(path).st_mode & 0o7000)
-            p = subprocess.Popen([path], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            st = os.stat(path)
+            out[path + " mode"] = oct(st.st_mode & 0o7000)
+            args = [path, "30"] if path.endswith("sleep") else [path]
+            p = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE)
-            time.sleep(0.2)  # running or a zombie: either way its status names its ids
-            status = open(f"/proc/{p.pid}/status").read()
+            # ids are read once the program is exec'd (its comm is its name), not after a guess
+            name = os.path.basename(path)[:15]
+            for _ in range(2000):
+                status = open(f"/proc/{p.pid}/status").read()
+                if status.splitlines()[0].split()[1] == name:
+                    break
+                time.sleep(0.005)
             out[path] = [l.split()[1:] for l in status.splitlines() if l.startswith("Uid:")][0]
+            out[path + " comm"] = status.splitlines()[0].split()[1]
             p.kill(); p.communicate()
         print(json.dumps(out))
         """
     )
-    outcome = run(pool, Runtime.PYTHON, code, limits=LIMITS)
+    directory = os.path.dirname(setuid_sleep)
+    with Pool(PoolConfig(warm_workers_per_runtime=1, runtimes=(Runtime.PYTHON,),
+                         readonly_binds=(directory,))) as pool:  # fmt: skip
+        outcome = run(
+            pool, Runtime.PYTHON, code, args=("/usr/bin", setuid_sleep, *SYSTEM_SETUID),
+            limits=LIMITS,
+        )  # fmt: skip
     assert outcome.verdict is Verdict.OK, (outcome.verdict, outcome.stderr[-2000:])
     seen = json.loads(outcome.stdout)
-    assert seen["nosuid"] is True
-    elevated = {k: v for k, v in seen.items() if k.startswith("/") and not k.endswith("mode")}
-    assert elevated, seen
-    for path, ids in elevated.items():
-        assert ids in ("absent", [str(SANDBOX_UID)] * 4), (path, ids)
+    expected: dict[str, object] = {"nosuid": {"/usr/bin": True, setuid_sleep: True}}
+    for path in (setuid_sleep, *SYSTEM_SETUID):
+        if not os.path.exists(path):
+            expected[path] = "absent"  # the host lacks it; ours is always there
+            continue
+        assert os.stat(path).st_mode & 0o4000, f"{path} is not setuid on the host"
+        expected[path + " mode"] = "0o4000"  # the bit is visible inside...
+        expected[path] = [str(SANDBOX_UID)] * 4  # ...and elevates nothing
+        expected[path + " comm"] = os.path.basename(path)[:15]
+    assert seen == expected

@@ -15,6 +15,7 @@ import errno
 import fcntl
 import os
 import select
+import shutil
 import signal
 import socket
 import sys
@@ -27,6 +28,8 @@ from dataclasses import dataclass, field
 import psutil
 import pytest
 
+from sandboxd_pool import PoolConfig
+from sandboxd_pool._in_zygote.seccomp_policy import SeccompProgram, build_program
 from sandboxd_pool.jail.seccomp import (
     AUDIT_ARCH_X86_64,
     SYS_SECCOMP,
@@ -36,10 +39,11 @@ from sandboxd_pool.jail.seccomp import (
     receive_notification,
     respond_error,
 )
-from sandboxd_pool.seccomp_policy import SeccompProgram, build_program
 
-PYTHON = "/root/.pyenv/versions/3.11.7/bin/python3.11"
-NODE = "/usr/bin/node"
+# The interpreters the pool itself would use (the real binary, never pyenv's shim), found on
+# this machine rather than written down for one; a missing node fails loudly below.
+PYTHON = PoolConfig().python_path
+NODE = shutil.which("node") or "node"
 
 SYS_PTRACE = 101
 SYS_PERSONALITY = 135
@@ -361,8 +365,8 @@ def test_python_runs_under_the_filter(program: SeccompProgram) -> None:
     assert run.output == b"0\n"
 
 
-@pytest.mark.skipif(not os.path.exists(NODE), reason="node not installed")
 def test_node_runs_under_the_filter() -> None:
+    assert shutil.which("node"), "node is not on PATH (scripts/install-system-deps.sh installs it)"
     code = (
         "require('child_process').execSync('true'); require('crypto').randomBytes(8);"
         " setTimeout(()=>console.log('ok'),1)"

@@ -18,6 +18,7 @@ import pytest
 
 import sandboxd_pool
 from sandboxd_pool.zygote import ENGINE_DIR, ZygoteDied, check_engine
+from sandboxd_pool.zygote_protocol import Hello
 
 PROBE = """
 import json, sys
@@ -58,8 +59,8 @@ def test_zygote_runs_the_pools_own_copy_of_the_engine(tmp_path: Path) -> None:
 
 
 def test_a_zygote_of_another_engine_is_refused() -> None:
-    check_engine({"op": "hello", "engine": ENGINE_DIR})
+    check_engine(Hello(pid=1, swept=(), engine=ENGINE_DIR))
     with pytest.raises(ZygoteDied, match="engine mismatch: the zygote runs sandboxd_pool from"):
-        check_engine({"op": "hello", "engine": "/elsewhere/sandboxd_pool"})
+        check_engine(Hello(pid=1, swept=(), engine="/elsewhere/sandboxd_pool"))
     with pytest.raises(ZygoteDied, match="engine mismatch"):
-        check_engine({"op": "hello"})
+        check_engine(Hello(pid=1, swept=(), engine=""))

@@ -29,6 +29,7 @@ from sandboxd_pool import (
     RuntimeUnavailable,
     Verdict,
 )
+from sandboxd_pool.worker import ZYGOTE_DIED_MESSAGE
 
 PY = Runtime.PYTHON
 JS = Runtime.JAVASCRIPT
@@ -328,30 +329,36 @@ def test_zygote_crash_is_survived(private_pool: Pool) -> None:
     p = private_pool
     old_zygote = p.zygote_pid
     results: dict[Runtime, Outcome | BaseException] = {}
+    started = {rt: threading.Event() for rt in (PY, JS)}
 
     def in_flight(runtime: Runtime) -> None:
         code = {
-            PY: "import time\ntime.sleep(1.0)\nprint('done')",
-            JS: "setTimeout(() => console.log('done'), 1000);",
+            PY: "import time\nprint('started', flush=True)\ntime.sleep(60)\nprint('done')",
+            JS: "console.log('started'); setTimeout(() => console.log('done'), 60000);",
         }[runtime]
         try:
-            results[runtime] = run(p, runtime, code)
+            results[runtime] = p.execute(
+                ExecutionRequest(runtime=runtime, code=code, limits=Limits(wall_time_ms=90_000)),
+                on_output=lambda _stream, _chunk: started[runtime].set(),
+            )
         except BaseException as e:
             results[runtime] = e
 
     threads = [threading.Thread(target=in_flight, args=(rt,)) for rt in (PY, JS)]
     for t in threads:
         t.start()
-    time.sleep(0.4)
+    # both programs run (they said so) when the zygote dies: no guess at how long that takes
+    for runtime in (PY, JS):
+        assert started[runtime].wait(60), (runtime, results.get(runtime))
     os.kill(old_zygote, signal.SIGKILL)
     for t in threads:
-        t.join(timeout=15)
+        t.join(timeout=30)
     assert not any(t.is_alive() for t in threads), "in-flight executions hung"
     for runtime, out in results.items():
         assert isinstance(out, Outcome), (runtime, out)
-        assert out.verdict in (Verdict.INTERNAL_ERROR, Verdict.OK), (runtime, out)
-        if out.verdict is Verdict.OK:
-            assert out.stdout == b"done\n"
+        assert out.verdict is Verdict.INTERNAL_ERROR, (runtime, out)
+        assert (out.stdout, out.stderr) == (b"started\n", ZYGOTE_DIED_MESSAGE), (runtime, out)
+        assert (out.exit_code, out.signal) == (None, None), (runtime, out)
 
     # A new zygote takes over within a few seconds and executions succeed again.
     def recovered() -> bool:

@@ -42,7 +42,7 @@ import pytest
 from sandboxd_pool.jail.mode import NEWGIDMAP, NEWUIDMAP, SUBGID_FILE, SUBUID_FILE
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "jail"))
-from test_resources import FORK_LIMITS, PY_FORK_BOMB
+from hostile_programs import FORK_LIMITS, PY_FORK_BOMB
 
 SUBID_COUNT = 65536
 DRIVER_TIMEOUT_S = 240
@@ -375,7 +375,7 @@ def test_the_worker_is_the_sandbox_user_with_nothing_left(report: dict) -> None:
     assert (me["uid"], me["gid"], me["groups"]) == (1000, 1000, "")
     assert me["cap_eff"] == me["cap_bnd"] == "0000000000000000"
     assert (me["no_new_privs"], me["seccomp"]) == ("1", "2")
-    assert me["pids"] == [1], me  # PID 1 of its own PID namespace, nothing else visible
+    assert me["pids"] == [1, 2], me  # its init (PID 1) and itself, nothing else visible
     # Neither the seccomp listener nor the scratch fs context stayed in the worker: only
     # stdin, stdout and stderr, three pipes.
     assert [fd.split(":")[0] for fd in me["fds"]] == ["pipe"] * 3, me["fds"]

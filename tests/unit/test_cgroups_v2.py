@@ -156,6 +156,8 @@ class TestProcsAndKill:
 
     def test_kill_all_on_a_removed_cgroup_is_quiet(self, tmp_path: Path) -> None:
         WorkerCgroup(version=2, paths={UNIFIED: str(tmp_path / "gone")}).kill_all()
+        # quiet, and nothing made: no directory, no cgroup.kill written anywhere
+        assert list(tmp_path.iterdir()) == []
 
 
 class TestCreateAndRemove:

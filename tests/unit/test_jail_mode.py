@@ -122,3 +122,60 @@ def test_config_validates_the_mode_and_counts_slots() -> None:
     assert config.worker_slots_needed == 2 * 3 + 5
     with pytest.raises(JailModeError, match="must be one of"):
         mode.resolve("bogus", 0, 1)
+
+
+POD_MAP = "         0     200000      65536\n"  # a `hostUsers: false` pod, a rootless container
+
+
+def _resolve_in(tmp_path: Path, subids: str, id_map: str, needed: int = 20) -> mode.JailMode:
+    (tmp_path / "subids").write_text(f"{_me()}:{subids}\n")
+    (tmp_path / "id_map").write_text(id_map)
+    return mode.resolve(
+        "subuid",
+        0,
+        needed,
+        subuid_file=str(tmp_path / "subids"),
+        subgid_file=str(tmp_path / "subids"),
+        helpers=("/bin/sh", "/bin/sh"),
+        id_maps=(str(tmp_path / "id_map"), str(tmp_path / "id_map")),
+    )
+
+
+def test_id_maps_are_read_as_ranges_of_inside_ids(tmp_path: Path) -> None:
+    f = tmp_path / "uid_map"
+    f.write_text("         0     200000      1000\n      1000     300000     64536\n")
+    got = mode.read_id_map(str(f))
+    assert got == [mode.SubidRange(0, 1000), mode.SubidRange(1000, 64536)]
+    assert mode.mapped_from(500, got) == 65036  # across both extents
+    assert mode.mapped_from(70000, got) == 0
+    assert mode.read_id_map(str(tmp_path / "missing")) == []
+
+
+def test_a_range_outside_the_user_namespace_is_refused_naming_a_fitting_one(
+    tmp_path: Path,
+) -> None:
+    """The image's old default (100000:65536) in a pod: no id of it exists there."""
+    with pytest.raises(JailModeError) as e:
+        _resolve_in(tmp_path, "100000:65536", POD_MAP)
+    message = str(e.value)
+    assert f"gives user {_me()!r} ids 100000-165535" in message
+    assert "this user namespace has only ids 0-65535" in message
+    assert "so 0 of them can be mapped and the pool needs 20" in message
+    assert f"'{_me()}:20000:4096'" in message
+
+
+def test_a_range_inside_the_user_namespace_is_used(tmp_path: Path) -> None:
+    assert _resolve_in(tmp_path, "20000:4096", POD_MAP) == mode.JailMode(
+        "subuid", "configured", 20000, 20000, 4096
+    )
+
+
+def test_only_the_part_of_a_range_that_exists_is_used(tmp_path: Path) -> None:
+    assert _resolve_in(tmp_path, "65000:4096", POD_MAP).slots == 536
+    with pytest.raises(JailModeError, match="so 536 of them can be mapped and the pool needs 600"):
+        _resolve_in(tmp_path, "65000:4096", POD_MAP, needed=600)
+
+
+def test_the_initial_namespace_maps_every_id(tmp_path: Path) -> None:
+    initial = "         0          0 4294967295\n"
+    assert _resolve_in(tmp_path, "100000:65536", initial).slots == 4096

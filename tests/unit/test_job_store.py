@@ -120,7 +120,13 @@ def test_running_jobs_do_not_count_against_the_queue() -> None:
     s = store(max_queued_jobs=1)
     record, _ = s.add(spec())
     s.mark_running(record)
-    s.add(spec())
+    assert s.queued == 0
+    second, created = s.add(spec())  # the queue's one place is free again
+    assert (second.state, created, s.queued) == (JobState.QUEUED, True, 1)
+    assert second.execution_id != record.execution_id
+    with pytest.raises(QuotaExceeded) as info:  # and now it is taken
+        s.add(spec())
+    assert info.value.subject == "node:async_queued_jobs"
 
 
 def test_a_finished_result_expires_after_the_retention_and_frees_its_key() -> None:

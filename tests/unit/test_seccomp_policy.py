@@ -9,15 +9,15 @@ import struct
 
 import pytest
 
-from sandboxd_pool import seccomp_policy
-from sandboxd_pool.jail import seccomp as jail_seccomp
-from sandboxd_pool.seccomp_policy import (
+from sandboxd_pool._in_zygote import seccomp_policy
+from sandboxd_pool._in_zygote.seccomp_policy import (
     CLONE_NAMESPACE_FLAGS,
     ENOSYS_SYSCALLS,
     NOTIFY_SYSCALLS,
     SeccompProgram,
     build_program,
 )
+from sandboxd_pool.jail import seccomp as jail_seccomp
 
 AUDIT_ARCH_X86_64 = 0xC000003E
 AUDIT_ARCH_I386 = 0x40000003
@@ -42,8 +42,16 @@ NR = {
     "fork": 57,
     "ptrace": 101,
     "personality": 135,
+    "setrlimit": 160,
+    "modify_ldt": 154,
+    "inotify_init": 253,
     "unshare": 272,
+    "inotify_init1": 294,
+    "fanotify_init": 300,
+    "prlimit64": 302,
     "io_uring_setup": 425,
+    "io_uring_enter": 426,
+    "io_uring_register": 427,
     "clone3": 435,
 }
 
@@ -138,9 +146,31 @@ def test_ordinary_syscalls_are_allowed(program: SeccompProgram) -> None:
 
 
 def test_enosys_syscalls(program: SeccompProgram) -> None:
-    assert ENOSYS_SYSCALLS == ("clone3", "io_uring_setup", "io_uring_enter", "io_uring_register")
-    assert run_bpf(program.bpf, NR["clone3"]) == RET_ERRNO(errno.ENOSYS)
-    assert run_bpf(program.bpf, NR["io_uring_setup"]) == RET_ERRNO(errno.ENOSYS)
+    assert ENOSYS_SYSCALLS == (
+        "clone3",
+        "io_uring_setup",
+        "io_uring_enter",
+        "io_uring_register",
+        "inotify_init",
+        "inotify_init1",
+        "fanotify_init",
+    )
+    for name in ENOSYS_SYSCALLS:
+        assert run_bpf(program.bpf, NR[name]) == RET_ERRNO(errno.ENOSYS), name
+
+
+def test_rlimit_core_cannot_be_changed(program: SeccompProgram) -> None:
+    core, nofile = 4, 7
+    assert run_bpf(program.bpf, NR["setrlimit"], (core, 0x1000)) == RET_ERRNO(errno.EPERM)
+    assert run_bpf(program.bpf, NR["setrlimit"], (nofile, 0x1000)) == RET_ALLOW
+    # prlimit64(pid, resource, new, old): a change of RLIMIT_CORE is refused, a read is not.
+    assert run_bpf(program.bpf, NR["prlimit64"], (0, core, 0x1000, 0)) == RET_ERRNO(errno.EPERM)
+    assert run_bpf(program.bpf, NR["prlimit64"], (0, core, 0, 0x1000)) == RET_ALLOW
+    assert run_bpf(program.bpf, NR["prlimit64"], (0, nofile, 0x1000, 0)) == RET_ALLOW
+
+
+def test_modify_ldt_is_notified(program: SeccompProgram) -> None:
+    assert run_bpf(program.bpf, NR["modify_ldt"], (1, 0x1000, 16)) == RET_NOTIFY
 
 
 @pytest.mark.parametrize("flags", [FORK_FLAGS, THREAD_FLAGS, VFORK_FLAGS, 0x11, 0])
@@ -199,3 +229,23 @@ def test_load_filter_refuses_what_is_not_a_program(bpf: bytes) -> None:
     # Refused before any syscall, so this is safe to run in the test process itself.
     with pytest.raises(ValueError, match="not a BPF program"):
         jail_seccomp.load_filter(bpf)
+
+
+def test_without_a_memory_cgroup_uncounted_memory_is_refused() -> None:
+    fallback = build_program("python", memory_cgroup=False)
+    normal = build_program("python")
+    memfd, shmget, msgget, mmap, setsockopt = 319, 29, 68, 9, 54
+    for nr in (memfd, shmget, msgget):
+        assert run_bpf(fallback.bpf, nr) == RET_ERRNO(errno.ENOSYS), nr
+        assert run_bpf(normal.bpf, nr) == RET_ALLOW, nr
+    shared_anon, private_anon, shared_file = 0x21, 0x22, 0x01
+    assert run_bpf(fallback.bpf, mmap, (0, 4096, 3, shared_anon)) == RET_ERRNO(errno.ENOMEM)
+    assert run_bpf(fallback.bpf, mmap, (0, 4096, 3, 0x23)) == RET_ERRNO(errno.ENOMEM)
+    assert run_bpf(fallback.bpf, mmap, (0, 4096, 3, private_anon)) == RET_ALLOW
+    assert run_bpf(fallback.bpf, mmap, (0, 4096, 3, shared_file)) == RET_ALLOW
+    assert run_bpf(normal.bpf, mmap, (0, 4096, 3, shared_anon)) == RET_ALLOW
+    for option in (7, 8, 32, 33):
+        assert run_bpf(fallback.bpf, setsockopt, (3, 1, option)) == RET_ERRNO(errno.EPERM)
+        assert run_bpf(normal.bpf, setsockopt, (3, 1, option)) == RET_ALLOW
+    assert run_bpf(fallback.bpf, setsockopt, (3, 1, 2)) == RET_ALLOW  # SO_REUSEADDR
+    assert run_bpf(fallback.bpf, setsockopt, (3, 6, 7)) == RET_ALLOW  # another level

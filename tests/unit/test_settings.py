@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from sandboxd.server import pool_config
 from sandboxd.settings import Settings, SettingsError, add_arguments, from_args
 
 
@@ -35,6 +36,44 @@ def test_env_and_flag_precedence() -> None:
     [
         (["--max-message-bytes", "abc"], {}, "--max-message-bytes: 'abc' is not an integer"),
         ([], {"SANDBOXD_WARM_WORKERS": "-1"}, "SANDBOXD_WARM_WORKERS: -1 is out of range"),
+        (["--warm-workers", "0"], {}, "--warm-workers: 0 is out of range [1, 256]"),
+        (
+            ["--runtimes", "python,Python"],
+            {},
+            "--runtimes: 'python,Python': name each runtime once",
+        ),
+        (
+            ["--warm-workers", "256", "--max-concurrent", "3585"],
+            {},
+            "--warm-workers x 2 runtimes + --max-concurrent = 4097 workers at once, more than "
+            "the 4096 worker slots",
+        ),
+        (
+            ["--redis-url", "redis://127.0.0.1:notaport/0"],
+            {},
+            "--redis-url: 'redis://127.0.0.1:notaport/0' is not a Redis URL (Port could not be "
+            "cast to integer value as 'notaport'",
+        ),
+        (
+            [],
+            {"SANDBOXD_REDIS_URL": "redis://:secret@h:6379/0?socket_timeout=soon"},
+            "SANDBOXD_REDIS_URL: 'redis://***@h:6379/0?socket_timeout=soon' is not a Redis URL "
+            "(Invalid value for 'socket_timeout'",
+        ),
+        (["--redis-url", "http://h:6379"], {}, "is not a Redis URL (unknown scheme"),
+        (["--python", "/etc/passwd"], {}, "--python: '/etc/passwd' is not an executable file"),
+        (["--node", "/nonexistent/node"], {}, "--node: '/nonexistent/node' is not an executable"),
+        (["--node", "/usr"], {}, "--node: '/usr' is not an executable file"),
+        (
+            ["--metrics-host", "no-such-host.invalid"],
+            {},
+            "--metrics-host: 'no-such-host.invalid': not an IP address, and it does not resolve",
+        ),
+        (
+            ["--listen", "no-such-host.invalid:0"],
+            {},
+            "--listen: 'no-such-host.invalid:0': not an IP address, and it does not resolve",
+        ),
         (["--listen", "nohost"], {}, "is not HOST:PORT"),
         (
             ["--listen", "0.0.0.0:50051"],
@@ -58,6 +97,56 @@ def test_bad_values(argv: list[str], env: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError) as info:
         parse(argv, env)
     assert any(message in p for p in info.value.problems), info.value.problems
+
+
+def test_a_tls_pair_that_does_not_load_is_refused(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_text("not a certificate\n")
+    key.write_text("not a key\n")
+    with pytest.raises(SettingsError) as info:
+        parse(["--tls-cert", str(cert)], {"SANDBOXD_TLS_KEY": str(key)})
+    (problem,) = info.value.problems
+    assert problem.startswith(
+        "--tls-cert, SANDBOXD_TLS_KEY: cannot load the certificate and its key: "
+    ), problem
+
+
+def test_the_secret_of_a_redis_url_never_shows() -> None:
+    with pytest.raises(SettingsError) as info:
+        parse(["--redis-url", "redis://:hunter2@h:x/0"])
+    assert "hunter2" not in str(info.value)
+
+
+def test_name_of_says_where_a_value_came_from() -> None:
+    s = parse(["--metrics-port", "0"], {"SANDBOXD_LISTEN": "127.0.0.1:0"})
+    assert s.name_of("listen") == "SANDBOXD_LISTEN"
+    assert s.name_of("metrics_port") == "--metrics-port"
+    assert s.name_of("warm_workers_per_runtime") == "--warm-workers"  # not set: the flag
+
+
+CANDIDATES = {
+    "--warm-workers": ["-1", "0", "1", "256", "257"],
+    "--max-concurrent": ["0", "1", "3584", "3585", "4094", "4096", "4097"],
+    "--runtimes": ["python", "javascript", "python,javascript"],
+    "--max-message-bytes": ["4095", "4096", str(1024 * 1024 * 1024)],
+    "--jail-mode": ["auto", "root", "subuid"],
+    "--cgroup-parent": ["a" * 64, "x.y-z_1"],
+}
+
+
+@pytest.mark.parametrize("flag", sorted(CANDIDATES))
+def test_what_the_settings_accept_the_engine_accepts(flag: str) -> None:
+    """Every value (alone and with the others' extremes) the settings accept builds the
+    engine's PoolConfig: `--warm-workers 0` used to pass here, then die in PoolConfig."""
+    others = [["--warm-workers", "256"], ["--max-concurrent", "4096"], ["--runtimes", "python"]]
+    for value in CANDIDATES[flag]:
+        for extra in [[], *others]:
+            try:
+                settings = parse([flag, value, *extra])
+            except SettingsError:
+                continue
+            config = pool_config(settings)
+            assert config.worker_slots_needed <= 4096, (flag, value, extra)
 
 
 def test_every_problem_is_reported() -> None:

@@ -72,14 +72,7 @@ wall_time_ms = 20000
         name="acme",
         key_sha256=HASH,  # normalized to lowercase
         runtimes=frozenset({Runtime.PYTHON}),
-        default_limits=Limits(
-            wall_time_ms=5000,
-            cpu_time_ms=DEFAULT_LIMITS.cpu_time_ms,
-            memory_bytes=DEFAULT_LIMITS.memory_bytes,
-            max_output_bytes=DEFAULT_LIMITS.max_output_bytes,
-            max_processes=DEFAULT_LIMITS.max_processes,
-            tmpfs_bytes=DEFAULT_LIMITS.tmpfs_bytes,
-        ),
+        default_limits=Limits(wall_time_ms=5000).merged_over(DEFAULT_LIMITS),
         ceiling_limits=Limits(memory_bytes=1 << 30, wall_time_ms=20000).merged_over(CEILING_LIMITS),
         max_concurrent_executions=3,
         network_allowed=False,
@@ -160,7 +153,7 @@ A = f'[tenants.acme]\nkey_sha256 = "{HASH}"\n'
         ),
         (
             A + "[tenants.acme.default_limits]\nwall_time_ms = 0\n",
-            r"default_limits\.wall_time_ms must be an integer >= 1, got 0 \(omit the line",
+            r"default_limits\.wall_time_ms must be an integer >= 1, got 0 \(omit it",
         ),
         (
             A + "[tenants.acme.ceiling_limits]\nmemory_bytes = 1024\n",

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from sandboxd import tenants_cli
-from sandboxd.tenants import TenantDirectory, hash_key, load_tenants
+from sandboxd.tenants import TenantDirectory, TenantsFileError, hash_key, load_tenants
 from sandboxd_pool.types import Runtime
 
 
@@ -73,6 +73,10 @@ def test_add_with_every_option(file: Path, capsys: pytest.CaptureFixture[str]) -
         "memory_bytes=134217728",
         "--ceiling",
         "wall_time_ms=20000",
+        "--max-executions-per-second",
+        "0.5",
+        "--max-cpu-seconds-per-minute",
+        "120",
     )
     acme = load_tenants(file)["acme"]
     assert acme.key_sha256 == hash_key(key)
@@ -81,6 +85,63 @@ def test_add_with_every_option(file: Path, capsys: pytest.CaptureFixture[str]) -
     assert acme.default_limits.wall_time_ms == 5000
     assert acme.default_limits.memory_bytes == 128 << 20
     assert acme.ceiling_limits.wall_time_ms == 20000
+    assert acme.max_executions_per_second == 0.5
+    assert acme.max_cpu_seconds_per_minute == 120.0
+    assert run("tenants", "list", "--file", str(file)) == 0
+    listed = capsys.readouterr().out
+    assert "max_executions_per_second=0.5  max_cpu_seconds_per_minute=120  key_sha256=" in listed
+
+
+# Each flag of `tenants add` and the file line it stands for: a value the file's parser refuses
+# is refused by the flag with the parser's own reason (tenants.py is the one source of rules).
+FLAG_LINES = [
+    (["--max-concurrent", "{v}"], "max_concurrent_executions = {v}", ["0", "-3", "2.5", "'4'"]),
+    (
+        ["--max-executions-per-second", "{v}"],
+        "max_executions_per_second = {v}",
+        ["0", "-1", "nan", "inf", "2e6", "true", "'fast'"],
+    ),
+    (
+        ["--max-cpu-seconds-per-minute", "{v}"],
+        "max_cpu_seconds_per_minute = {v}",
+        ["0", "-0.5", "1e7", "false"],
+    ),
+    (
+        ["--default", "wall_time_ms={v}"],
+        "[tenants.new.default_limits]\nwall_time_ms = {v}",
+        ["0", "1.5", "9999999999"],
+    ),
+    (
+        ["--ceiling", "memory_bytes={v}"],
+        "[tenants.new.ceiling_limits]\nmemory_bytes = {v}",
+        ["1024", "'big'", str(1 << 40)],
+    ),
+    (["--runtimes", "{v}"], "runtimes = {v}", ["ruby", "python,python"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("argv", "line", "value"),
+    [(argv, line, value) for argv, line, values in FLAG_LINES for value in values],
+)
+def test_a_flag_refuses_what_the_file_refuses_with_its_reason(
+    file: Path, capsys: pytest.CaptureFixture[str], argv: list[str], line: str, value: str
+) -> None:
+    toml_value = (
+        "[" + ", ".join(f'"{r}"' for r in value.split(",")) + "]"
+        if argv[0] == "--runtimes"
+        else value
+    )
+    text = f'[tenants.new]\nkey_sha256 = "{"ab" * 32}"\n' + line.format(v=toml_value) + "\n"
+    file.write_text(text)
+    with pytest.raises(TenantsFileError) as info:
+        load_tenants(file)
+    file.unlink()
+    flags = [a.format(v=value) for a in argv]
+    assert run("tenants", "add", "new", *flags, "--file", str(file)) == 2
+    err = capsys.readouterr().err
+    assert err == f"sandboxd: error: {flags[0]} {flags[1]!r}: {info.value.reason}\n"
+    assert not file.exists()
 
 
 def test_file_from_the_environment(
@@ -140,12 +201,19 @@ def test_remove(file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     [
         (["add", "acme"], "tenant 'acme': already exists"),
         (["add", "Bad"], "invalid tenant name 'Bad'"),
-        (["add", "new", "--runtimes", "python,ruby"], "--runtimes: unknown runtime 'ruby'"),
-        (["add", "new", "--runtimes", ""], "--runtimes: unknown runtime ''"),
+        (
+            ["add", "new", "--runtimes", "python,ruby"],
+            "--runtimes 'python,ruby': runtimes: unknown runtime 'ruby'",
+        ),
+        (["add", "new", "--runtimes", ""], "--runtimes '': runtimes must be a non-empty list"),
         (["add", "new", "--default", "wall_time_ms"], "expected FIELD=VALUE"),
         (["add", "new", "--default", "=5"], "expected FIELD=VALUE"),
         (["add", "new", "--default", "wall=5"], "unknown limit 'wall'"),
-        (["add", "new", "--ceiling", "wall_time_ms=5s"], "'5s' is not an integer"),
+        (
+            ["add", "new", "--ceiling", "wall_time_ms=5s"],
+            "--ceiling 'wall_time_ms=5s': ceiling_limits.wall_time_ms must be an integer >= 1, "
+            "got '5s'",
+        ),
         (
             ["add", "new", "--ceiling", "wall_time_ms=5", "--ceiling", "wall_time_ms=6"],
             "wall_time_ms is given twice",
@@ -197,7 +265,15 @@ def test_every_subcommand_has_help(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         parser().parse_args(["tenants", "add", "--help"])
     help_text = capsys.readouterr().out
-    for option in ("--file", "--runtimes", "--max-concurrent", "--default", "--ceiling"):
+    for option in (
+        "--file",
+        "--runtimes",
+        "--max-concurrent",
+        "--max-executions-per-second",
+        "--max-cpu-seconds-per-minute",
+        "--default",
+        "--ceiling",
+    ):
         assert option in help_text
     assert "SANDBOXD_TENANTS" in help_text
 

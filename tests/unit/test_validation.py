@@ -257,6 +257,18 @@ class TestEvent:
     def test_nested_json_is_accepted(self) -> None:
         assert validate(self.handler(b"[" * 50 + b"]" * 50), CONFIG) == DEFAULT_LIMITS
 
+    def test_nesting_is_accepted_to_512_and_refused_beyond(self) -> None:
+        """The proto's bound, not Python's recursion limit (which let ~990 through)."""
+        for opening, closing in ((b"[", b"]"), (b'{"a":', b"}")):
+            deepest = opening * 512 + b"1" + closing * 512
+            assert validate(self.handler(deepest), CONFIG) == DEFAULT_LIMITS
+            too_deep = opening * 513 + b"1" + closing * 513
+            assert field_of(self.handler(too_deep)) == "event"
+        # brackets inside strings are text, however many
+        assert validate(self.handler(b'["' + b"[{" * 2000 + b'"]'), CONFIG) == DEFAULT_LIMITS
+        escaped = b'["\\"' + b"[" * 600 + b'"]'  # an escaped quote does not end the string
+        assert validate(self.handler(escaped), CONFIG) == DEFAULT_LIMITS
+
     def test_json_nested_past_the_parser_is_invalid_not_a_crash(self) -> None:
         # Found by tests/fuzz: a RecursionError escaped validation (INTERNAL from the daemon).
         for depth in (5_000, 100_000):

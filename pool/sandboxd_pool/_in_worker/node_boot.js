@@ -30,9 +30,21 @@ function readExact(n) {
 }
 
 // Warm up: create the stdout/stderr streams (for pipes this loads net and stream, several ms
-// that would otherwise land on the first console.log of the request).
-void process.stdout;
-void process.stderr;
+// that would otherwise land on the first console.log of the request). Opening a pipe as a
+// stream makes libuv set O_NONBLOCK on it, and that flag belongs to the open file, which the
+// program's fs.writeSync(1, ...) and its child processes share: they would fail with EAGAIN
+// when the pipe is full. Make them blocking again, as a shell gives them to a program (a
+// stream's writes then block like those to a file, and nothing is lost).
+for (const stream of [process.stdout, process.stderr]) {
+  if (stream._handle && typeof stream._handle.setBlocking === 'function') {
+    stream._handle.setBlocking(true);
+  }
+}
+// An environment (argv[2], JSON from the jail: its node_modules is mounted at /node_modules):
+// require its preload list now, before any request, so the program's require() is free.
+if (process.argv[2]) {
+  for (const name of JSON.parse(process.argv[2]).preload) require(name);
+}
 fs.writeSync(CONTROL_FD, 'R');
 const header = JSON.parse(readExact(readExact(4).readUInt32BE(0)).toString('utf8'));
 const code = readExact(header.code_size);
@@ -45,6 +57,7 @@ if (!handlerMode) fs.closeSync(CONTROL_FD);
 
 const workdir = header.workdir;
 process.chdir(workdir);
+fs.mkdirSync('out'); // files left here come back with the result (files_out.py)
 for (const key of Object.keys(process.env)) delete process.env[key];
 Object.assign(process.env, header.env);
 for (const [rel, data] of files) {

@@ -47,6 +47,49 @@ def _warm_up() -> None:
     gc.freeze()
 
 
+# Native libraries that start a thread pool at import (OpenBLAS, OpenMP, MKL) would leave the
+# template with threads that its children (cloned without glibc's fork handlers) do not have:
+# one thread each, which also keeps a program within its own pids limit.
+SINGLE_THREADED_NATIVE = {
+    "OPENBLAS_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "NUMEXPR_NUM_THREADS": "1",
+}
+
+
+def load_environment(environment: dict[str, Any]) -> None:
+    """Before any request: put an environment's packages on sys.path (after the standard
+    library) and import its preload list, so a program's `import pandas` costs nothing.
+    The process must stay single-threaded (the template clones its workers)."""
+    if not environment["path"]:
+        return
+    sys.path.append(environment["path"])
+    os.environ.update(SINGLE_THREADED_NATIVE)
+    os.environ.setdefault("MPLCONFIGDIR", "/tmp/matplotlib")  # the template's own tmpfs
+    import importlib
+
+    for name in environment["preload"]:
+        importlib.import_module(name)
+    threads = len(os.listdir("/proc/self/task"))
+    if threads != 1:
+        raise RuntimeError(
+            f"the preload list {environment['preload']} left {threads} threads running; a "
+            "Python template must stay single-threaded"
+        )
+
+
+def _fresh_seeds() -> None:
+    """A fork shares the template's random state: reseed what the preload list may hold.
+    (The random module reseeds itself after a fork; numpy's global generator does not.)"""
+    random = sys.modules.get("random")
+    if random is not None:
+        random.seed()
+    numpy_random = sys.modules.get("numpy.random")
+    if numpy_random is not None:
+        numpy_random.seed()
+
+
 def _receive_request() -> tuple[dict[str, Any], bytes, bytes, list[tuple[str, bytes]]]:
     os.write(CONTROL_FD, b"R")
     size = int.from_bytes(_read_exact(4), "big")
@@ -98,6 +141,7 @@ def _exit_status(e: SystemExit) -> int:
 def _run(header: dict[str, Any], code: bytes, event: bytes, files: list[tuple[str, bytes]]) -> int:
     workdir = header["workdir"]
     os.chdir(workdir)
+    os.mkdir("out")  # files left here come back with the result (files_out.py)
     os.environ.clear()
     os.environ.update(header["env"])
     _write_files(workdir, files)
@@ -192,9 +236,14 @@ def _fast_exit(status: int) -> None:
 
 def serve_one_request() -> None:
     """Say ready, run the one request, exit. Never returns."""
+    _fresh_seeds()
     _fast_exit(_run(*_receive_request()))
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 1:  # an environment (jail/enter.py boot_environment), as JSON
+        import json
+
+        load_environment(json.loads(sys.argv[1]))
     _warm_up()
     serve_one_request()

@@ -7,9 +7,9 @@ SOCK_SEQPACKET socket to the zygote. It never runs user code and never sees a re
 child it clones (CLONE_NEWPID | CLONE_PARENT: PID 1 of its own namespace, child of the zygote)
 confines itself (jail/enter.py: enter_forked) and only then reads its one request.
 
-zygote -> template: first a config message {bpf, rlimits, scratch_bytes, cgroup_version},
-then {uid, into} + fds [stdin, stdout, stderr, control, setup, cgroup fds...] per worker:
-with `into`, one fd, the worker cgroup's directory, which the child is created in
+zygote -> template: first a config message {bpf, rlimits, scratch_bytes, cgroup_version, root},
+then {uid, into} + fds [stdin, stdout, stderr, control, setup, exit pipe, cgroup fds...] per
+worker: with `into`, one fd, the worker cgroup's directory, which the child is created in
 (CLONE_INTO_CGROUP); else the entry fds through which the child moves itself in.
 template -> zygote: b"ready" once warm, then {pid} or {error} per worker.
 """
@@ -27,10 +27,12 @@ MYPY = False
 if MYPY:  # the type checker sees the package; the jail sees these dirs on sys.path
     from sandboxd_pool._in_worker import python_boot
     from sandboxd_pool.jail import cgroups, enter, namespaces
+    from sandboxd_pool.jail.enter import TemplateRoot
     from sandboxd_pool.jail.policy import RlimitPlan
 else:
     import python_boot
     from jail import cgroups, enter, namespaces
+    from jail.enter import TemplateRoot
     from jail.policy import RlimitPlan
 
 ZYGOTE_FD = 3
@@ -42,6 +44,12 @@ def main() -> None:
     # Imports that workers would otherwise each pay for, done once here.
     bpf = config["bpf"]
     rlimits_plan = RlimitPlan(**config["rlimits"])
+    root = TemplateRoot.from_marshal(config["root"])
+    try:
+        python_boot.load_environment(config["environment"])
+    except BaseException as e:  # the zygote reports it as the reason the template failed
+        zygote.send(f"{type(e).__name__}: {e}".encode()[:4000])
+        os._exit(1)
     python_boot._warm_up()
     zygote.send(b"ready")
     while True:
@@ -49,10 +57,12 @@ def main() -> None:
         if not data:
             os._exit(0)
         request = marshal.loads(data)
+        stdin, stdout, stderr, control, setup, exit_pipe, *cgroup_fds = fds
         flags = namespaces.CLONE_PARENT | namespaces.CLONE_NEWPID
         try:
             if request.get("into"):
-                pid = cgroups.clone_into(flags, fds[5])
+                pid = cgroups.clone_into(flags, cgroup_fds[0])
+                cgroup_fds = []  # the child starts in its cgroup: nothing to enter
             else:
                 pid = namespaces.clone_into_namespaces(flags)
         except OSError as e:
@@ -62,10 +72,8 @@ def main() -> None:
             continue
         if pid == 0:
             zygote.detach()  # fd 3 becomes the worker's control socket below
-            stdin, stdout, stderr, control, setup, *cgroup_fds = fds
-            if request.get("into"):
-                cgroup_fds = []  # already in its cgroup
             enter.enter_forked(
+                root,
                 config["scratch_bytes"],
                 rlimits_plan,
                 bpf,
@@ -73,6 +81,7 @@ def main() -> None:
                 tuple(cgroup_fds),
                 (stdin, stdout, stderr, control),
                 setup,
+                exit_pipe,
             )
             python_boot.serve_one_request()
         for fd in fds:

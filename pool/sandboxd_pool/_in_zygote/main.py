@@ -32,9 +32,26 @@ from typing import Any
 from .. import zygote_protocol as proto
 from ..jail import cgroups, mode, mounts, namespaces, seccomp
 from ..jail.cgroups import CgroupSetup, WorkerCgroup
-from ..jail.enter import enter_and_exec, jail_extra_binds
-from ..jail.policy import SANDBOX_UID, JailPlan
-from ..seccomp_policy import SeccompProgram, build_program
+from ..jail.enter import TemplateRoot, boot_environment, enter_and_exec, layer_patches
+from ..jail.init import EXIT_PREFIX
+from ..jail.policy import BOOT_MOUNT, SANDBOX_UID, JailPlan
+from .seccomp_policy import SeccompProgram, build_program
+
+
+@dataclass
+class Template:
+    """A running Python template (see _in_worker/python_template.py)."""
+
+    pid: int
+    sock: socket.socket
+    started_at: float  # monotonic seconds
+    environment: str = ""
+    forks: int = 0
+
+    def kill(self) -> None:
+        self.sock.close()
+        with contextlib.suppress(OSError):
+            os.kill(self.pid, signal.SIGKILL)
 
 
 @dataclass
@@ -50,6 +67,8 @@ class Child:
     boot_error: str = ""
     spawn_id: int = 0
     reported_spawned: bool = False
+    program_pid: int = 0  # host pid of the program, the child of the worker's init
+    program_status: int | None = None  # its raw wait status, as the init reported it
     pool_fds: list[int] = field(default_factory=list)
     map_helpers: dict[int, int] = field(default_factory=dict)  # subuid: helper pid -> stderr fd
 
@@ -62,8 +81,12 @@ class Zygote:
         self.plan = plan
         self.pool = pool
         self.programs: dict[str, SeccompProgram] = {
-            name: build_program(name) for name in plan.runtimes
+            name: build_program(name, memory_cgroup=plan.cgroup_version != 0)
+            for name in plan.runtimes
         }
+        keys = [(name, "") for name in plan.runtimes]
+        keys += [(e.runtime, name) for name, e in plan.environments.items()]
+        self.patches = {(rt, env): layer_patches(plan.layers(rt, env)) for rt, env in keys}
         self.cgroups = (
             CgroupSetup(version=plan.cgroup_version, parents=plan.cgroup_parent)
             if plan.cgroup_version
@@ -76,7 +99,10 @@ class Zygote:
         self.map_helpers: dict[int, Child] = {}  # subuid mode: newuidmap/newgidmap pid -> child
         self.free_slots = list(range(plan.uid_slots - 1, -1, -1))
         self.seq = 0
-        self.template: tuple[int, socket.socket] | None = None  # (pid, socket) once started
+        # Per environment ("" for the bare runtime): the Python template children fork from,
+        # once started, and its replacement while that boots.
+        self.templates: dict[str, Template] = {}
+        self.next_templates: dict[str, Template] = {}
         self.removals: list[WorkerCgroup] = []
         self.running = True
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -92,13 +118,12 @@ class Zygote:
         engine = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         proto.send(
             self.pool,
-            {
-                "op": "hello",
-                "pid": os.getpid(),
-                "swept": swept,
-                "engine": engine,
-                "clone_into_error": self.clone_into_error,
-            },
+            proto.Hello(
+                pid=os.getpid(),
+                swept=tuple(swept),
+                engine=engine,
+                clone_into_error=self.clone_into_error,
+            ),
         )
         while self.running or self.children:
             self.poll_once()
@@ -112,6 +137,9 @@ class Zygote:
             poller.register(self.pool.fileno(), select.POLLIN)
         poller.register(self.wake_r, select.POLLIN)
         owners: dict[int, tuple[str, Child]] = {}
+        booting = {t.sock.fileno(): env for env, t in self.next_templates.items()}
+        for fd in booting:
+            poller.register(fd, select.POLLIN)
         for child in self.children.values():
             if child.setup is not None:
                 poller.register(child.setup.fileno(), select.POLLIN)
@@ -133,6 +161,8 @@ class Zygote:
         for fd, mask in sorted(events, key=lambda e: e[0] == self.pool.fileno()):
             if fd == self.pool.fileno():
                 self.on_pool_message()
+            elif fd in booting and booting[fd] in self.next_templates:
+                self.on_next_template_ready(booting[fd])
             elif fd in owners:
                 kind, child = owners[fd]
                 if self.children.get(child.pid) is not child:
@@ -158,20 +188,13 @@ class Zygote:
         message, fds = got
         for fd in fds:
             os.close(fd)
-        op = message.get("op")
-        if op == "spawn":
+        if isinstance(message, proto.Spawn):
             try:
-                self.spawn(int(message["id"]), str(message["runtime"]))
+                self.spawn(message.id, message.runtime, message.environment)
             except Exception as e:
-                proto.send(
-                    self.pool,
-                    {
-                        "op": "spawn_failed",
-                        "id": message["id"],
-                        "error": f"{type(e).__name__}: {e}",
-                    },
-                )
-        elif op == "shutdown":
+                error = f"{type(e).__name__}: {e}"
+                proto.send(self.pool, proto.SpawnFailed(id=message.id, error=error))
+        elif isinstance(message, proto.Shutdown):
             self.shutdown()
 
     def shutdown(self) -> None:
@@ -182,9 +205,11 @@ class Zygote:
 
     # -- spawning -----------------------------------------------------------------------------
 
-    def spawn(self, spawn_id: int, runtime_name: str) -> None:
+    def spawn(self, spawn_id: int, runtime_name: str, env: str = "") -> None:
         if runtime_name not in self.plan.runtimes:
             raise RuntimeError(f"unknown runtime {runtime_name!r}")
+        if env and env not in self.plan.environments:
+            raise RuntimeError(f"unknown environment {env!r}")
         if not self.free_slots:
             raise RuntimeError("no free uid slot")
         slot = self.free_slots.pop()
@@ -193,29 +218,48 @@ class Zygote:
         opened: list[int] = []
         try:
             if cgroup:
-                cgroup.create()
+                try:
+                    cgroup.create()
+                except FileNotFoundError:
+                    assert self.cgroups is not None
+                    self.cgroups.ensure_parents()
+                    cgroup.create()
                 cgroup.set_limits(self.plan.boot_memory_bytes, self.plan.boot_pids)
             stdin_r, stdin_w = os.pipe2(os.O_CLOEXEC)
             stdout_r, stdout_w = os.pipe2(os.O_CLOEXEC)
             stderr_r, stderr_w = os.pipe2(os.O_CLOEXEC)
             ctl_pool, ctl_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             setup_z, setup_c = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-            opened = [stdin_r, stdin_w, stdout_r, stdout_w, stderr_r, stderr_w]
+            exit_r, exit_w = os.pipe2(os.O_CLOEXEC)  # the init's report, to the pool
+            opened = [stdin_r, stdin_w, stdout_r, stdout_w, stderr_r, stderr_w, exit_r, exit_w]
             into = cgroup.open_dir() if cgroup and not self.clone_into_error else -1
             entry_fds = cgroup.open_for_entry() if cgroup and into < 0 else []
-            child_fds = (stdin_r, stdout_w, stderr_w, ctl_child.fileno(), setup_c.fileno())
+            child_fds = (
+                stdin_r,
+                stdout_w,
+                stderr_w,
+                ctl_child.fileno(),
+                setup_c.fileno(),
+                exit_w,
+            )
             try:
                 if runtime_name == "python" and self.plan.python_template:
-                    pid = self.template_spawn(self.plan.uid_base + slot, child_fds, entry_fds, into)
+                    uid = self.plan.uid_base + slot
+                    pid = self.template_spawn(env, uid, child_fds, entry_fds, into)
                 else:
                     pid = self.exec_spawn(
-                        runtime_name, self.plan.outside_ids(slot)[0], child_fds, entry_fds, into
+                        runtime_name,
+                        env,
+                        self.plan.outside_ids(slot)[0],
+                        child_fds,
+                        entry_fds,
+                        into,
                     )
             finally:
                 for fd in (*entry_fds, into):
                     if fd >= 0:
                         os.close(fd)
-            for fd in (stdin_r, stdout_w, stderr_w):
+            for fd in (stdin_r, stdout_w, stderr_w, exit_w):
                 os.close(fd)
             ctl_child.close()
             setup_c.close()
@@ -228,7 +272,7 @@ class Zygote:
                 setup=setup_z,
                 cgroup=cgroup,
                 spawn_id=spawn_id,
-                pool_fds=[stdin_w, stdout_r, stderr_r, ctl_pool.detach()],
+                pool_fds=[stdin_w, stdout_r, stderr_r, ctl_pool.detach(), exit_r],
             )
             self.children[pid] = child
             setup_z.send(b"go")
@@ -243,7 +287,13 @@ class Zygote:
             raise
 
     def exec_spawn(
-        self, runtime_name: str, uid: int, fds: tuple[int, ...], entry_fds: list[int], into: int
+        self,
+        runtime_name: str,
+        env: str,
+        uid: int,
+        fds: tuple[int, ...],
+        entry_fds: list[int],
+        into: int,
     ) -> int:
         flags = (
             namespaces.SUBUID_WORKER_CLONE_FLAGS
@@ -255,14 +305,18 @@ class Zygote:
         else:
             pid = namespaces.clone_into_namespaces(flags)
         if pid == 0:
+            forget_zygote_signals()
             enter_and_exec(
                 self.plan,
                 self.plan.runtimes[runtime_name],
+                env,
+                self.patches[runtime_name, env],
                 self.programs[runtime_name].bpf,
                 uid,
                 tuple(entry_fds),
                 (fds[0], fds[1], fds[2], fds[3]),
                 fds[4],
+                fds[5],
             )
             os._exit(127)  # not reached
         return pid
@@ -270,44 +324,106 @@ class Zygote:
     # -- the Python template -------------------------------------------------------------------
 
     def template_spawn(
-        self, uid: int, fds: tuple[int, ...], entry_fds: list[int], into: int
+        self, env: str, uid: int, fds: tuple[int, ...], entry_fds: list[int], into: int
     ) -> int:
-        if self.template is None:
-            self.template = self.start_template()
-        sock = self.template[1]
-        request = {"uid": uid, "into": into >= 0}
+        """Fork a worker from the Python template of environment `env` ("" for the bare
+        runtime), starting that template first if it is not running. `into` (>= 0): the
+        worker cgroup's directory, which the template creates the worker in; else the worker
+        moves itself in through `entry_fds`."""
+        current = self.templates.get(env)
+        if current is not None and self.template_worn_out(current):
+            # Never more children than the bound: switch now, waiting for the replacement if
+            # it is still booting (it was started a quarter of the way earlier).
+            booting = self.next_templates.pop(env, None)
+            self.stop_template(env)
+            if booting is not None:
+                with contextlib.suppress(RuntimeError):
+                    self.templates[env] = self.finish_template_start(booting)
+        if env not in self.templates:
+            self.templates[env] = self.finish_template_start(self.start_template(env))
+        template = self.templates[env]
         try:
             socket.send_fds(
-                sock, [marshal.dumps(request)], [*fds, *(entry_fds if into < 0 else [into])]
+                template.sock,
+                [marshal.dumps({"uid": uid, "into": into >= 0})],
+                [*fds, *(entry_fds if into < 0 else [into])],
             )
-            reply = sock.recv(4096)
+            reply = template.sock.recv(4096)
         except OSError as e:
-            self.stop_template()
+            self.stop_template(env)
             raise RuntimeError(f"python template: {e}") from e
         if not reply:
-            self.stop_template()
+            self.stop_template(env)
             raise RuntimeError("python template exited")
         answer = marshal.loads(reply)
         if "pid" not in answer:
             raise RuntimeError(f"python template could not fork: {answer.get('error')}")
+        template.forks += 1
+        self.maybe_recycle_template(env)
         return int(answer["pid"])
 
-    def start_template(self) -> tuple[int, socket.socket]:
-        """Clone the template: real root in its own mount namespace holding the jail's root."""
+    def template_worn_out(self, template: Template) -> bool:
+        """Every child of a template shares what the template held at its fork (the hash seed,
+        the stack-canary seed, the address layout): a template has at most
+        `template_max_forks` children and lives at most `template_max_age_s` seconds."""
+        return (
+            template.forks >= self.plan.template_max_forks
+            or time.monotonic() - template.started_at >= self.plan.template_max_age_s
+        )
+
+    def maybe_recycle_template(self, env: str) -> None:
+        """Start the replacement in the background three quarters of the way through the
+        current template's life, so the switch seldom waits for it."""
+        template = self.templates.get(env)
+        if template is None or env in self.next_templates:
+            return
+        limit = self.plan.template_max_forks
+        soon = template.forks >= limit - max(1, limit // 4)
+        age_s = time.monotonic() - template.started_at
+        if soon or age_s >= self.plan.template_max_age_s * 0.75:
+            try:
+                self.next_templates[env] = self.start_template(env)
+            except Exception as e:
+                print(f"sandboxd zygote: replacing the python template: {e}", file=sys.stderr)
+
+    def on_next_template_ready(self, env: str) -> None:
+        booting = self.next_templates.pop(env)
+        try:
+            ready = self.finish_template_start(booting)
+        except RuntimeError as e:
+            print(f"sandboxd zygote: {e}; keeping the current template", file=sys.stderr)
+            return
+        self.stop_template(env)
+        self.templates[env] = ready
+
+    def start_template(self, env: str) -> Template:
+        """Clone the template: real root in its own mount namespace holding the jail's root.
+        Returns once its configuration is sent; finish_template_start waits for it."""
         runtime = self.plan.runtimes["python"]
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         pid = namespaces.clone_into_namespaces(0)
         if pid == 0:
+            forget_zygote_signals()
             report_fd = theirs.fileno()
             try:
                 namespaces.set_parent_death_signal()
                 namespaces.unshare(namespaces.CLONE_NEWNS)
                 mounts.build_root(
-                    binds=self.plan.common_binds + runtime.binds,
-                    extra_binds=jail_extra_binds(self.plan),
+                    layers=self.plan.layers("python", env),
                     masked_dirs=runtime.masked_dirs,
                     symlinks=self.plan.symlinks,
                     etc_files=self.plan.etc_files,
+                    patches=self.patches["python", env],
+                    stage="keep",
+                )
+                # The dynamic loader resolves $ORIGIN (a relocated interpreter's RUNPATH) by
+                # reading /proc/self/exe. This proc (the host's PID namespace) is the trusted
+                # template's own: each child detaches it with the template's whole tree.
+                mounts.mount_fresh_proc("/proc")
+                # A scratch of the template's own (an environment's preload may write caches:
+                # matplotlib's font list); each child detaches it with the template's tree.
+                mounts.mount(
+                    "tmpfs", "/tmp", "tmpfs", mounts.MS_NOSUID | mounts.MS_NODEV, "size=64m"
                 )
                 null = os.open("/dev/null", os.O_RDONLY)
                 os.dup2(null, 0)
@@ -319,7 +435,7 @@ class Zygote:
                     "-I",
                     "-S",
                     "-B",
-                    f"{mounts.BOOT_MOUNT}/python_template.py",
+                    f"{BOOT_MOUNT}/python_template.py",
                 ]
                 os.execve(argv[0], argv, dict(runtime.env))
             except BaseException as e:
@@ -333,29 +449,33 @@ class Zygote:
             "rlimits": dataclasses.asdict(self.plan.rlimits),
             "scratch_bytes": self.plan.scratch_bytes,
             "cgroup_version": self.plan.cgroup_version,
+            "root": TemplateRoot.of(
+                self.plan, "python", env, frozenset(self.patches["python", env])
+            ).to_marshal(),
+            "environment": boot_environment(self.plan, env),
         }
-        ours.settimeout(self.TEMPLATE_START_TIMEOUT_S)
+        with contextlib.suppress(OSError):  # if it died, its reason is queued for us
+            ours.send(marshal.dumps(config))
+        return Template(pid=pid, sock=ours, started_at=time.monotonic(), environment=env)
+
+    def finish_template_start(self, template: Template) -> Template:
+        """Wait for the template's b"ready" (it is readable already when called from poll)."""
+        template.sock.settimeout(self.TEMPLATE_START_TIMEOUT_S)
         try:
-            with contextlib.suppress(OSError):  # if it died, its reason is queued for us
-                ours.send(marshal.dumps(config))
-            reply = ours.recv(4096)
+            reply = template.sock.recv(4096)
             if reply != b"ready":
                 raise OSError(reply.decode(errors="replace") or "it exited before it was ready")
         except OSError as e:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-            ours.close()
+            template.kill()
             raise RuntimeError(f"python template failed to start: {e}") from e
-        ours.settimeout(self.TEMPLATE_REPLY_TIMEOUT_S)
-        return pid, ours
+        template.sock.settimeout(self.TEMPLATE_REPLY_TIMEOUT_S)
+        return template
 
-    def stop_template(self) -> None:
-        if self.template is not None:
-            pid, sock = self.template
-            self.template = None
-            sock.close()
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
+    def stop_template(self, env: str | None = None) -> None:
+        """Stop the templates of `env` (the running one and its replacement); all if None."""
+        for templates in (self.templates, self.next_templates):
+            for key in [k for k in templates if env is None or k == env]:
+                templates.pop(key).kill()
 
     def on_setup_message(self, child: Child) -> None:
         assert child.setup is not None
@@ -383,10 +503,14 @@ class Zygote:
         if data == b"ok" and fds:
             child.listener = fds[0]
             child.pool_fds += fds[1:]  # subuid mode: the scratch fs context, for the pool
+            child.program_pid = program_of(child.pid)
             self.report_spawned(child)
             return
         for fd in fds:
             os.close(fd)
+        if data.startswith(EXIT_PREFIX):
+            child.program_status = int(data[len(EXIT_PREFIX) :])
+            return
         if data:
             child.boot_error = data.decode(errors="replace").removeprefix("err ")
         # EOF: exec happened (setup socket is close-on-exec) or the child died.
@@ -397,14 +521,14 @@ class Zygote:
 
     def report_spawned(self, child: Child) -> None:
         child.reported_spawned = True
-        message: dict[str, Any] = {
-            "op": "spawned",
-            "id": child.spawn_id,
-            "pid": child.pid,
-            "slot": child.slot,
-            "runtime": child.runtime,
-            "cgroup": dict(child.cgroup.paths) if child.cgroup else {},
-        }
+        message = proto.Spawned(
+            id=child.spawn_id,
+            pid=child.pid,
+            slot=child.slot,
+            runtime=child.runtime,
+            cgroup=dict(child.cgroup.paths) if child.cgroup else {},
+            program_pid=child.program_pid,
+        )
         fds = [child.pidfd, *child.pool_fds]
         self.tell_pool(message, fds)
         for fd in child.pool_fds:
@@ -443,9 +567,10 @@ class Zygote:
             if pid in self.map_helpers:
                 self.on_map_helper_exit(self.map_helpers.pop(pid), pid, status)
                 continue
-            if self.template is not None and pid == self.template[0]:
+            dead = next((t for t in self.templates.values() if t.pid == pid), None)
+            if dead is not None:
                 print(f"sandboxd zygote: python template exited ({status})", file=sys.stderr)
-                self.stop_template()
+                self.stop_template(dead.environment)
                 continue
             child = self.children.pop(pid, None)
             if child is None:
@@ -477,23 +602,18 @@ class Zygote:
                 self.kill(child)
 
     def finish(self, child: Child, status: int, rusage: Any) -> None:
-        facts: dict[str, int] = {}
+        facts = None
         if child.cgroup:
             child.cgroup.kill_all()
-            f = child.cgroup.facts(largest_process_bytes=rusage.ru_maxrss * 1024)
-            facts = {
-                "peak_memory_bytes": f.peak_memory_bytes,
-                "oom_kills": f.oom_kills,
-                "cpu_time_ns": f.cpu_time_ns,
-                "pids_limit_hits": f.pids_limit_hits,
-            }
+            facts = child.cgroup.facts(largest_process_bytes=rusage.ru_maxrss * 1024)
         if child.setup is not None:
-            if not child.boot_error:
-                child.setup.setblocking(False)
-                with contextlib.suppress(OSError):
-                    data = child.setup.recv(4096)
-                    if data.startswith(b"err "):
-                        child.boot_error = data[4:].decode(errors="replace")
+            child.setup.setblocking(False)
+            with contextlib.suppress(OSError):
+                data = child.setup.recv(4096)
+                if data.startswith(EXIT_PREFIX):
+                    child.program_status = int(data[len(EXIT_PREFIX) :])
+                elif data.startswith(b"err ") and not child.boot_error:
+                    child.boot_error = data[4:].decode(errors="replace")
             child.setup.close()
         for helper, stderr in child.map_helpers.items():
             self.map_helpers.pop(helper, None)  # reaped later as a stranger
@@ -505,21 +625,23 @@ class Zygote:
                     os.close(fd)
         if self.running:
             self.tell_pool(
-                {
-                    "op": "exited",
-                    "pid": child.pid,
-                    "status": status,
-                    "rusage": {
-                        "utime_us": int(rusage.ru_utime * 1e6),
-                        "stime_us": int(rusage.ru_stime * 1e6),
-                        "maxrss_kb": rusage.ru_maxrss,
-                    },
-                    "facts": facts,
-                    "blocked_syscall": child.blocked_syscall,
-                    "boot_error": child.boot_error,
-                    "reported_spawned": child.reported_spawned,
-                    "spawn_id": child.spawn_id,
-                }
+                proto.Exited(
+                    pid=child.pid,
+                    status=status if child.program_status is None else child.program_status,
+                    init_lost=child.program_status is None
+                    and child.reported_spawned
+                    and os.WIFEXITED(status),
+                    rusage=proto.Rusage(
+                        utime_us=int(rusage.ru_utime * 1e6),
+                        stime_us=int(rusage.ru_stime * 1e6),
+                        maxrss_kb=rusage.ru_maxrss,
+                    ),
+                    facts=facts,
+                    blocked_syscall=child.blocked_syscall,
+                    boot_error=child.boot_error,
+                    reported_spawned=child.reported_spawned,
+                    spawn_id=child.spawn_id,
+                )
             )
         # The PID namespace is gone, so the uid slot is free and the cgroup empty; the cgroup
         # is removed when the zygote is idle (or at exit), off the executions' path.
@@ -527,12 +649,32 @@ class Zygote:
             self.removals.append(child.cgroup)
         self.free_slots.append(child.slot)
 
-    def tell_pool(self, message: dict[str, Any], fds: list[int] | None = None) -> None:
+    def tell_pool(self, message: proto.Message, fds: list[int] | None = None) -> None:
         """Send to the pool; if it is gone, stop (the EOF handler kills what is left)."""
         try:
             proto.send(self.pool, message, fds)
         except OSError:
             self.shutdown()
+
+
+def forget_zygote_signals() -> None:
+    """In a process cloned from the zygote: drop the zygote's signal handling. Its handlers
+    would write each signal's number to the zygote's wake-up fd, whose number the child reuses
+    for its own descriptors (a SIGCHLD from the worker's program once wrote b"\\x11" on the
+    worker's setup socket)."""
+    signal.set_wakeup_fd(-1)
+    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_DFL)
+
+
+def program_of(init_pid: int) -> int:
+    """The host pid of a worker's program: its init's only child when the init reports ready."""
+    try:
+        with open(f"/proc/{init_pid}/task/{init_pid}/children") as f:
+            children = f.read().split()
+    except OSError:
+        return 0
+    return int(children[0]) if len(children) == 1 else 0
 
 
 def main() -> None:

@@ -40,7 +40,12 @@ def drop_all_and_become(uid: int, gid: int) -> None:
     _clear_capability_sets()
     # The uid change made the process non-dumpable, which leaves its /proc/self entries owned
     # by (unmapped) root: exec would reset that; a worker forked from the template has no exec.
-    check(libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0), "prctl(SET_DUMPABLE)")
+    # (Dumpable or not, no core dump can start a helper: RLIMIT_CORE is 1 and locked, rlimits.py.)
+    set_dumpable(True)
+
+
+def set_dumpable(dumpable: bool) -> None:
+    check(libc.prctl(PR_SET_DUMPABLE, int(dumpable), 0, 0, 0), "prctl(SET_DUMPABLE)")
 
 
 class _CapHeader(ctypes.Structure):

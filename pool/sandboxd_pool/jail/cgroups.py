@@ -37,6 +37,7 @@ PARENT_NAME = "sandboxd"
 DAEMON_LEAF = "daemon"  # v2, delegated cgroup: where the daemon's own processes go
 # One directory name; not DAEMON_LEAF, which sits beside the parent in a delegated cgroup.
 PARENT_NAME_PATTERN = re.compile(rf"(?!{DAEMON_LEAF}\Z)[A-Za-z0-9][A-Za-z0-9_.-]{{0,63}}")
+PROBE_PREFIX = "probe-"  # + the pid of the process probing the hierarchy at start
 # systemd sets one of these to "1" on the cgroup of a unit with Delegate=yes.
 DELEGATE_XATTRS = ("trusted.delegate", "user.delegate")
 SYS_clone3 = 435
@@ -93,21 +94,36 @@ class CgroupSetup:
             reasons.append("no cgroup filesystem is mounted")
         return CgroupSetup(version=0, reason="; ".join(reasons))
 
+    def ensure_parents(self) -> None:
+        """Make the parent cgroups again if they are gone: another pool sharing the parent name
+        removes it when it closes and finds it empty, which can race with our next worker."""
+        for path in self.parents.values():
+            os.makedirs(path, exist_ok=True)
+            if self.version == 2:
+                _write(path, "cgroup.subtree_control", " ".join(f"+{c}" for c in V2_CONTROLLERS))
+            elif path == self.parents.get("memory"):
+                with contextlib.suppress(OSError):
+                    _write(path, "memory.use_hierarchy", "1")
+
     def worker(self, name: str) -> WorkerCgroup:
         return WorkerCgroup(
             version=self.version, paths={c: os.path.join(p, name) for c, p in self.parents.items()}
         )
 
     def sweep(self) -> list[str]:
-        """Remove worker cgroups whose zygote (named in the cgroup's name) is dead."""
+        """Remove worker cgroups whose zygote (named in the cgroup's name: zPID-N) is dead,
+        and start-up probes (probe-PID, see _probe) of a process that died mid-probe."""
         removed: list[str] = []
         names: set[str] = set()
         for parent in self.parents.values():
             with contextlib.suppress(OSError):
-                names.update(e for e in os.listdir(parent) if e.startswith("z"))
+                names.update(e for e in os.listdir(parent) if e.startswith(("z", PROBE_PREFIX)))
         for name in sorted(names):
-            owner = name[1:].split("-", 1)[0]
-            if owner.isdigit() and _alive(int(owner)):
+            # a probe's owner is whatever process started the pool: any live process with
+            # its pid counts (a reused pid only delays the sweep); a zygote is checked by name
+            probe = name.startswith(PROBE_PREFIX)
+            owner = name[len(PROBE_PREFIX) :] if probe else name[1:].split("-", 1)[0]
+            if owner.isdigit() and _alive(int(owner), zygote=not probe):
                 continue
             cg = self.worker(name)
             cg.kill_all()
@@ -121,7 +137,7 @@ class CgroupSetup:
         Tried once, with a child that exits at once, in a probe cgroup."""
         if self.version != 2:
             return "cgroup v1"
-        cg = self.worker(f"probe-{os.getpid()}")
+        cg = self.worker(f"{PROBE_PREFIX}{os.getpid()}")
         cg.create()
         try:
             directory = cg.open_dir()
@@ -300,12 +316,14 @@ def _read_keyed(path: str, name: str) -> dict[str, int]:
     return out
 
 
-def _alive(pid: int) -> bool:
+def _alive(pid: int, *, zygote: bool = True) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
+        return True
+    if not zygote:
         return True
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
@@ -471,7 +489,7 @@ def _try_v1(mounts: Mapping[str, str], reasons: list[str], parent_name: str) -> 
 
 
 def _probe(setup: CgroupSetup) -> None:
-    cg = setup.worker(f"probe-{os.getpid()}")
+    cg = setup.worker(f"{PROBE_PREFIX}{os.getpid()}")
     cg.create()
     try:
         cg.set_limits(64 * 1024 * 1024, 16)

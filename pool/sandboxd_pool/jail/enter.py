@@ -9,8 +9,9 @@ Two ways in, one order:
 
 confine(), in order: wait for the zygote's "go"; cgroup (the child moves itself in); mount, net,
 IPC, UTS and cgroup namespaces; its private mounts (scratch tmpfs, a fresh /proc) as real root;
-hostname; user namespace (mapped by the zygote); fds; rlimits; capabilities; no_new_privs;
-seccomp (whose listener goes to the zygote).
+hostname; the slot's host uid, then the user namespace (mapped by the zygote); fds; rlimits;
+capabilities; no_new_privs; seccomp (whose listener goes to the zygote); then the fork of the
+program, the confined process staying behind as the namespace's init (jail/init.py).
 
 Subuid mode (jail/mode.py; exec path only): the zygote clones the child with CLONE_NEWUSER |
 CLONE_NEWPID, so the user namespace comes first and owns the PID namespace. The child waits for
@@ -25,28 +26,55 @@ tmpfs, hostname; then fds, rlimits, capabilities, no_new_privs, seccomp exactly 
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import socket
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
-from . import capabilities, cgroups, mounts, namespaces, rlimits, seccomp
-from .policy import SANDBOX_HOSTNAME, SANDBOX_UID, JailPlan, RlimitPlan, RuntimePlan
+from . import capabilities, cgroups, init, mounts, namespaces, rlimits, seccomp
+from .elf_runpath import relocate_runpath
+from .policy import (
+    ENVIRONMENT_MOUNT,
+    NODE_MODULES_MOUNT,
+    SANDBOX_HOSTNAME,
+    SANDBOX_UID,
+    Bind,
+    JailPlan,
+    RlimitPlan,
+    RuntimePlan,
+)
 
-WORKER_FDS = 4  # 0 stdin, 1 stdout, 2 stderr, 3 control socket; 4 setup socket until confined
+WORKER_FDS = 4  # 0 stdin, 1 stdout, 2 stderr, 3 control socket: the program's
+SETUP_FD = 4  # the setup socket to the zygote: the init's once confined
+EXIT_PIPE_FD = 5  # the init's report of the program's exit, to the pool (jail/init.py)
 
 
-def jail_extra_binds(plan: JailPlan) -> Mapping[str, str]:
-    return {mounts.BOOT_MOUNT: plan.boot_dir, f"{mounts.JAIL_LIB_MOUNT}/jail": plan.jail_dir}
+def layer_patches(layers: tuple[Bind, ...]) -> dict[int, dict[str, bytes]]:
+    """The replacement files of each layer (read once, by the zygote): the ELF files whose
+    RUNPATH is relocated for the jail (jail/elf_runpath.py)."""
+    patches: dict[int, dict[str, bytes]] = {}
+    for index, layer in enumerate(layers):
+        for rel in layer.relocate_runpath:
+            source = os.path.join(layer.path, rel)
+            with open(source, "rb") as f:
+                data = f.read()
+            patches.setdefault(index, {})[rel] = relocate_runpath(data, os.path.dirname(source))
+    return patches
 
 
 def enter_and_exec(
     plan: JailPlan,
     runtime: RuntimePlan,
+    environment: str,
+    patches: Mapping[int, Mapping[str, bytes]],
     bpf: bytes,
     outside_uid: int,
     cgroup_fds: tuple[int, ...],
     fds: tuple[int, int, int, int],
     setup: int,
+    exit_pipe: int,
 ) -> None:
     """Never returns: execs the runtime, or reports the error on `setup` and exits 127."""
     report = [setup]
@@ -56,11 +84,11 @@ def enter_and_exec(
         else:
             _leave_the_zygotes_world(setup, cgroup_fds)
         mounts.build_root(
-            binds=plan.common_binds + runtime.binds,
-            extra_binds=jail_extra_binds(plan),
+            layers=plan.layers(runtime.name, environment),
             masked_dirs=runtime.masked_dirs,
             symlinks=plan.symlinks,
             etc_files=plan.etc_files,
+            patches=patches,
             become=_become_sandbox_user if plan.subuid else None,
             mount_proc=plan.subuid,
         )
@@ -68,15 +96,31 @@ def enter_and_exec(
             mounts.mount_private(plan.scratch_bytes, SANDBOX_UID, proc=False)
             namespaces.set_hostname(SANDBOX_HOSTNAME)
             scratch = mounts.pick_scratch()  # for the pool's per-request resize
-            _lock_down(plan.rlimits, bpf, fds, setup, report, scratch)
+            _lock_down(plan.rlimits, bpf, fds, setup, exit_pipe, report, scratch)
         else:
-            _confine(plan.scratch_bytes, plan.rlimits, bpf, outside_uid, fds, setup, report)
-        os.execve(runtime.argv[0], list(runtime.argv), dict(runtime.env))
+            _confine(
+                plan.scratch_bytes, plan.rlimits, bpf, outside_uid, fds, setup, exit_pipe, report
+            )
+        argv = list(runtime.argv)
+        if environment:  # the bootstrap's one argument: what it loads while warming
+            argv.append(json.dumps(boot_environment(plan, environment)))
+        os.execve(argv[0], argv, dict(runtime.env))
     except BaseException as e:
         _die(report[0], e)
 
 
+def boot_environment(plan: JailPlan, environment: str) -> dict[str, Any]:
+    """What a worker's bootstrap (or the Python template) loads from an environment before any
+    request: where its packages are (Python: added to sys.path) and what to preload."""
+    if not environment:
+        return {"path": "", "preload": []}
+    env = plan.environments[environment]
+    path = ENVIRONMENT_MOUNT if env.runtime == "python" else NODE_MODULES_MOUNT
+    return {"path": path, "preload": list(env.preload)}
+
+
 def enter_forked(
+    root: TemplateRoot,
     scratch_bytes: int,
     rlimits_plan: RlimitPlan,
     bpf: bytes,
@@ -84,16 +128,70 @@ def enter_forked(
     cgroup_fds: tuple[int, ...],
     fds: tuple[int, int, int, int],
     setup: int,
+    exit_pipe: int,
 ) -> None:
-    """In a child of the Python template: confine, then return to run the bootstrap in place.
-    On error, reports on `setup` and exits 127."""
+    """In a child of the Python template: build a root of its own from the template's layers
+    (mounts.build_root, stage "inherited"), confine, then return in the program (the init's
+    child) to run the bootstrap in place. On error, reports on `setup` and exits 127."""
     report = [setup]
     try:
         _leave_the_zygotes_world(setup, cgroup_fds)
-        _confine(scratch_bytes, rlimits_plan, bpf, outside_uid, fds, setup, report)
-        os.close(WORKER_FDS)  # no exec will close it: EOF tells the zygote we are confined
+        mounts.build_root(
+            layers=root.layers,
+            masked_dirs=root.masked_dirs,
+            symlinks=root.symlinks,
+            etc_files=root.etc_files,
+            patches={index: {} for index in root.patched},
+            stage="inherited",
+        )
+        _confine(scratch_bytes, rlimits_plan, bpf, outside_uid, fds, setup, exit_pipe, report)
     except BaseException as e:
         _die(report[0], e)
+
+
+@dataclass(frozen=True)
+class TemplateRoot:
+    """What a child of the Python template needs to rebuild the template's root as its own:
+    the template's layers as seen inside its root, which of them have a patch layer, and the
+    rest of the root's plan."""
+
+    layers: tuple[Bind, ...]
+    patched: frozenset[int]
+    masked_dirs: tuple[str, ...]
+    symlinks: Mapping[str, str]
+    etc_files: Mapping[str, str]
+
+    @staticmethod
+    def of(plan: JailPlan, runtime: str, environment: str, patched: frozenset[int]) -> TemplateRoot:
+        return TemplateRoot(
+            layers=tuple(
+                Bind(b.jail_path, is_dir=b.is_dir, target=b.jail_path)
+                for b in plan.layers(runtime, environment)
+            ),
+            patched=patched,
+            masked_dirs=plan.runtimes[runtime].masked_dirs,
+            symlinks=plan.symlinks,
+            etc_files=plan.etc_files,
+        )
+
+    def to_marshal(self) -> dict[str, object]:
+        return {
+            "layers": [(b.jail_path, b.is_dir) for b in self.layers],
+            "patched": sorted(self.patched),
+            "masked_dirs": list(self.masked_dirs),
+            "symlinks": dict(self.symlinks),
+            "etc_files": dict(self.etc_files),
+        }
+
+    @staticmethod
+    def from_marshal(raw: Mapping[str, Any]) -> TemplateRoot:
+        return TemplateRoot(
+            layers=tuple(Bind(p, is_dir=d, target=p) for p, d in raw["layers"]),
+            patched=frozenset(raw["patched"]),
+            masked_dirs=tuple(raw["masked_dirs"]),
+            symlinks=raw["symlinks"],
+            etc_files=raw["etc_files"],
+        )
 
 
 def _leave_the_zygotes_world(setup: int, cgroup_fds: tuple[int, ...]) -> None:
@@ -132,16 +230,23 @@ def _confine(
     outside_uid: int,
     fds: tuple[int, int, int, int],
     setup: int,
+    exit_pipe: int,
     report: list[int],
 ) -> None:
     mounts.mount_private(scratch_bytes, outside_uid)
     namespaces.set_hostname(SANDBOX_HOSTNAME)
-    # The user namespace comes last of all namespaces, still as real root (so it works where
-    # unprivileged user namespaces are disabled); the zygote writes its uid/gid map.
+    # The user namespace comes last of all namespaces, made as the slot's own host uid (not as
+    # root: the kernel charges a namespace's per-user budgets (inotify instances, queued
+    # signals, message-queue bytes, ...) to the uid that created it, so root would share its
+    # own with every worker); the zygote (real root) writes its uid/gid map. This works where
+    # unprivileged user namespaces are disabled: the mounts above were made as real root.
+    os.setgroups([])
+    os.setresgid(outside_uid, outside_uid, outside_uid)
+    os.setresuid(outside_uid, outside_uid, outside_uid)
     namespaces.unshare(namespaces.CLONE_NEWUSER)
     os.write(setup, b"map")
     _wait_for(setup, b"mapped")
-    _lock_down(rlimits_plan, bpf, fds, setup, report)
+    _lock_down(rlimits_plan, bpf, fds, setup, exit_pipe, report)
 
 
 def _lock_down(
@@ -149,25 +254,34 @@ def _lock_down(
     bpf: bytes,
     fds: tuple[int, int, int, int],
     setup: int,
+    exit_pipe: int,
     report: list[int],
     scratch: int = -1,
 ) -> None:
-    """fds, rlimits, drop every capability, no_new_privs, seccomp last. The zygote gets the
-    seccomp listener (and the scratch fs context, subuid mode); the worker keeps neither."""
+    """fds, rlimits, drop every capability, no_new_privs, seccomp last; then fork the program
+    (jail/init.py), which returns here, while this process stays behind as its init. The zygote
+    gets the seccomp listener (and the scratch fs context, subuid mode) from the init; the
+    program holds neither, nor the setup socket (its errors go to its stderr)."""
     if scratch >= 0:  # kept out of _install_fds' close, above the fds it installs
-        scratch = _move_above(scratch, WORKER_FDS + 1)
-    _install_fds(fds, setup, keep=scratch)
-    report[0] = WORKER_FDS
+        scratch = _move_above(scratch, EXIT_PIPE_FD + 1)
+    _install_fds(fds, setup, exit_pipe, keep=scratch)
+    report[0] = SETUP_FD
     rlimits.apply_boot_rlimits(rlimits_plan)
     capabilities.drop_all_and_become(SANDBOX_UID, SANDBOX_UID)
     capabilities.set_no_new_privs()
     listener = seccomp.load_filter(bpf)
-    setup_sock = socket.socket(fileno=WORKER_FDS)
+    program = init.start_program()
+    if program == 0:
+        init.close_in_program((listener, scratch, SETUP_FD, EXIT_PIPE_FD))
+        report[0] = 2
+        return
+    setup_sock = socket.socket(fileno=SETUP_FD)
     socket.send_fds(setup_sock, [b"ok"], [listener] if scratch < 0 else [listener, scratch])
     setup_sock.detach()
     os.close(listener)
     if scratch >= 0:
         os.close(scratch)
+    init.serve_as_init(program, SETUP_FD, EXIT_PIPE_FD)
 
 
 def _die(report_fd: int, e: BaseException) -> None:
@@ -182,16 +296,18 @@ def _wait_for(setup: int, word: bytes) -> None:
         raise RuntimeError(f"zygote did not send {word.decode()!r}")
 
 
-def _install_fds(fds: tuple[int, int, int, int], setup: int, keep: int = -1) -> None:
-    """Worker fds to 0..3, the setup socket to 4 (close-on-exec); close everything else but
-    `keep` (close-on-exec, above 4)."""
-    staged = [os.dup(fd) for fd in (*fds, setup)]
+def _install_fds(
+    fds: tuple[int, int, int, int], setup: int, exit_pipe: int, keep: int = -1
+) -> None:
+    """Worker fds to 0..3, the setup socket to 4 and the exit pipe to 5 (both close-on-exec);
+    close everything else but `keep` (close-on-exec, above 5)."""
+    staged = [os.dup(fd) for fd in (*fds, setup, exit_pipe)]
     for target, fd in enumerate(staged):
         os.dup2(fd, target, inheritable=target < WORKER_FDS)
     if keep < 0:
-        os.closerange(WORKER_FDS + 1, 1 << 20)
+        os.closerange(EXIT_PIPE_FD + 1, 1 << 20)
     else:
-        os.closerange(WORKER_FDS + 1, keep)
+        os.closerange(EXIT_PIPE_FD + 1, keep)
         os.closerange(keep + 1, 1 << 20)
 
 

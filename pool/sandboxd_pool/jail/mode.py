@@ -28,6 +28,8 @@ NEWUIDMAP = "/usr/bin/newuidmap"
 NEWGIDMAP = "/usr/bin/newgidmap"
 SUBUID_FILE = "/etc/subuid"
 SUBGID_FILE = "/etc/subgid"
+UID_MAP_FILE = "/proc/self/uid_map"
+GID_MAP_FILE = "/proc/self/gid_map"
 MODES = ("auto", "root", "subuid")
 MAX_SLOTS = 4096  # never more uid slots than this, whatever the range
 
@@ -90,6 +92,35 @@ def read_subid_range(path: str, uid: int, name: str | None) -> SubidRange | None
     return None
 
 
+def read_id_map(path: str) -> list[SubidRange]:
+    """The ids that exist in this process's user namespace (its uid_map or gid_map: lines
+    `inside outside count`), as ranges of inside ids; [] if the file cannot be read."""
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return []
+    ranges = []
+    for line in lines:
+        parts = line.split()
+        if len(parts) == 3 and all(p.isdigit() for p in parts):
+            ranges.append(SubidRange(int(parts[0]), int(parts[2])))
+    return ranges
+
+
+def mapped_from(start: int, mapped: list[SubidRange]) -> int:
+    """How many consecutive ids from `start` exist in the namespace (0: not even `start`)."""
+    end = start
+    for extent in sorted(mapped, key=lambda r: r.start):
+        if extent.start <= end < extent.start + extent.count:
+            end = extent.start + extent.count
+    return end - start
+
+
+def _describe(mapped: list[SubidRange]) -> str:
+    return ", ".join(f"{r.start}-{r.start + r.count - 1}" for r in mapped) or "none"
+
+
 def resolve(
     requested: str,
     uid_base: int,
@@ -98,6 +129,7 @@ def resolve(
     subuid_file: str = SUBUID_FILE,
     subgid_file: str = SUBGID_FILE,
     helpers: tuple[str, str] = (NEWUIDMAP, NEWGIDMAP),
+    id_maps: tuple[str, str] = (UID_MAP_FILE, GID_MAP_FILE),
 ) -> JailMode:
     if requested not in MODES:
         raise JailModeError(f"jail_mode must be one of {', '.join(MODES)}, not {requested!r}")
@@ -117,7 +149,7 @@ def resolve(
         name = None
     who = name or str(uid)
     ranges = []
-    for path in (subuid_file, subgid_file):
+    for path, map_file in zip((subuid_file, subgid_file), id_maps, strict=True):
         found = read_subid_range(path, uid, name)
         if found is None or found.count < slots_needed:
             have = "has no line" if found is None else f"gives only {found.count} ids"
@@ -128,7 +160,22 @@ def resolve(
                 f"subordinate range uses), and the same to "
                 f"{subgid_file if path == subuid_file else subuid_file}"
             )
-        ranges.append(found)
+        # Only ids that exist in this user namespace can be mapped: in a Kubernetes pod with
+        # `hostUsers: false` or a rootless container, 0-65535. Use the part of the range
+        # that exists (from its start), and refuse to start if it is too short, rather than
+        # let every worker fail in newuidmap.
+        mapped = read_id_map(map_file)
+        usable = min(found.count, mapped_from(found.start, mapped)) if mapped else found.count
+        if usable < slots_needed:
+            raise JailModeError(
+                f"jail_mode subuid: {path} gives user {who!r} ids {found.start}-"
+                f"{found.start + found.count - 1}, but this user namespace has only ids "
+                f"{_describe(mapped)} ({map_file}), so {usable} of them can be mapped and the "
+                f"pool needs {slots_needed} (one per worker slot). Give {who!r} a range inside "
+                f"them in {subuid_file} and {subgid_file}, e.g. '{who}:20000:4096' (clear of "
+                f"the daemon's own uid and of 65534)"
+            )
+        ranges.append(SubidRange(found.start, usable))
     for helper in helpers:
         if not os.access(helper, os.X_OK):
             raise JailModeError(

@@ -1,20 +1,22 @@
 """A fresh root on tmpfs holding only read-only binds of what the runtime needs.
 
 Layout inside the jail:
-    /usr/bin /usr/lib ... read-only binds of the host (plus the runtime's own prefix)
+    /usr/bin /usr/lib ... read-only overlays of the host's (see build_root)
+    /opt/python           the interpreter's own prefix, when it is not a system one (pyenv)
     /opt/sandboxd         the in-worker bootstraps, read-only
     /work /tmp /dev/shm   one size-capped tmpfs ("scratch"), owned by the sandbox user
-    /dev                  null, zero, random, urandom (binds of the host nodes), fd symlinks
+    /dev                  null, zero, random, urandom (nodes of its own), fd symlinks
     /proc                 a fresh proc of the worker's own PID namespace
     /etc                  passwd, group, hosts, ... written for the jail
-No /sys, no other host path. The root itself is remounted read-only at the end.
+No /sys, no host path (not even in /proc/self/mountinfo). The root is remounted read-only.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
-from collections.abc import Callable, Iterable, Mapping
+import stat
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from ._libc import SYS_pivot_root, check, libc
 from .policy import WORK_DIR, Bind
@@ -44,8 +46,6 @@ _ST_LOCKED = {
 NEW_ROOT = "/tmp"  # any existing directory: the new root tmpfs is mounted over it, privately
 SCRATCH = "/run/sandbox-scratch"
 DEVICES = ("null", "zero", "random", "urandom")
-BOOT_MOUNT = "/opt/sandboxd"  # the in-worker bootstraps
-JAIL_LIB_MOUNT = "/opt/sandboxd-lib"  # holds jail/ (this package), for the Python template
 
 
 def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str = "") -> None:
@@ -98,16 +98,42 @@ def _jail_path(root: str, path: str) -> str:
     return root + "/" + path.lstrip("/")
 
 
+# Inside a root while it is built: s/N the stage bind of layer N, p/N its patch layer, e an empty
+# lower layer (overlay needs two lower layers when it has no upper one), r the new root of a
+# Python template's child (see build_root).
+STAGE = "/.sandboxd"
+
+
 def build_root(
-    binds: Iterable[Bind],
-    extra_binds: Mapping[str, str],
+    layers: Sequence[Bind],
     masked_dirs: Iterable[str],
     symlinks: Mapping[str, str],
     etc_files: Mapping[str, str],
+    patches: Mapping[int, Mapping[str, bytes]],
     become: Callable[[], None] | None = None,
     mount_proc: bool = False,
+    stage: str = "detach",
 ) -> None:
     """Build the jail's read-only filesystem and pivot into it (see mount_private for the rest).
+
+    Every directory layer is mounted as an overlay of its own (read-only, no upper layer) at its
+    jail path, never as a bind of the host directory: a bind's entry in /proc/self/mountinfo
+    names the host path of its source, and its files are the host's own inodes, whose locks
+    (flock) every execution shares. An overlay's files are inodes of that overlay instance: a
+    lock taken in one worker is invisible to every other worker and to the host, and mountinfo
+    shows the overlay's own root. The host directory is first bound at STAGE/s/N (the overlay's
+    lower layer, with `patches[N]` above it: files such as an interpreter whose RUNPATH was
+    relocated, jail/elf_runpath.py); the overlay keeps a private clone of that bind, so the
+    stage bind is then detached. /dev is a tmpfs of the worker's own with device nodes made
+    there (root mode), /etc a set of files written for the jail; nothing else of the host.
+
+    `stage`:
+      "detach"     the stage binds are detached once the overlays exist (a worker).
+      "keep"       they stay at STAGE/s/N (the Python template: its children overlay them).
+      "inherited"  the process is a child of the Python template, in its mount namespace: the
+                   stage binds, the patch layers and the empty layer are the template's own;
+                   a new root is built at STAGE/r with fresh overlays of them, and the
+                   template's tree is detached after the pivot.
 
     Root mode: runs as real root in a fresh mount namespace that belongs to the host's user
     namespace, before the process enters its own user namespace: the mounts are then locked for
@@ -117,37 +143,67 @@ def build_root(
     host files): the sources are opened first with the daemon user's file access, then
     `become()` switches to the mapped sandbox ids (files the jail creates need an owner the
     namespace knows), and with `mount_proc` the fresh /proc is mounted before the old root is
-    detached (after it, the kernel refuses proc in a user namespace: EPERM).
-    `extra_binds` maps jail paths to host directories (the bootstraps)."""
+    detached (after it, the kernel refuses proc in a user namespace: EPERM); device nodes cannot
+    be made there, so /dev holds binds of the host's four."""
     mount(None, "/", None, MS_REC | MS_PRIVATE)
+    inherited = stage == "inherited"
     # Every source is opened before the new root is mounted over NEW_ROOT, which may hide
     # some of them (a checkout under /tmp); the binds then go through /proc/self/fd.
-    sources: list[tuple[int, str, bool]] = []
-    for bind in binds:
-        if os.path.realpath(bind.path) == "/":
-            raise ValueError("refusing to bind the host's root into the jail")
-        if os.path.lexists(bind.path):
-            fd = os.open(os.path.realpath(bind.path), os.O_PATH | os.O_CLOEXEC)
-            sources.append((fd, bind.path, bind.is_dir))
-    for jail_path, host_path in extra_binds.items():
-        sources.append((os.open(host_path, os.O_PATH | os.O_CLOEXEC), jail_path, True))
+    sources: dict[int, int] = {}
+    if not inherited:
+        for index, layer in enumerate(layers):
+            if os.path.realpath(layer.path) == "/":
+                raise ValueError("refusing to bind the host's root into the jail")
+            if os.path.lexists(layer.path):
+                sources[index] = os.open(os.path.realpath(layer.path), os.O_PATH | os.O_CLOEXEC)
     if become is not None:
         become()
-    root = NEW_ROOT
+    root = f"{STAGE}/r" if inherited else NEW_ROOT
     mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
-    for fd, jail_path, is_dir in sources:
-        bind_readonly(f"/proc/self/fd/{fd}", _jail_path(root, jail_path), is_dir)
-        os.close(fd)
+    os.chdir(root)
+    # Overlay options name their lower layers as given: relative to the root being built, or
+    # (inherited) the template's own STAGE paths. No host path appears in either.
+    layer_root = STAGE if inherited else STAGE.lstrip("/")
+    empty = f"{layer_root}/e"
+    if not inherited:
+        os.makedirs(empty)
+    for index, layer in enumerate(layers):
+        if not inherited and index not in sources:
+            continue  # an optional source that does not exist on this host
+        target = _jail_path(root, layer.jail_path)
+        staged = f"{layer_root}/s/{index}"
+        if not inherited:
+            _make_mount_point(staged, layer.is_dir)
+            bind_readonly(f"/proc/self/fd/{sources.pop(index)}", staged, layer.is_dir)
+        if not layer.is_dir:
+            bind_readonly(staged if not inherited else layer.jail_path, target, is_dir=False)
+            continue
+        lower = [staged, empty]
+        patch = f"{layer_root}/p/{index}"
+        if index in patches and not inherited:
+            _write_patch(patch, patches[index])
+        if index in patches:
+            lower.insert(0, patch)
+        os.makedirs(target, exist_ok=True)
+        flags = MS_RDONLY | MS_NOSUID | MS_NODEV
+        mount("overlay", target, "overlay", flags, "lowerdir=" + ":".join(lower))
     for path in masked_dirs:
         mask_dir(_jail_path(root, path))
     for link, target in symlinks.items():
         os.symlink(target, _jail_path(root, link))
-    _make_dev(root)
+    _make_dev(root, make_nodes=become is None)
     _make_etc(root, etc_files)
     for mount_point in ("/proc", WORK_DIR, "/tmp", "/dev/shm", SCRATCH):
         os.makedirs(_jail_path(root, mount_point), exist_ok=True)
     if mount_proc:
         mount_fresh_proc(_jail_path(root, "/proc"))
+    if stage == "keep":
+        os.makedirs(f"{layer_root}/r")  # where each child builds its own root
+    if stage == "detach":
+        for index in range(len(layers)):
+            staged = f"{STAGE.lstrip('/')}/s/{index}"
+            if os.path.ismount(staged):
+                umount(staged, MNT_DETACH)
 
     old = _jail_path(root, "/.old-root")
     os.mkdir(old)
@@ -156,6 +212,25 @@ def build_root(
     umount("/.old-root", MNT_DETACH)
     os.rmdir("/.old-root")
     mount(None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+
+
+def _make_mount_point(path: str, is_dir: bool) -> None:
+    if is_dir:
+        os.makedirs(path)
+    else:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w"):
+            pass
+
+
+def _write_patch(patch: str, files: Mapping[str, bytes]) -> None:
+    """A lower layer holding replacement files (relative paths), above the host directory."""
+    for rel, data in files.items():
+        path = os.path.join(patch, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(data)
+        os.chmod(path, 0o755)
 
 
 def mount_private(scratch_bytes: int, owner_uid: int, proc: bool = True) -> None:
@@ -192,11 +267,21 @@ def _make_scratch(scratch_bytes: int, owner_uid: int) -> None:
     umount(SCRATCH, MNT_DETACH)
 
 
-def _make_dev(root: str) -> None:
+def _make_dev(root: str, make_nodes: bool) -> None:
+    """/dev: a small tmpfs of this worker's own holding the four device nodes (made here as
+    real root, so no other worker or host process shares their inodes), or (subuid mode, where
+    no node can be made) binds of the host's."""
     dev = _jail_path(root, "/dev")
     os.makedirs(dev, exist_ok=True)
-    for name in DEVICES:
-        bind_readonly_dev(f"/dev/{name}", f"{dev}/{name}")
+    if make_nodes:
+        mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,mode=0755")
+        for name in DEVICES:
+            st = os.stat(f"/dev/{name}")
+            os.mknod(f"{dev}/{name}", 0o666 | stat.S_IFCHR, st.st_rdev)
+            os.chmod(f"{dev}/{name}", 0o666)
+    else:
+        for name in DEVICES:
+            bind_readonly_dev(f"/dev/{name}", f"{dev}/{name}")
     for name, target in (
         ("fd", "/proc/self/fd"),
         ("stdin", "/proc/self/fd/0"),
@@ -204,6 +289,9 @@ def _make_dev(root: str) -> None:
         ("stderr", "/proc/self/fd/2"),
     ):
         os.symlink(target, f"{dev}/{name}")
+    os.makedirs(f"{dev}/shm", exist_ok=True)
+    if make_nodes:
+        mount(None, dev, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC)
 
 
 def bind_readonly_dev(source: str, target: str) -> None:

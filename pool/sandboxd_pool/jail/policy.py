@@ -9,14 +9,29 @@ from dataclasses import asdict, dataclass, field
 SANDBOX_UID = 1000  # the uid and gid inside every worker's user namespace
 SANDBOX_HOSTNAME = "sandbox"
 WORK_DIR = "/work"
+BOOT_MOUNT = "/opt/sandboxd"  # the in-worker bootstraps
+JAIL_LIB_MOUNT = "/opt/sandboxd-lib"  # holds jail/ (this package), for the Python template
+PYTHON_MOUNT = "/opt/python"  # an interpreter prefix of its own (pyenv, /opt/python3.x)
+NODE_MOUNT = "/opt/node/bin"  # the directory of a node binary outside /usr
+ENVIRONMENT_MOUNT = "/opt/environment"  # a Python environment's packages (on sys.path)
+NODE_MODULES_MOUNT = "/node_modules"  # a JavaScript environment's node_modules
 
 
 @dataclass(frozen=True)
 class Bind:
-    """A read-only bind of a host path into the new root, at the same path."""
+    """A read-only layer of the jail: the host path `path`, seen at `target` inside (the same
+    path when empty). A directory becomes an overlay of its own in each worker (mounts.py)."""
 
     path: str
     is_dir: bool = True
+    target: str = ""
+    # ELF files under `path` (relative) whose absolute RUNPATH is rewritten relative to $ORIGIN
+    # in the jail's copy (jail/elf_runpath.py): the interpreter of a relocated prefix.
+    relocate_runpath: tuple[str, ...] = ()
+
+    @property
+    def jail_path(self) -> str:
+        return self.target or self.path
 
 
 @dataclass(frozen=True)
@@ -26,6 +41,8 @@ class RlimitPlan:
     fsize_bytes: int = 1024 * 1024 * 1024
     nproc: int = 1024
     data_bytes: int = 0  # 0: unlimited. Set only when no memory cgroup is available.
+    sigpending: int = 1024  # queued signals (RLIMIT_SIGPENDING)
+    msgqueue_bytes: int = 819_200  # POSIX message queues (RLIMIT_MSGQUEUE; the kernel default)
 
 
 @dataclass(frozen=True)
@@ -37,6 +54,15 @@ class RuntimePlan:
     binds: tuple[Bind, ...]
     masked_dirs: tuple[str, ...] = ()  # empty read-only tmpfs over these (e.g. site-packages)
     env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EnvironmentPlan:
+    """A built environment (PoolConfig.environments), as the zygote needs it."""
+
+    runtime: str
+    path: str  # host directory
+    preload: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -58,6 +84,9 @@ class JailPlan:
     boot_pids: int
     jail_mode: str = "root"  # "root" | "subuid" (jail/mode.py)
     gid_base: int = -1  # outside gid of worker slot 0; -1: the same as uid_base
+    template_max_forks: int = 250  # PoolConfig.template_max_forks
+    template_max_age_s: float = 300.0  # PoolConfig.template_max_age_s
+    environments: Mapping[str, EnvironmentPlan] = field(default_factory=dict)
 
     @property
     def subuid(self) -> bool:
@@ -67,6 +96,25 @@ class JailPlan:
         """The host uid and gid that the sandbox user of worker `slot` maps to."""
         gid_base = self.uid_base if self.gid_base < 0 else self.gid_base
         return self.uid_base + slot, gid_base + slot
+
+    def layers(self, runtime: str, environment: str = "") -> tuple[Bind, ...]:
+        """Every read-only layer of a `runtime` worker's root, in a fixed order (an index names
+        a layer between the Python template and its children); with an `environment`, its
+        packages too (Python at ENVIRONMENT_MOUNT, JavaScript's node_modules at /node_modules)."""
+        env: tuple[Bind, ...] = ()
+        if environment:
+            path = self.environments[environment].path
+            if runtime == "javascript":
+                env = (Bind(f"{path}/node_modules", target=NODE_MODULES_MOUNT),)
+            else:
+                env = (Bind(path, target=ENVIRONMENT_MOUNT),)
+        return (
+            *self.common_binds,
+            *self.runtimes[runtime].binds,
+            Bind(self.boot_dir, target=BOOT_MOUNT),
+            Bind(self.jail_dir, target=JAIL_LIB_MOUNT + "/jail"),
+            *env,
+        )
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -78,7 +126,7 @@ class JailPlan:
             name: RuntimePlan(
                 name=r["name"],
                 argv=tuple(r["argv"]),
-                binds=tuple(Bind(**b) for b in r["binds"]),
+                binds=tuple(_bind(b) for b in r["binds"]),
                 masked_dirs=tuple(r["masked_dirs"]),
                 env=r["env"],
             )
@@ -86,7 +134,7 @@ class JailPlan:
         }
         return JailPlan(
             runtimes=runtimes,
-            common_binds=tuple(Bind(**b) for b in raw["common_binds"]),
+            common_binds=tuple(_bind(b) for b in raw["common_binds"]),
             symlinks=raw["symlinks"],
             boot_dir=raw["boot_dir"],
             jail_dir=raw["jail_dir"],
@@ -102,4 +150,18 @@ class JailPlan:
             boot_pids=raw["boot_pids"],
             jail_mode=raw["jail_mode"],
             gid_base=raw["gid_base"],
+            template_max_forks=raw["template_max_forks"],
+            template_max_age_s=raw["template_max_age_s"],
+            environments={
+                name: EnvironmentPlan(
+                    runtime=e["runtime"], path=e["path"], preload=tuple(e["preload"])
+                )
+                for name, e in raw["environments"].items()
+            },
         )
+
+
+def _bind(raw: Mapping[str, object]) -> Bind:
+    fields = dict(raw)
+    fields["relocate_runpath"] = tuple(fields.get("relocate_runpath", ()))  # type: ignore[arg-type]
+    return Bind(**fields)  # type: ignore[arg-type]

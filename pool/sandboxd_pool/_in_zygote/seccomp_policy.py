@@ -12,6 +12,7 @@ outcomes for a denied call:
   io_uring.
 * ERRNO(EAFNOSUPPORT): socket/socketpair outside AF_UNIX/AF_INET/AF_INET6; glibc and Node
   probe netlink, so this fails softly.
+* ERRNO(EPERM): changing RLIMIT_CORE (it must stay 1: see jail/rlimits.py).
 
 Any other architecture (i386 `int 0x80`, x32) kills the process.
 
@@ -63,6 +64,8 @@ NOTIFY_SYSCALLS: tuple[str, ...] = (
     "acct", "swapon", "swapoff", "reboot", "syslog", "iopl", "ioperm", "quotactl",
     "vhangup", "clock_settime", "clock_adjtime", "settimeofday", "adjtimex",
     "sethostname", "setdomainname",
+    # x86 segment descriptors: no runtime here needs them (container runtimes deny it too)
+    "modify_ldt",
 )  # fmt: skip
 
 # Fail with ENOSYS: runtimes probe these and fall back.
@@ -71,7 +74,29 @@ ENOSYS_SYSCALLS: tuple[str, ...] = (
     "io_uring_setup",
     "io_uring_enter",
     "io_uring_register",
+    # File watches: the read-only files of the jail are the host's own inodes, shared with
+    # every other worker and the host, so a watch would report their file activity (another
+    # tenant's imports, host commands). Libraries that watch files fall back to polling.
+    "inotify_init",
+    "inotify_init1",
+    "fanotify_init",
 )
+
+# Without a memory cgroup (the rlimit fallback), RLIMIT_DATA bounds private memory only. These
+# would hold memory it does not count, so they are refused there (with a cgroup, every one of
+# them is charged to the worker's cgroup and allowed):
+#   memfd_create, SysV shmget and msgget   ENOSYS (POSIX shared memory in /dev/shm is a file of
+#                                          the size-capped scratch tmpfs, and still works)
+#   mmap(MAP_SHARED | MAP_ANONYMOUS)       ENOMEM (shared memory that no file backs)
+#   setsockopt(SOL_SOCKET, SO_{SND,RCV}BUF[FORCE])  EPERM (a socket keeps its default buffers)
+NO_MEMORY_CGROUP_ENOSYS: tuple[str, ...] = ("memfd_create", "shmget", "msgget")
+MAP_SHARED, MAP_ANONYMOUS = 0x01, 0x20
+SOL_SOCKET = 1
+SOCKET_BUFFER_OPTIONS = (7, 8, 32, 33)  # SO_SNDBUF, SO_RCVBUF, SO_SNDBUFFORCE, SO_RCVBUFFORCE
+
+# RLIMIT_CORE (resource 4) must stay at 1 (jail/rlimits.py): setrlimit(RLIMIT_CORE, ...) and
+# prlimit64(pid, RLIMIT_CORE, new != NULL, ...) fail with EPERM; reading it still works.
+RLIMIT_CORE = 4
 
 # socket(2)/socketpair(2) domains that pass; every other one fails with EAFNOSUPPORT.
 AF_UNIX, AF_INET, AF_INET6 = 1, 2, 10
@@ -99,8 +124,8 @@ CLONE_NAMESPACE_FLAGS: Mapping[str, int] = MappingProxyType(
 # READ_IMPLIES_EXEC, ...) is notified. Neither Python nor Node calls it at start.
 PERSONALITY_ALLOWED = frozenset({0x00000000, 0xFFFFFFFF})
 
-_Action = Literal["notify", "enosys", "eafnosupport"]
-_Op = Literal["EQ", "GT", "MASKED_EQ"]
+_Action = Literal["notify", "enosys", "eafnosupport", "eperm", "enomem"]
+_Op = Literal["EQ", "NE", "GT", "MASKED_EQ"]
 
 
 @dataclass(frozen=True)
@@ -152,7 +177,7 @@ def _socket_rules(syscall: str) -> list[_Rule]:
     return rules
 
 
-def _rules(runtime: str) -> list[_Rule]:
+def _rules(runtime: str, memory_cgroup: bool = True) -> list[_Rule]:
     """The policy as data. `runtime` exists so policies can diverge; today they do not."""
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; expected one of {RUNTIMES}")
@@ -164,6 +189,18 @@ def _rules(runtime: str) -> list[_Rule]:
     rules += _personality_rules()
     rules += [_Rule("enosys", name) for name in ENOSYS_SYSCALLS]
     rules += _socket_rules("socket") + _socket_rules("socketpair")
+    rules.append(_Rule("eperm", "setrlimit", (_Cmp(0, "EQ", RLIMIT_CORE),)))
+    rules.append(_Rule("eperm", "prlimit64", (_Cmp(1, "EQ", RLIMIT_CORE), _Cmp(2, "NE", 0))))
+    if not memory_cgroup:
+        rules += [_Rule("enosys", name) for name in NO_MEMORY_CGROUP_ENOSYS]
+        shared_anonymous = MAP_SHARED | MAP_ANONYMOUS
+        rules.append(
+            _Rule("enomem", "mmap", (_Cmp(3, "MASKED_EQ", shared_anonymous, shared_anonymous),))
+        )
+        rules += [
+            _Rule("eperm", "setsockopt", (_Cmp(1, "EQ", SOL_SOCKET), _Cmp(2, "EQ", option)))
+            for option in SOCKET_BUFFER_OPTIONS
+        ]
     return rules
 
 
@@ -195,15 +232,18 @@ def _export_bpf(filt: Any) -> bytes:
 
 
 @functools.cache
-def build_program(runtime: str) -> SeccompProgram:
-    """Compile the worker filter for `runtime` ("python" or "javascript")."""
+def build_program(runtime: str, memory_cgroup: bool = True) -> SeccompProgram:
+    """Compile the worker filter for `runtime` ("python" or "javascript"); without
+    `memory_cgroup` (the rlimit fallback) with the rules for memory that rlimits do not count."""
     sc = _bindings()
     actions = {
         "notify": sc.NOTIFY,
         "enosys": sc.ERRNO(errno.ENOSYS),
         "eafnosupport": sc.ERRNO(errno.EAFNOSUPPORT),
+        "eperm": sc.ERRNO(errno.EPERM),
+        "enomem": sc.ERRNO(errno.ENOMEM),
     }
-    ops = {"EQ": sc.EQ, "GT": sc.GT, "MASKED_EQ": sc.MASKED_EQ}
+    ops = {"EQ": sc.EQ, "NE": sc.NE, "GT": sc.GT, "MASKED_EQ": sc.MASKED_EQ}
 
     filt = sc.SyscallFilter(sc.ALLOW)
     filt.set_attr(sc.Attr.ACT_BADARCH, sc.KILL_PROCESS)
@@ -212,7 +252,7 @@ def build_program(runtime: str) -> SeccompProgram:
         filt.set_attr(sysrawrc, 1)
 
     notify_names: dict[int, str] = {}
-    for rule in _rules(runtime):
+    for rule in _rules(runtime, memory_cgroup):
         nr = _syscall_number(sc, rule.syscall)
         args = [sc.Arg(c.arg, ops[c.op], c.a, c.b) for c in rule.cmps]
         filt.add_rule(actions[rule.action], nr, *args)
