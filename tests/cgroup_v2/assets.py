@@ -4,8 +4,9 @@
                         xz payload): qemu boots an ELF directly (PVH), which under TCG is about
                         twice as fast as letting the emulated CPU decompress a bzImage
     initramfs.cpio.gz   busybox (`busybox-static`) and the modules for virtio-pci, virtio-blk,
-                        ext4 and 9p over virtio; its /init mounts the root filesystem and the
-                        shares, then hands over to tests/cgroup_v2/guest/init.py from the checkout
+                        ext4, 9p over virtio and overlay; its /init loads them, mounts the root
+                        filesystem and the shares, then hands over to
+                        tests/cgroup_v2/guest/init.py from the checkout
     rootfs.ext4         `debootstrap --variant=minbase bookworm` with python3, nodejs,
                         libseccomp2 and uidmap, the Python packages of requirements.lock (and
                         pytest's from requirements-dev.lock) installed with --require-hashes,
@@ -53,8 +54,18 @@ GUEST_PACKAGES = ("python3", "nodejs", "libseccomp2", "uidmap", "tzdata", "ca-ce
 # pins them (the rest of that lock, linters and type stubs, is not needed there).
 GUEST_TEST_PACKAGES = ("pytest", "iniconfig", "packaging", "pluggy", "pygments")
 # Modules the initramfs loads (their dependencies are added from each module's modinfo).
-# ext4 asks the crypto API for crc32c at mount time (no modprobe in the initramfs to load it).
-INITRAMFS_MODULES = ("virtio_pci", "virtio_blk", "crc32c_generic", "ext4", "9p", "9pnet_virtio")
+# ext4 asks the crypto API for crc32c at mount time (no modprobe in the initramfs to load it);
+# overlay is what the jail mounts for a worker's environment layers. Loaded once, in the
+# initramfs: the root filesystem has no modules.
+INITRAMFS_MODULES = (
+    "virtio_pci",
+    "virtio_blk",
+    "crc32c_generic",
+    "ext4",
+    "9p",
+    "9pnet_virtio",
+    "overlay",
+)
 CHECKOUT_MOUNT = "/mnt/checkout"
 RESULTS_MOUNT = "/mnt/results"
 GUEST_INIT = f"{CHECKOUT_MOUNT}/tests/cgroup_v2/guest/init.py"
