@@ -73,8 +73,10 @@ ARG SANDBOXD_UID=10001
 RUN groupadd --system --gid ${SANDBOXD_UID} sandboxd \
     && useradd --system --uid ${SANDBOXD_UID} --gid sandboxd --no-create-home \
         --home-dir /nonexistent --shell /usr/sbin/nologin sandboxd \
-    && printf 'sandboxd:20000:4096\nroot:20000:4096\n' > /etc/subuid \
-    && printf 'sandboxd:20000:4096\nroot:20000:4096\n' > /etc/subgid \
+    && echo "sandboxd:20000:4096" > /etc/subuid \
+    && echo "sandboxd:20000:4096" > /etc/subgid \
+    && echo "root:20000:4096" >> /etc/subuid \
+    && echo "root:20000:4096" >> /etc/subgid \
     && mkdir -p /etc/sandboxd
 COPY --from=build /out/dist-packages/ /usr/local/lib/python3.11/dist-packages/
 COPY --from=build /out/sandboxd /usr/local/bin/sandboxd

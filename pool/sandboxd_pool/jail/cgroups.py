@@ -132,9 +132,9 @@ class CgroupSetup:
         return removed
 
     def probe_clone_into(self) -> str:
-        """ "" if clone_into() works here, else why not (v1; before Linux 5.7; a seccomp policy
-        around us that refuses clone3, as container runtimes' default profiles may, ENOSYS).
-        Tried once, with a child that exits at once, in a probe cgroup."""
+        """Why clone_into() cannot be used here, or "" when it can. It cannot on v1, before
+        Linux 5.7, or under a seccomp policy that refuses clone3 (ENOSYS, as container runtimes'
+        default profiles may). Tried once, with a child that exits at once, in a probe cgroup."""
         if self.version != 2:
             return "cgroup v1"
         cg = self.worker(f"{PROBE_PREFIX}{os.getpid()}")
@@ -401,8 +401,11 @@ def _v2_base(mount_point: str, mount_root: str) -> tuple[str, bool, str]:
     """(the cgroup to put the parent in, whether this process must first move into its leaf,
     why that cgroup). The delegated one if this process has one, else the top."""
     own = _own_v2_cgroup()
-    if own is not None and (
-        mount_root == "/" or own == mount_root or own.startswith(mount_root + "/")
+    # "/.." and below: this process's cgroup is outside what the mount shows
+    if (
+        own is not None
+        and not own.startswith("/..")
+        and (mount_root == "/" or own == mount_root or own.startswith(mount_root + "/"))
     ):
         own_dir = os.path.normpath(mount_point + own[len(mount_root.rstrip("/")) :])
         if os.path.basename(own_dir) == DAEMON_LEAF and own_dir != mount_point:

@@ -288,3 +288,47 @@ def test_a_delegated_cgroup_gets_the_daemon_in_a_leaf_and_the_workers_beside_it(
                 os.rmdir(leftover)  # systemd removes the unit's cgroup when it stops
     assert rc == 0, "".join(daemon.raw_stderr[-40:])
     assert cgroup_tree() == before
+
+
+DETECT = (
+    "from sandboxd_pool.jail.cgroups import CgroupSetup\n"
+    "s = CgroupSetup.detect()\n"
+    "print(s.placement or s.reason)\n"
+    "print(open('/proc/self/cgroup').read().strip())\n"
+)
+
+
+def test_a_cgroup_owned_by_a_non_root_user_is_delegated_to_it() -> None:
+    """What systemd does for a user's service with Delegate=yes (or an admin's chown): the
+    cgroup and its cgroup.procs, cgroup.subtree_control and cgroup.threads belong to the user,
+    no xattr. A process of that user in it divides it like a delegated unit."""
+    before = cgroup_tree()
+    uid = 4242
+    mine = os.path.join(CGROUP2, "user-delegated")
+    with open(os.path.join(CGROUP2, "cgroup.subtree_control"), "w") as f:
+        f.write("+memory +pids +cpu")
+    os.mkdir(mine)
+    try:
+        for name in ("", "cgroup.procs", "cgroup.subtree_control", "cgroup.threads"):
+            os.chown(os.path.join(mine, name), uid, uid)
+
+        def enter() -> None:
+            with open(os.path.join(mine, "cgroup.procs"), "w") as f:
+                f.write("0")
+
+        done = subprocess.run(
+            ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--",
+             sys.executable, "-c", DETECT],
+            capture_output=True, text=True, timeout=60, preexec_fn=enter,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        placement, own = done.stdout.splitlines()
+        assert placement == (
+            f"cgroup v2: worker cgroups under {mine}/sandboxd (delegated to uid {uid}); "
+            f"this process moved into {mine}/{DAEMON_LEAF}"
+        )
+        assert own == f"0::/user-delegated/{DAEMON_LEAF}"
+    finally:
+        for d, _dirs, _files in sorted(os.walk(mine), key=lambda e: -len(e[0])):
+            os.rmdir(d)
+    assert cgroup_tree() == before
