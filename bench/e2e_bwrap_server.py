@@ -49,6 +49,7 @@ class BwrapEngine:
         on_start: Callable[[Started], None] | None = None,
         on_output: Callable[[Stream, bytes], None] | None = None,
         execution_id: str | None = None,
+        output_paused: Callable[[], bool] | None = None,  # not honoured: it reads everything
     ) -> Outcome:
         execution_id = execution_id or uuid.uuid4().hex
         if request.mode is not Mode.SCRIPT:

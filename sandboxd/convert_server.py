@@ -7,7 +7,8 @@ from sandboxd_client._proto import sandbox_pb2 as pb
 from sandboxd_pool import ExecutionRequest, InvalidRequest, Limits, Outcome, Runtime, Verdict
 from sandboxd_pool.types import Mode, Started
 
-from .jobs import MAX_IDEMPOTENCY_KEY_BYTES, Job, JobState
+from .errors import NotFound
+from .jobs import MAX_IDEMPOTENCY_KEY_BYTES, Job, JobState, is_execution_id
 from .tenants import Tenant
 
 MAX_LABELS = 64
@@ -132,8 +133,15 @@ def started_event(started: Started) -> pb.ExecuteEvent:
 
 
 def execution_id_of(msg: pb.GetExecutionRequest | pb.CancelExecutionRequest) -> str:
+    """The id, checked to be one the daemon issues before any store sees it (with Redis it
+    becomes part of key names): anything else is NOT_FOUND, like an unknown id."""
     if not msg.execution_id:
         raise InvalidRequest("execution_id", "required: the id returned by Submit")
+    if not is_execution_id(msg.execution_id):
+        raise NotFound(
+            f"execution {msg.execution_id!r} not found: not an id this service issues "
+            "(32 lowercase hex digits)"
+        )
     return msg.execution_id
 
 

@@ -11,7 +11,10 @@ Memory is bounded by `StoreLimits.max_bytes`, counted per record as
   - always: RECORD_OVERHEAD_BYTES for the record itself.
 A Submit that would go over the budget, or over `max_queued_jobs` jobs waiting to start, is
 refused with QuotaExceeded (RESOURCE_EXHAUSTED + RetryInfo); nothing already accepted is
-evicted early. A finished job is kept `retention_s` after it finished, then forgotten
+evicted early. Each tenant has its own share, from its JobSpec, checked first: at most
+`spec.max_queued_jobs` of its jobs accepted and not finished, and at most
+`spec.max_async_bytes` counted for its records, so one tenant cannot fill the node's queue or
+memory for the others. A finished job is kept `retention_s` after it finished, then forgotten
 (NOT_FOUND, and its idempotency key is free again); queued and running jobs never expire."""
 
 from __future__ import annotations
@@ -93,6 +96,8 @@ class JobStore:
         self._expiry: list[tuple[float, str]] = []  # heap of (expires_at_s, execution_id)
         self._queued = 0
         self.used_bytes = 0
+        self._tenant_unfinished: dict[str, int] = {}
+        self._tenant_bytes: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self._records)
@@ -105,6 +110,12 @@ class JobStore:
     def now(self) -> float:
         return self._clock()
 
+    def tenant_unfinished(self, tenant: str) -> int:
+        return self._tenant_unfinished.get(tenant, 0)
+
+    def tenant_bytes(self, tenant: str) -> int:
+        return self._tenant_bytes.get(tenant, 0)
+
     def add(self, spec: JobSpec) -> tuple[JobRecord, bool]:
         """A new QUEUED record, or (created False) the kept record of the same tenant's same
         idempotency key. QuotaExceeded when the queue or the memory budget is full."""
@@ -112,6 +123,26 @@ class JobStore:
         key = (spec.tenant, spec.idempotency_key)
         if spec.idempotency_key and key in self._by_key:
             return self._records[self._by_key[key]], False
+        unfinished = self.tenant_unfinished(spec.tenant)
+        if unfinished >= spec.max_queued_jobs:
+            raise QuotaExceeded(
+                f"tenant:{spec.tenant}:async_queued_jobs",
+                f"tenant {spec.tenant!r} already has {unfinished} asynchronous executions "
+                f"accepted and not finished on this node, its limit (max_queued_jobs) is "
+                f"{spec.max_queued_jobs}",
+                MIN_RETRY_S,
+            )
+        size = reserved_bytes(spec)
+        tenant_bytes = self.tenant_bytes(spec.tenant)
+        if tenant_bytes + size > spec.max_async_bytes:
+            raise QuotaExceeded(
+                f"tenant:{spec.tenant}:async_bytes",
+                f"tenant {spec.tenant!r} has no room for this asynchronous execution: it needs "
+                f"{size} bytes (its request plus room for 3 x max_output_bytes of output), "
+                f"{max(0, spec.max_async_bytes - tenant_bytes)} of the tenant's "
+                f"{spec.max_async_bytes} (max_async_bytes) are free",
+                self._retry_after_s(),
+            )
         if self._queued >= self.limits.max_queued_jobs:
             raise QuotaExceeded(
                 "node:async_queued_jobs",
@@ -119,7 +150,6 @@ class JobStore:
                 f"start, its limit (--max-queued-jobs) is {self.limits.max_queued_jobs}",
                 MIN_RETRY_S,
             )
-        size = reserved_bytes(spec)
         if self.used_bytes + size > self.limits.max_bytes:
             raise QuotaExceeded(
                 "node:async_store_bytes",
@@ -142,7 +172,8 @@ class JobStore:
         if spec.idempotency_key:
             self._by_key[key] = record.execution_id
         self._queued += 1
-        self.used_bytes += size
+        self._tenant_unfinished[spec.tenant] = unfinished + 1
+        self._add_bytes(spec.tenant, size)
         return record, True
 
     def get(self, tenant: str, execution_id: str) -> JobRecord:
@@ -174,8 +205,13 @@ class JobStore:
         record.state = state
         record.outcome = outcome
         record.spec = None
+        left = self._tenant_unfinished[record.tenant] - 1
+        if left:
+            self._tenant_unfinished[record.tenant] = left
+        else:
+            del self._tenant_unfinished[record.tenant]
         new_size = result_bytes(outcome)
-        self.used_bytes += new_size - record.size_bytes
+        self._add_bytes(record.tenant, new_size - record.size_bytes)
         record.size_bytes = new_size
         record.expires_at_s = self._clock() + self.limits.retention_s
         heapq.heappush(self._expiry, (record.expires_at_s, record.execution_id))
@@ -191,9 +227,17 @@ class JobStore:
                 continue
             if record.idempotency_key:
                 self._by_key.pop((record.tenant, record.idempotency_key), None)
-            self.used_bytes -= record.size_bytes
+            self._add_bytes(record.tenant, -record.size_bytes)
             removed += 1
         return removed
+
+    def _add_bytes(self, tenant: str, delta: int) -> None:
+        self.used_bytes += delta
+        left = self._tenant_bytes.get(tenant, 0) + delta
+        if left:
+            self._tenant_bytes[tenant] = left
+        else:
+            self._tenant_bytes.pop(tenant, None)
 
     def _retry_after_s(self) -> float:
         """When memory is likely to be freed: the next expiry, within [1, 60] s."""

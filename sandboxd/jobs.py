@@ -16,6 +16,7 @@ tenants); `errors.QuotaExceeded` when the node's queue or memory budget is full;
 from __future__ import annotations
 
 import enum
+import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -27,6 +28,11 @@ from sandboxd_pool import ExecutionRequest, Outcome, Started
 # call's deadline). The proto documents the same number.
 MAX_WAIT_MS = 30_000
 MAX_IDEMPOTENCY_KEY_BYTES = 128
+DEFAULT_MAX_QUEUED_JOBS_PER_TENANT = 100
+DEFAULT_ASYNC_MAX_BYTES_PER_TENANT = 256 * 1024 * 1024
+# An execution id is what the daemon issues (uuid4().hex); anything else is NOT_FOUND before
+# any store (a Redis key name) is touched.
+EXECUTION_ID_PATTERN = re.compile(r"[0-9a-f]{32}")
 
 
 class JobState(enum.Enum):
@@ -49,6 +55,23 @@ class JobSpec:
     request: ExecutionRequest
     labels: Mapping[str, str] = field(default_factory=dict)
     idempotency_key: str = ""  # "" none; else dedupes per tenant while the result is kept
+    # The tenant's share of the backend (its tenants-file values, else the daemon's
+    # --max-queued-jobs-per-tenant and --async-max-bytes-per-tenant): its jobs accepted and
+    # not finished, and the bytes they and its kept results count (job_store.py).
+    max_queued_jobs: int = DEFAULT_MAX_QUEUED_JOBS_PER_TENANT
+    max_async_bytes: int = DEFAULT_ASYNC_MAX_BYTES_PER_TENANT
+
+
+@dataclass(frozen=True)
+class TenantJobLimits:
+    """The daemon's defaults for JobSpec.max_queued_jobs and max_async_bytes."""
+
+    max_queued_jobs: int = DEFAULT_MAX_QUEUED_JOBS_PER_TENANT
+    max_async_bytes: int = DEFAULT_ASYNC_MAX_BYTES_PER_TENANT
+
+
+def is_execution_id(value: str) -> bool:
+    return EXECUTION_ID_PATTERN.fullmatch(value) is not None
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,14 @@
 """The embedded (no Redis) async backend: an in-process queue on this node, results in memory.
 
-Scheduling. Accepted jobs wait in one FIFO queue per node. A job starts when its tenant has
+Scheduling. Accepted jobs wait in one FIFO queue per tenant. A job starts when its tenant has
 a free concurrency slot (the same `ConcurrencyQuota` slots as synchronous calls, so a
 tenant's sync and async executions together stay within `max_concurrent_executions`) and
-fewer than `max_running` jobs run on the node; a tenant at its limit does not hold up the
-others behind it. Unlike a synchronous call, a job over its tenant's limit waits instead of
-getting RESOURCE_EXHAUSTED; only a full node queue or memory budget refuses a Submit
-(job_store.py). A started job runs in its own thread through `RunJob`; it is QUEUED until a
+fewer than `max_running` jobs run on the node. When a node slot is free it goes to the tenant
+with the fewest jobs running on the node (the oldest waiting job first among equals), so a
+tenant's backlog never delays another tenant's jobs beyond its own share, and a tenant at its
+limit does not hold up the others. Unlike a synchronous call, a job over its tenant's limit
+waits instead of getting RESOURCE_EXHAUSTED; only a full queue or memory budget, the
+tenant's or the node's, refuses a Submit (job_store.py). A started job runs in its own thread through `RunJob`; it is QUEUED until a
 worker takes it (it may still wait in the engine for a node slot or a warm worker), then
 RUNNING, then DONE. Its queue time counts into its `queue_wait_us`.
 
@@ -22,7 +24,7 @@ import logging
 import threading
 import time
 import uuid
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
 from sandboxd_pool import Cancelled, Outcome, PoolClosed, RuntimeUnavailable, Started, Verdict
@@ -65,7 +67,8 @@ class EmbeddedJobs:
         self._max_waiters = max_waiters
         self._lock = threading.Lock()
         self._store = JobStore(limits)
-        self._waiting: OrderedDict[str, JobRecord] = OrderedDict()  # not dispatched, FIFO
+        # not dispatched: tenant -> its jobs, FIFO (a tenant is here while it has one)
+        self._waiting: dict[str, OrderedDict[str, JobRecord]] = {}
         self._live: dict[str, _Live] = {}  # dispatched, not finished
         self._watchers: dict[str, set[threading.Event]] = {}  # unfinished id -> waiters
         self._waiters = 0
@@ -80,7 +83,7 @@ class EmbeddedJobs:
                 raise Unavailable("the node is draining (shutting down); submit to another node")
             record, created = self._store.add(spec)
             if created:
-                self._waiting[record.execution_id] = record
+                self._waiting.setdefault(spec.tenant, OrderedDict())[record.execution_id] = record
                 self._watchers[record.execution_id] = set()
                 self._dispatch_locked()
         log.info(
@@ -143,8 +146,7 @@ class EmbeddedJobs:
                     }
                 },
             )
-            if execution_id in self._waiting:
-                del self._waiting[execution_id]
+            if self._unqueue_locked(record):
                 self._finish_locked(record, JobState.CANCELLED, None)
                 return _snapshot(record)
             self._live[execution_id].cancel.set()
@@ -157,8 +159,9 @@ class EmbeddedJobs:
     def start_draining(self) -> None:
         with self._lock:
             self._draining = True
-            for record in list(self._waiting.values()):
-                self._finish_locked(record, JobState.CANCELLED, None)
+            for jobs in self._waiting.values():
+                for record in jobs.values():
+                    self._finish_locked(record, JobState.CANCELLED, None)
             self._waiting.clear()
             for live in self._live.values():
                 if live.record.state is JobState.QUEUED:
@@ -190,21 +193,28 @@ class EmbeddedJobs:
             self._dispatch_locked()
 
     def _dispatch_locked(self) -> None:
-        """Start every waiting job that may start now, oldest first."""
+        """Start every waiting job that may start now: each free node slot goes to the tenant
+        with the fewest jobs running here (then the oldest waiting job), skipping tenants at
+        their concurrency limit."""
         if self._draining:
             return
         blocked: set[str] = set()
-        for execution_id, record in list(self._waiting.items()):
-            if len(self._live) >= self._max_running:
+        while len(self._live) < self._max_running:
+            running = Counter(live.spec.tenant for live in self._live.values())
+            candidates = [t for t in self._waiting if t not in blocked]
+            if not candidates:
                 return
+            tenant = min(
+                candidates,
+                key=lambda t: (running[t], next(iter(self._waiting[t].values())).submitted_at_s),
+            )
+            execution_id, record = next(iter(self._waiting[tenant].items()))
             spec = record.spec
             assert spec is not None
-            if spec.tenant in blocked:
+            if not self._quota.try_acquire(tenant, spec.max_concurrent_executions):
+                blocked.add(tenant)
                 continue
-            if not self._quota.try_acquire(spec.tenant, spec.max_concurrent_executions):
-                blocked.add(spec.tenant)
-                continue
-            del self._waiting[execution_id]
+            self._unqueue_locked(record)
             live = _Live(record, spec)
             live.thread = threading.Thread(
                 target=self._run,
@@ -214,6 +224,15 @@ class EmbeddedJobs:
             )
             self._live[execution_id] = live
             live.thread.start()
+
+    def _unqueue_locked(self, record: JobRecord) -> bool:
+        """Take a job out of its tenant's queue; False if it was not waiting there."""
+        jobs = self._waiting.get(record.tenant)
+        if jobs is None or jobs.pop(record.execution_id, None) is None:
+            return False
+        if not jobs:
+            del self._waiting[record.tenant]
+        return True
 
     def _run(self, record: JobRecord, live: _Live) -> None:
         spec = live.spec

@@ -14,11 +14,20 @@ Keys (prefix `sandboxd:`; the scripts in redis_scripts/ make every step atomic):
     job:ID:result            the result (job_codec); TTL = the retention
     idem:TENANT:SHA256(key)  execution id of the tenant's idempotency key; TTL = the retention
                              once the job finished
+    tenant:TENANT            hash: unfinished (jobs accepted, not finished), bytes (what they
+                             reserve: request + 3 x max_output_bytes), streamed (of them,
+                             entries in the stream), limit (its max_concurrent_executions)
+    backlog:TENANT           list: ids of the tenant's jobs not in the stream yet, oldest first
+    unfinished               the cluster's jobs accepted and not finished (--max-queued-jobs)
     events                   pub/sub channel: "done:ID" (wakes long-polls on every node),
                              "cancel:ID" (reaches the node running ID)
 
-Flow. Submit stores the request and adds the entry (submit.lua). Each node reads new entries
-(XREADGROUP) only while it has room: fewer than `max_running` jobs running on it, plus
+Flow. Submit checks the tenant's share (max_queued_jobs, max_async_bytes) and the cluster's
+bound, stores the request and puts the id in the tenant's backlog (submit.lua). A backlog
+feeds the stream while its tenant has fewer entries there than its concurrency limit (and
+again each time one of them finishes, _finish.lua), so the stream holds at most a tenant's
+share of entries ahead of another tenant's job, however many it submitted. Each node reads
+new entries (XREADGROUP) only while it has room: fewer than `max_running` jobs running on it, plus
 waiting ones held back by their tenant's cluster-wide concurrency limit (at most
 `max_running` of those). A taken entry is checked and marked (claim.lua), gets a lease on
 one of its tenant's slots (quotas_redis.py; a tenant at its limit waits here, not holding up
@@ -63,6 +72,7 @@ from sandboxd_pool import Cancelled, Outcome, PoolClosed, RuntimeUnavailable, St
 
 from .errors import NotFound, QuotaExceeded, Unavailable
 from .job_codec import CodecError, decode_outcome, decode_spec, encode_outcome, encode_spec
+from .job_store import reserved_bytes
 from .jobs import Job, JobSpec, JobState, RunJob
 from .quotas_redis import Lease, RedisQuotas
 from .redis_link import RedisDown, RedisLink
@@ -74,6 +84,7 @@ READ_BLOCK_MS = 1000  # a read waits this long for new entries (less with jobs w
 RETRY_WAITING_S = 0.1  # jobs held back by a tenant limit try again this often
 REDIS_RETRY_S = 0.5  # after a failed call, the loops wait this long
 POLL_S = 1.0  # a long-poll also re-reads the job this often (a lost "done" message)
+WAKE_POLL_S = 0.25  # and looks this often whether its call has ended
 JOIN_AFTER_KILL_S = 10.0
 # A node's heartbeat key (node:NAME) lives this many visibility timeouts and is renewed every
 # third of one; a consumer of the group whose heartbeat expired, idle as long, with no pending
@@ -133,7 +144,7 @@ class RedisJobs:
         self._grace_ms = CONSUMER_GRACE_VISIBILITIES * self._visibility_ms
         self._heartbeat = link.key("node", config.node)
         self._scripts = {
-            "submit": link.script("submit"),
+            "submit": link.script("_finish", "submit"),
             "claim": link.script("claim"),
             "start": link.script("start"),
             "finish": link.script("_finish", "finish"),
@@ -166,6 +177,7 @@ class RedisJobs:
         execution_id = uuid.uuid4().hex
         idem_key = self._idem_key(spec.tenant, spec.idempotency_key)
         payload = encode_spec(spec)
+        reserved = reserved_bytes(spec)
         code, value = self._call(
             lambda: self._scripts["submit"](
                 keys=[self._stream, self._job_key(execution_id), idem_key],
@@ -175,17 +187,17 @@ class RedisJobs:
                     "1" if spec.idempotency_key else "0",
                     payload,
                     self.config.max_unfinished_jobs,
+                    self._link.prefix,
+                    spec.max_queued_jobs,
+                    reserved,
+                    spec.max_async_bytes,
+                    spec.max_concurrent_executions,
                 ],
             )
         )
         code = int(code)
         if code < 0:
-            raise QuotaExceeded(
-                "cluster:async_unfinished_jobs",
-                f"the cluster already has {int(value)} asynchronous executions accepted and not "
-                f"finished, the limit (--max-queued-jobs) is {self.config.max_unfinished_jobs}",
-                1.0,
-            )
+            raise _refusal(code, int(value), spec, reserved, self.config.max_unfinished_jobs)
         result_id = _text(value)
         log.info(
             "execution submitted",
@@ -212,7 +224,9 @@ class RedisJobs:
         job = self._read(tenant, execution_id)
         if job.state.finished or wait_s <= 0:
             return job
-        event = wake if wake is not None else threading.Event()
+        # Set by a "done" message for this id; `wake` (the call ended) is checked apart, so a
+        # "done" arriving while the state is read is never taken for the end of the call.
+        event = threading.Event()
         with self._lock:
             if self._waiters >= self.config.max_waiters:
                 return job
@@ -221,12 +235,12 @@ class RedisJobs:
         deadline = time.monotonic() + wait_s
         try:
             while True:
+                event.clear()  # before the read: a "done" during it makes the wait return
                 job = self._read(tenant, execution_id)
                 left = deadline - time.monotonic()
                 if job.state.finished or left <= 0 or (wake is not None and wake.is_set()):
                     return job
-                if event.wait(min(POLL_S, left)) and event is not wake:
-                    event.clear()
+                event.wait(min(POLL_S if wake is None else WAKE_POLL_S, left))
         finally:
             with self._lock:
                 self._waiters -= 1
@@ -246,7 +260,14 @@ class RedisJobs:
         (state,) = self._call(
             lambda: self._scripts["cancel"](
                 keys=[self._stream, self._job_key(execution_id)],
-                args=[tenant, GROUP, self._channel, self._retention_ms, execution_id],
+                args=[
+                    tenant,
+                    GROUP,
+                    self._channel,
+                    self._retention_ms,
+                    execution_id,
+                    self._link.prefix,
+                ],
             )
         )
         if _text(state) == "missing":
@@ -613,6 +634,7 @@ class RedisJobs:
                             self._channel,
                             execution_id,
                             entry,
+                            self._link.prefix,
                         ],
                     )
                 )
@@ -758,6 +780,34 @@ def _text(value: object) -> str:
     if isinstance(value, bytes):
         return value.decode()
     return str(value)
+
+
+def _refusal(
+    code: int, value: int, spec: JobSpec, reserved: int, max_unfinished: int
+) -> QuotaExceeded:
+    """submit.lua's refusals (-1 cluster, -2 tenant's jobs, -3 tenant's bytes)."""
+    if code == -2:
+        return QuotaExceeded(
+            f"tenant:{spec.tenant}:async_queued_jobs",
+            f"tenant {spec.tenant!r} already has {value} asynchronous executions accepted and "
+            f"not finished in the cluster, its limit (max_queued_jobs) is {spec.max_queued_jobs}",
+            1.0,
+        )
+    if code == -3:
+        return QuotaExceeded(
+            f"tenant:{spec.tenant}:async_bytes",
+            f"tenant {spec.tenant!r} has no room for this asynchronous execution: it needs "
+            f"{reserved} bytes (its request plus room for 3 x max_output_bytes of output), "
+            f"{max(0, spec.max_async_bytes - value)} of the tenant's {spec.max_async_bytes} "
+            "(max_async_bytes) are free",
+            1.0,
+        )
+    return QuotaExceeded(
+        "cluster:async_unfinished_jobs",
+        f"the cluster already has {value} asynchronous executions accepted and not "
+        f"finished, the limit (--max-queued-jobs) is {max_unfinished}",
+        1.0,
+    )
 
 
 def _not_found(execution_id: str, retention_s: float) -> NotFound:

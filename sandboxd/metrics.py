@@ -116,6 +116,13 @@ class Metrics:
             "Asynchronous executions (Submit) waiting to start on this node.",
             registry=r,
         )
+        self.open_calls = Gauge(
+            "sandboxd_open_calls",
+            "Calls admitted and not finished: of tenants (kind=tenant) and health and "
+            "reflection calls (kind=public).",
+            ("kind",),
+            registry=r,
+        )
         self._boot_failures_seen: dict[str, int] = {}
 
     def record(self, runtime: str, tenant: str, outcome: Outcome) -> None:

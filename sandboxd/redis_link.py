@@ -57,12 +57,15 @@ def load_script(client: redis.Redis, *names: str) -> Script:
 
 
 class RedisLink:
-    def __init__(self, url: str, prefix: str = "sandboxd:") -> None:
+    def __init__(self, url: str, prefix: str = "sandboxd:", password: str | None = None) -> None:
+        """`password`: used when the URL has none (--redis-password-file and
+        SANDBOXD_REDIS_PASSWORD keep it out of the URL, which the process list shows)."""
         self.url = url
         self.where = redacted(url)
         self.prefix = prefix
         self.client: redis.Redis = redis.Redis.from_url(
             url,
+            password=password,
             socket_timeout=SOCKET_TIMEOUT_S,
             socket_connect_timeout=CONNECT_TIMEOUT_S,
             health_check_interval=10,

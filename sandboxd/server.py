@@ -28,9 +28,10 @@ from sandboxd_pool.validation import validate
 
 from . import reflection_server
 from .auth import Authenticator
+from .call_guard import CallGuard, GuardLimits
 from .decode_server import add_sandbox_service
 from .job_store import StoreLimits
-from .jobs import JobBackend, RunJob
+from .jobs import JobBackend, RunJob, TenantJobLimits
 from .jobs_embedded import EmbeddedJobs
 from .metrics import Metrics
 from .servicer import SandboxServicer
@@ -185,24 +186,44 @@ def _start_grpc(settings: Settings, pool: Pool, auth: Authenticator) -> Running:
         metrics,
         jobs=jobs,
         validate=lambda request: validate(request, pool.config),
+        tenant_jobs=TenantJobLimits(
+            max_queued_jobs=settings.max_queued_jobs_per_tenant,
+            max_async_bytes=settings.async_max_bytes_per_tenant,
+        ),
     )
     assert servicer.jobs is not None
     metrics.async_queued.set_function(servicer.jobs.queued)
-    # streams use a second thread each; long-polls hold theirs while they wait
-    threads = 2 * settings.max_concurrent_executions + long_polls + 8
+    # Executions hold a thread each, long-polls theirs while they wait, health and reflection
+    # calls theirs for at most --public-call-max-s; one tenant holds at most its open calls.
+    threads = 2 * settings.max_concurrent_executions + long_polls + settings.max_public_calls + 8
+    guard = CallGuard(
+        auth,
+        GuardLimits(
+            max_calls_per_tenant=settings.max_calls_per_tenant,
+            max_public_calls=settings.max_public_calls,
+            public_call_max_s=settings.public_call_max_s,
+            idle_timeout_s=settings.idle_timeout_s,
+        ),
+        SERVICE,
+        servicer.count_error,
+    )
     server = grpc.server(
         ThreadPoolExecutor(max_workers=threads, thread_name_prefix="sandboxd-rpc"),
+        interceptors=[guard],
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes + ENVELOPE_BYTES),
             # stdout, stderr and result are each capped by the engine; the response carries
             # all three, so the send side is not capped a second time.
             ("grpc.max_send_message_length", -1),
+            ("grpc.max_concurrent_streams", settings.max_streams_per_connection),
             ("grpc.so_reuseport", 0),
         ],
     )
-    add_sandbox_service(
-        server, servicer, auth, lambda code, _: metrics.rejections.labels(code.name).inc()
-    )
+    metrics.open_calls.labels("tenant").set_function(guard.tenant_calls)
+    metrics.open_calls.labels("public").set_function(guard.public_calls)
+    guard.watchdog.start()
+    closers.append(guard.watchdog.close)
+    add_sandbox_service(server, servicer, auth, servicer.count_error)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection_server.enable(
@@ -277,7 +298,7 @@ def _cluster(
     from .redis_link import RedisLink
 
     assert settings.redis_url is not None
-    link = RedisLink(settings.redis_url)
+    link = RedisLink(settings.redis_url, password=settings.redis_password)
     if not link.ping():
         log.warning(
             "starting without Redis: synchronous executions use node-local quotas, async "

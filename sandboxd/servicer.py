@@ -1,10 +1,12 @@
 """The `sandboxd.v1.Sandbox` servicer: authenticate, admit, run on the engine, answer.
 
-Runs in the gRPC server's threads. Each call: tenant from the key (auth.py), request converted
-and limits clamped to the tenant's ceilings (convert_server.py), the tenant's rate and CPU
-quotas and a concurrency slot (tenant_quotas.py), then the engine. A client that cancels or whose deadline passes has its worker
-killed (the call's termination callback sets the engine's cancel event). Errors leave through
-status_server.py.
+Runs in the gRPC server's threads, for calls call_guard.py admitted (key checked, open calls
+counted). Each call: tenant from the key (auth.py), the runtime allowed, the tenant's rate
+and CPU quotas and (Execute, ExecuteStream) a concurrency slot (tenant_quotas.py), and only
+then the work that grows with the request: converted, limits clamped to the tenant's
+ceilings (convert_server.py), validated, run on the engine. A client that cancels or whose
+deadline passes has its worker killed (the call's termination callback sets the engine's
+cancel event). Errors leave through status_server.py.
 
 Submit / GetExecution / CancelExecution admit a request the same way, then hand it to the
 async backend (jobs.py; the embedded one is jobs_embedded.py), which runs it through
@@ -30,7 +32,7 @@ from sandboxd_pool.types import Started, Stream
 from . import convert_server as convert
 from .auth import Authenticator
 from .errors import PermissionDenied, QuotaExceeded, Unavailable, Unimplemented
-from .jobs import MAX_WAIT_MS, JobBackend, JobSpec, RunJob
+from .jobs import MAX_WAIT_MS, JobBackend, JobSpec, RunJob, TenantJobLimits
 from .metrics import Metrics
 from .status_server import translate_errors
 from .tenant_quotas import Quotas
@@ -50,10 +52,15 @@ class Engine(Protocol):
         on_start: Callable[[Started], None] | None = None,
         on_output: Callable[[Stream, bytes], None] | None = None,
         execution_id: str | None = None,
+        output_paused: Callable[[], bool] | None = None,
     ) -> Outcome: ...
 
 
 _DONE = object()
+# ExecuteStream: output waiting for a client that is behind, per stream. Past it the engine
+# stops reading the program's pipes (the program blocks on its next write, its wall and CPU
+# limits still running) until the client has taken the backlog.
+STREAM_BUFFER_BYTES = 1024 * 1024
 DEADLINE_MARGIN_S = 0.1  # a long-poll answers this long before the call's deadline
 CANCEL_WAIT_S = 5.0  # CancelExecution waits this long for a running job's kill to finish
 
@@ -68,15 +75,19 @@ class SandboxServicer(pb_grpc.SandboxServicer):
         *,
         jobs: Callable[[RunJob], JobBackend] | None = None,
         validate: Callable[[ExecutionRequest], object] | None = None,
+        tenant_jobs: TenantJobLimits | None = None,
     ) -> None:
         """jobs: builds the async backend from the function that runs one job (without it
         the async RPCs are UNIMPLEMENTED). validate: the engine's request validation, run at
-        Submit so that a bad request is INVALID_ARGUMENT there, not a failed job later."""
+        Submit so that a bad request is INVALID_ARGUMENT there, not a failed job later.
+        tenant_jobs: a tenant's share of the async backend unless its tenants-file entry
+        says otherwise."""
         self._engine = engine
         self._auth = auth
         self._quotas = quotas
         self._metrics = metrics
         self._validate = validate
+        self._tenant_jobs = tenant_jobs or TenantJobLimits()
         self._draining = threading.Event()
         self.jobs = jobs(self.run_job) if jobs is not None else None
 
@@ -91,10 +102,10 @@ class SandboxServicer(pb_grpc.SandboxServicer):
         self, request: pb.ExecuteRequest, context: grpc.ServicerContext
     ) -> pb.ExecuteResponse:
         with self._errors(context):
-            tenant, req = self._admit(request, context)
+            tenant = self._tenant(request, context)
             cancel = _cancel_on_termination(context)
-            self._quotas.admit(tenant)
             with self._quotas.slot(tenant.name, tenant.max_concurrent_executions):
+                req = convert.execution_request(request, tenant)
                 outcome = self._run(tenant.name, req, request.labels, cancel)
             return convert.response(outcome)
         raise AssertionError("unreachable: _errors aborts")
@@ -103,37 +114,32 @@ class SandboxServicer(pb_grpc.SandboxServicer):
         self, request: pb.ExecuteRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.ExecuteEvent]:
         with self._errors(context):
-            tenant, req = self._admit(request, context)
+            tenant = self._tenant(request, context)
             cancel = _cancel_on_termination(context)
-            events: queue.Queue[Any] = queue.Queue()
-
-            def on_output(stream: Stream, data: bytes) -> None:
-                if stream is Stream.STDOUT:
-                    events.put(pb.ExecuteEvent(stdout=data))
-                else:
-                    events.put(pb.ExecuteEvent(stderr=data))
-
-            def run() -> None:
-                try:
-                    outcome = self._run(
-                        tenant.name,
-                        req,
-                        request.labels,
-                        cancel,
-                        on_start=lambda s: events.put(convert.started_event(s)),
-                        on_output=on_output,
-                    )
-                    events.put((_DONE, outcome))
-                except BaseException as e:
-                    events.put((_DONE, e))
-
-            self._quotas.admit(tenant)
             with self._quotas.slot(tenant.name, tenant.max_concurrent_executions):
+                req = convert.execution_request(request, tenant)
+                backlog = _Backlog()
+
+                def run() -> None:
+                    try:
+                        outcome = self._run(
+                            tenant.name,
+                            req,
+                            request.labels,
+                            cancel,
+                            on_start=lambda s: backlog.put(convert.started_event(s)),
+                            on_output=backlog.output,
+                            output_paused=backlog.full,
+                        )
+                        backlog.put((_DONE, outcome))
+                    except BaseException as e:
+                        backlog.put((_DONE, e))
+
                 runner = threading.Thread(target=run, name="sandboxd-stream", daemon=True)
                 runner.start()
                 try:
                     while True:
-                        item = events.get()
+                        item = backlog.get()
                         if isinstance(item, tuple):
                             result = item[1]
                             if isinstance(result, BaseException):
@@ -152,14 +158,18 @@ class SandboxServicer(pb_grpc.SandboxServicer):
     ) -> pb.SubmitResponse:
         with self._errors(context):
             jobs = self._jobs(context)
-            tenant, req = self._admit(request, context, submit=True)
-            self._quotas.admit(tenant)
+            tenant = self._tenant(request, context)
+            req = convert.execution_request(request, tenant, submit=True)
+            if self._validate is not None:
+                self._validate(req)
             spec = JobSpec(
                 tenant=tenant.name,
                 max_concurrent_executions=tenant.max_concurrent_executions,
                 request=req,
                 labels=dict(request.labels),
                 idempotency_key=request.idempotency_key,
+                max_queued_jobs=tenant.max_queued_jobs or self._tenant_jobs.max_queued_jobs,
+                max_async_bytes=tenant.max_async_bytes or self._tenant_jobs.max_async_bytes,
             )
             return pb.SubmitResponse(execution_id=jobs.submit(spec))
         raise AssertionError("unreachable")
@@ -215,9 +225,9 @@ class SandboxServicer(pb_grpc.SandboxServicer):
             raise Unimplemented(_ASYNC_UNIMPLEMENTED)
         return self.jobs
 
-    def _admit(
-        self, request: pb.ExecuteRequest, context: grpc.ServicerContext, *, submit: bool = False
-    ) -> tuple[Tenant, ExecutionRequest]:
+    def _tenant(self, request: pb.ExecuteRequest, context: grpc.ServicerContext) -> Tenant:
+        """The caller, allowed to run `request`'s runtime, its rate and CPU quotas spent:
+        all before any work that grows with the request (conversion, validation)."""
         if self._draining.is_set():
             raise Unavailable("the node is draining (shutting down); retry on another node")
         tenant = self._auth.tenant(context.invocation_metadata())
@@ -227,10 +237,8 @@ class SandboxServicer(pb_grpc.SandboxServicer):
                 f"tenant {tenant.name!r} may not use runtime {runtime.value} "
                 f"(allowed: {', '.join(sorted(r.value for r in tenant.runtimes)) or 'none'})"
             )
-        req = convert.execution_request(request, tenant, submit=submit)
-        if submit and self._validate is not None:
-            self._validate(req)
-        return tenant, req
+        self._quotas.admit(tenant)
+        return tenant
 
     def _run(
         self,
@@ -242,6 +250,7 @@ class SandboxServicer(pb_grpc.SandboxServicer):
         on_output: Callable[[Stream, bytes], None] | None = None,
         execution_id: str | None = None,
         queued_us: int = 0,
+        output_paused: Callable[[], bool] | None = None,
     ) -> Outcome:
         execution_id = execution_id or uuid.uuid4().hex
         self._metrics.in_flight.inc()
@@ -252,6 +261,7 @@ class SandboxServicer(pb_grpc.SandboxServicer):
                 on_start=on_start,
                 on_output=on_output,
                 execution_id=execution_id,
+                output_paused=output_paused,
             )
         finally:
             self._metrics.in_flight.dec()
@@ -282,9 +292,11 @@ class SandboxServicer(pb_grpc.SandboxServicer):
         return outcome
 
     def _errors(self, context: grpc.ServicerContext) -> Any:
-        return translate_errors(context, on_error=self._count_error)
+        return translate_errors(context, on_error=self.count_error)
 
-    def _count_error(self, code: grpc.StatusCode, exc: BaseException) -> None:
+    def count_error(self, code: grpc.StatusCode, exc: BaseException) -> None:
+        """Metrics of a refused call (also for refusals before the servicer: call_guard.py,
+        decode_server.py)."""
         self._metrics.rejections.labels(code.name).inc()
         if isinstance(exc, QuotaExceeded):
             self._metrics.quota_rejections.labels(exc.subject.rsplit(":", 1)[-1]).inc()
@@ -294,6 +306,39 @@ _ASYNC_UNIMPLEMENTED = (
     "asynchronous executions (Submit, GetExecution, CancelExecution) are not available on "
     "this server yet; use Execute or ExecuteStream"
 )
+
+
+class _Backlog:
+    """ExecuteStream's events between the engine's thread and the call's: the output bytes
+    queued are counted, and `full` (the engine's `output_paused`) is true while they are
+    over STREAM_BUFFER_BYTES, so a client that does not read holds the program, not memory."""
+
+    def __init__(self) -> None:
+        self._events: queue.SimpleQueue[tuple[Any, int]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._bytes = 0
+
+    def put(self, item: Any) -> None:
+        self._events.put((item, 0))
+
+    def output(self, stream: Stream, data: bytes) -> None:
+        with self._lock:
+            self._bytes += len(data)
+        if stream is Stream.STDOUT:
+            self._events.put((pb.ExecuteEvent(stdout=data), len(data)))
+        else:
+            self._events.put((pb.ExecuteEvent(stderr=data), len(data)))
+
+    def full(self) -> bool:
+        with self._lock:
+            return self._bytes > STREAM_BUFFER_BYTES
+
+    def get(self) -> Any:
+        item, size = self._events.get()
+        if size:
+            with self._lock:
+                self._bytes -= size
+        return item
 
 
 def _wait_s(wanted_s: float, context: grpc.ServicerContext) -> float:

@@ -11,6 +11,7 @@ import socket
 import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from sandboxd_pool.jail.cgroups import PARENT_NAME_PATTERN
 from sandboxd_pool.jail.mode import MAX_SLOTS
@@ -50,8 +51,20 @@ class Settings:
     result_retention_s: float = 3600.0  # a finished execution's result is kept this long
     max_queued_jobs: int = 1000  # async executions waiting to start on this node
     async_max_bytes: int = 1024 * MIB  # memory for queued requests and kept results
+    max_queued_jobs_per_tenant: int = 100  # a tenant's async executions not finished yet
+    async_max_bytes_per_tenant: int = 256 * MIB  # a tenant's share of the async memory
+    # The edge (call_guard.py): what callers can hold before and while they are served.
+    max_calls_per_tenant: int = 32  # a tenant's calls open at once on this node
+    max_public_calls: int = 16  # health and reflection calls (no key) open at once
+    public_call_max_s: float = 10.0  # a health or reflection call lasts at most this long
+    idle_timeout_s: float = 30.0  # no request message / no response taken: the call ends
+    max_streams_per_connection: int = 100  # HTTP/2 concurrent streams of one connection
     # Cluster (jobs_redis.py, quotas_redis.py): None keeps everything on this node.
     redis_url: str | None = None  # redis://[:password@]host:port/db, rediss://..., unix://...
+    # The Redis password kept out of the URL (and the process list): read from
+    # --redis-password-file, or SANDBOXD_REDIS_PASSWORD (environment only).
+    redis_password_file: str | None = None
+    redis_password: str | None = dataclasses.field(default=None, repr=False)
     redis_visibility_timeout_s: float = 30.0  # a job its node stopped renewing is taken over
     redis_lease_s: float = 30.0  # a dead node's concurrency slots are free again after this
     # field -> the flag or environment variable it came from, for messages after startup
@@ -185,11 +198,71 @@ _FLAGS: tuple[tuple[str, str, str, str], ...] = (
         "memory for queued async requests and kept results, bytes (default 1073741824 = 1 GiB)",
     ),
     (
+        "--max-queued-jobs-per-tenant",
+        "SANDBOXD_MAX_QUEUED_JOBS_PER_TENANT",
+        "max_queued_jobs_per_tenant",
+        "a tenant's async executions accepted and not finished (on this node, or in the "
+        "cluster with --redis-url); more are refused; a tenant's max_queued_jobs wins "
+        "(default 100)",
+    ),
+    (
+        "--async-max-bytes-per-tenant",
+        "SANDBOXD_ASYNC_MAX_BYTES_PER_TENANT",
+        "async_max_bytes_per_tenant",
+        "a tenant's share of the async memory (its queued requests with room for their "
+        "output, and its kept results), bytes; a tenant's max_async_bytes wins "
+        "(default 268435456 = 256 MiB)",
+    ),
+    (
+        "--max-calls-per-tenant",
+        "SANDBOXD_MAX_CALLS_PER_TENANT",
+        "max_calls_per_tenant",
+        "calls of one tenant open at once on this node (waiting for their request, running, "
+        "long-polling or sending); more are refused at once; a tenant's max_open_calls wins "
+        "(default 32)",
+    ),
+    (
+        "--max-public-calls",
+        "SANDBOXD_MAX_PUBLIC_CALLS",
+        "max_public_calls",
+        "health and reflection calls (which need no API key) open at once; more are refused "
+        "at once (default 16)",
+    ),
+    (
+        "--public-call-max-s",
+        "SANDBOXD_PUBLIC_CALL_MAX_S",
+        "public_call_max_s",
+        "seconds a health or reflection call (a Watch, a reflection stream) may stay open "
+        "(default 10)",
+    ),
+    (
+        "--idle-timeout-s",
+        "SANDBOXD_IDLE_TIMEOUT_S",
+        "idle_timeout_s",
+        "seconds a call may wait for its request message, or for its client to take a "
+        "response message (plus a second per MiB of it), before it is ended with "
+        "DEADLINE_EXCEEDED (default 30)",
+    ),
+    (
+        "--max-streams-per-connection",
+        "SANDBOXD_MAX_STREAMS_PER_CONNECTION",
+        "max_streams_per_connection",
+        "calls (HTTP/2 streams) one connection may have open at once; a client waits for "
+        "more (default 100)",
+    ),
+    (
         "--redis-url",
         "SANDBOXD_REDIS_URL",
         "redis_url",
         "Redis shared by the nodes of a cluster (redis://HOST:PORT/DB, rediss://, unix://): async "
         "executions on a Redis Stream, tenant quotas cluster-wide (default: none, this node only)",
+    ),
+    (
+        "--redis-password-file",
+        "SANDBOXD_REDIS_PASSWORD_FILE",
+        "redis_password_file",
+        "file holding the Redis password (one line), so that it is not in --redis-url, which "
+        "the process list shows; or set SANDBOXD_REDIS_PASSWORD (default: the URL's, if any)",
     ),
     (
         "--redis-visibility-timeout-s",
@@ -278,6 +351,30 @@ def _host_problem(host: str) -> str | None:
     return None
 
 
+REDIS_PASSWORD_ENV = "SANDBOXD_REDIS_PASSWORD"
+
+
+def _password_file(problems: list[str], name: str, path: str) -> str | None:
+    """The password in `path`: its first line (without the newline), which must not be empty."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            password = f.readline().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as e:
+        problems.append(f"{name}: cannot read {path!r}: {e}")
+        return None
+    if not password:
+        problems.append(f"{name}: {path!r} is empty (its first line is the password)")
+        return None
+    return password
+
+
+def _url_password(url: str) -> str | None:
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None
+
+
 def _redacted(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     if "@" not in rest:
@@ -296,6 +393,7 @@ def from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) ->
         elif env.get(var):
             raw[field] = (var, env[var])
     tenant_labels = args.metrics_tenant_labels or env.get("SANDBOXD_METRICS_TENANT_LABELS", "")
+    env_password = env.get(REDIS_PASSWORD_ENV)
     problems: list[str] = []
     values: dict[str, object] = {}
     for field, (name, value) in raw.items():
@@ -315,6 +413,18 @@ def from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) ->
             values[field] = _int(problems, name, value, 1, 1_000_000)
         elif field == "async_max_bytes":
             values[field] = _int(problems, name, value, 16 * MIB, 1024 * 1024 * MIB)
+        elif field == "max_queued_jobs_per_tenant":
+            values[field] = _int(problems, name, value, 1, 1_000_000)
+        elif field == "async_max_bytes_per_tenant":
+            values[field] = _int(problems, name, value, 1 * MIB, 1024 * 1024 * MIB)
+        elif field == "max_calls_per_tenant":
+            values[field] = _int(problems, name, value, 1, 100_000)
+        elif field == "max_public_calls":
+            values[field] = _int(problems, name, value, 1, 10_000)
+        elif field == "max_streams_per_connection":
+            values[field] = _int(problems, name, value, 1, 100_000)
+        elif field in ("public_call_max_s", "idle_timeout_s"):
+            values[field] = _seconds(problems, name, value, 0.1, 3600)
         elif field in ("redis_visibility_timeout_s", "redis_lease_s"):
             values[field] = _seconds(problems, name, value, 1, 3600)
         elif field == "redis_url":
@@ -325,6 +435,9 @@ def from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) ->
                     "redis://HOST:PORT/DB, rediss://HOST:PORT/DB or unix:///PATH)"
                 )
             values[field] = value
+        elif field == "redis_password_file":
+            values[field] = value
+            values["redis_password"] = _password_file(problems, name, value)
         elif field == "runtimes":
             names = tuple(r.strip().lower() for r in value.split(",") if r.strip())
             bad = [r for r in names if r not in ("python", "javascript")]
@@ -353,6 +466,13 @@ def from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) ->
             values[field] = level
         else:
             values[field] = value
+    if env_password:
+        if "redis_password_file" in raw:
+            problems.append(
+                f"{REDIS_PASSWORD_ENV} and {raw['redis_password_file'][0]} both give the Redis "
+                "password; give one"
+            )
+        values["redis_password"] = env_password
     if tenant_labels:
         if tenant_labels.lower() not in ("true", "false", "1", "0"):
             problems.append(f"SANDBOXD_METRICS_TENANT_LABELS: {tenant_labels!r} is not true/false")
@@ -417,6 +537,17 @@ def _check(s: Settings, raw: Mapping[str, tuple[str, str]]) -> list[str]:
             f"{s.name_of('max_concurrent_executions')} = {slots} workers at once, more than the "
             f"{MAX_SLOTS} worker slots (uids) the engine has"
         )
+    if s.redis_password is not None or s.redis_password_file is not None:
+        where = (
+            raw["redis_password_file"][0] if "redis_password_file" in raw else REDIS_PASSWORD_ENV
+        )
+        if s.redis_url is None:
+            problems.append(f"{where}: a Redis password without --redis-url")
+        elif _url_password(s.redis_url) is not None:
+            problems.append(
+                f"{where}: --redis-url has a password too; give it in one place (not the URL, "
+                "which the process list shows)"
+            )
     if s.tenants_file is None and not s.listens_on_loopback_only:
         problems.append(
             f"{name}: refusing to serve {s.listen} without a tenants file: anyone who can "

@@ -10,6 +10,9 @@ file, the tenant and the field, and the daemon refuses to start rather than gues
     max_concurrent_executions = 8            # optional, default 8
     max_executions_per_second = 20.0         # optional, default no limit (token bucket)
     max_cpu_seconds_per_minute = 120.0       # optional, default no limit
+    max_open_calls = 32                      # optional, default --max-calls-per-tenant
+    max_queued_jobs = 100                    # optional, default --max-queued-jobs-per-tenant
+    max_async_bytes = 268435456              # optional, default --async-max-bytes-per-tenant
     network_allowed = false                  # optional; true is refused (workers have no network)
     [tenants.acme.default_limits]            # optional: used when a request leaves a limit at 0
     wall_time_ms = 5000
@@ -57,6 +60,9 @@ DEFAULT_MAX_CONCURRENT_EXECUTIONS = 8
 DEFAULT_TENANT_MAX_CONCURRENT_EXECUTIONS = 16
 MAX_EXECUTIONS_PER_SECOND = 1_000_000.0
 MAX_CPU_SECONDS_PER_MINUTE = 1_000_000.0
+MAX_OPEN_CALLS = 100_000
+MAX_QUEUED_JOBS = 1_000_000
+MAX_ASYNC_BYTES = 1024**4  # 1 TiB
 LIMIT_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Limits))
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 _KEY_SHA256_PATTERN = re.compile(r"[0-9a-fA-F]{64}")
@@ -68,6 +74,9 @@ _TENANT_KEYS = frozenset(
         "network_allowed",
         "max_executions_per_second",
         "max_cpu_seconds_per_minute",
+        "max_open_calls",
+        "max_queued_jobs",
+        "max_async_bytes",
         "default_limits",
         "ceiling_limits",
     }
@@ -87,6 +96,12 @@ FILE_HEADER = """\
 #                                    second (token bucket, bursts up to max(1, rate))
 #   max_cpu_seconds_per_minute = 120 optional, default no limit: CPU seconds the tenant's
 #                                    executions may use per minute (sliding window)
+#   max_open_calls = 32              optional, default the daemon's --max-calls-per-tenant:
+#                                    calls open at once on a node (more are refused)
+#   max_queued_jobs = 100            optional, default --max-queued-jobs-per-tenant: async
+#                                    executions accepted and not finished
+#   max_async_bytes = 268435456      optional, default --async-max-bytes-per-tenant: memory
+#                                    for the tenant's async requests and results
 #   network_allowed = false          optional; true is refused: workers have no network
 #   [tenants.NAME.default_limits]    optional: used when a request leaves a limit at 0
 #   [tenants.NAME.ceiling_limits]    optional: the most a request may ask for (larger
@@ -122,6 +137,11 @@ class Tenant:
     network_allowed: bool = False
     max_executions_per_second: float | None = None  # None: no rate limit
     max_cpu_seconds_per_minute: float | None = None  # None: no CPU-time quota
+    # None: the daemon's setting (--max-calls-per-tenant, --max-queued-jobs-per-tenant,
+    # --async-max-bytes-per-tenant)
+    max_open_calls: int | None = None  # calls open at once on a node
+    max_queued_jobs: int | None = None  # async executions accepted and not finished
+    max_async_bytes: int | None = None  # async memory: requests with room for output, results
 
     def effective_limits(self, requested: Limits) -> Limits:
         """The limits an execution runs with: a zero field takes the tenant's default, then
@@ -330,6 +350,9 @@ def _tenant(label: str, name: str, raw: object) -> Tenant:
             "no network. Remove the line or set it to false.",
         )
 
+    open_calls = _optional_count(raw, "max_open_calls", MAX_OPEN_CALLS, error)
+    queued_jobs = _optional_count(raw, "max_queued_jobs", MAX_QUEUED_JOBS, error)
+    async_bytes = _optional_count(raw, "max_async_bytes", MAX_ASYNC_BYTES, error)
     rate = _positive_number(raw, "max_executions_per_second", MAX_EXECUTIONS_PER_SECOND, error)
     cpu = _positive_number(raw, "max_cpu_seconds_per_minute", MAX_CPU_SECONDS_PER_MINUTE, error)
 
@@ -367,6 +390,9 @@ def _tenant(label: str, name: str, raw: object) -> Tenant:
         network_allowed=False,
         max_executions_per_second=rate,
         max_cpu_seconds_per_minute=cpu,
+        max_open_calls=open_calls,
+        max_queued_jobs=queued_jobs,
+        max_async_bytes=async_bytes,
     )
 
 
@@ -385,6 +411,22 @@ def _positive_number(
             f"{field} must be > 0 and at most {maximum:g}, got {value!r} (omit it for no limit)",
         )
     return float(value)
+
+
+def _optional_count(
+    raw: dict[str, Any], field: str, maximum: int, error: _ErrorFactory
+) -> int | None:
+    """An optional bound: an integer in [1, maximum], else None (the daemon's setting)."""
+    if field not in raw:
+        return None
+    value = raw[field]
+    if not _is_int(value) or not 1 <= value <= maximum:
+        raise error(
+            field,
+            f"{field} must be an integer from 1 to {maximum}, got {value!r} "
+            "(omit the line for the daemon's default)",
+        )
+    return int(value)
 
 
 def _runtimes(value: object, error: _ErrorFactory) -> frozenset[Runtime]:
@@ -450,6 +492,9 @@ def add_tenant(
     ceiling_limits: Mapping[str, int] | None = None,
     max_executions_per_second: float | None = None,
     max_cpu_seconds_per_minute: float | None = None,
+    max_open_calls: int | None = None,
+    max_queued_jobs: int | None = None,
+    max_async_bytes: int | None = None,
 ) -> str:
     """Add a tenant with a fresh API key and return the key (it is stored only hashed).
 
@@ -479,6 +524,13 @@ def add_tenant(
         entry["max_executions_per_second"] = max_executions_per_second
     if max_cpu_seconds_per_minute is not None:
         entry["max_cpu_seconds_per_minute"] = max_cpu_seconds_per_minute
+    for field, value in (
+        ("max_open_calls", max_open_calls),
+        ("max_queued_jobs", max_queued_jobs),
+        ("max_async_bytes", max_async_bytes),
+    ):
+        if value is not None:
+            entry[field] = value
     if default_limits:
         entry["default_limits"] = dict(default_limits)
     if ceiling_limits:

@@ -75,6 +75,24 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="CPU seconds the tenant's executions may use per minute, a number > 0 (default: "
         "no limit)",
     )
+    add.add_argument(
+        "--max-open-calls",
+        metavar="N",
+        help="calls the tenant may have open at once on a node (default: the daemon's "
+        "--max-calls-per-tenant)",
+    )
+    add.add_argument(
+        "--max-queued-jobs",
+        metavar="N",
+        help="asynchronous executions the tenant may have accepted and not finished (default: "
+        "the daemon's --max-queued-jobs-per-tenant)",
+    )
+    add.add_argument(
+        "--max-async-bytes",
+        metavar="N",
+        help="memory for the tenant's asynchronous requests and results, bytes (default: the "
+        "daemon's --async-max-bytes-per-tenant)",
+    )
     limit_fields = ", ".join(tenants.LIMIT_FIELDS)
     add.add_argument(
         "--default",
@@ -96,7 +114,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "list",
         help="list the tenants (never keys)",
         description="One line per tenant: name, runtimes, max concurrent executions, rate and "
-        "CPU-time quotas when set, key hash prefix.",
+        "CPU-time quotas and the open-call and async shares when set, key hash prefix.",
     )
     list_.add_argument("--file", metavar="F", help=file_help)
     list_.set_defaults(func=_list)
@@ -131,6 +149,9 @@ _FLAGS = {  # tenant field -> (flag, argparse dest)
     "max_concurrent_executions": ("--max-concurrent", "max_concurrent"),
     "max_executions_per_second": ("--max-executions-per-second", "max_executions_per_second"),
     "max_cpu_seconds_per_minute": ("--max-cpu-seconds-per-minute", "max_cpu_seconds_per_minute"),
+    "max_open_calls": ("--max-open-calls", "max_open_calls"),
+    "max_queued_jobs": ("--max-queued-jobs", "max_queued_jobs"),
+    "max_async_bytes": ("--max-async-bytes", "max_async_bytes"),
     "default_limits": ("--default", "default"),
     "ceiling_limits": ("--ceiling", "ceiling"),
 }
@@ -185,6 +206,9 @@ def _add(args: argparse.Namespace) -> int:
             max_concurrent_executions=_optional(args.max_concurrent),
             max_executions_per_second=_optional(args.max_executions_per_second),
             max_cpu_seconds_per_minute=_optional(args.max_cpu_seconds_per_minute),
+            max_open_calls=_optional(args.max_open_calls),
+            max_queued_jobs=_optional(args.max_queued_jobs),
+            max_async_bytes=_optional(args.max_async_bytes),
             default_limits=_limits("--default", args.default),
             ceiling_limits=_limits("--ceiling", args.ceiling),
         )
@@ -221,6 +245,9 @@ def _list(args: argparse.Namespace) -> int:
             quotas += f"max_executions_per_second={tenant.max_executions_per_second:g}  "
         if tenant.max_cpu_seconds_per_minute is not None:
             quotas += f"max_cpu_seconds_per_minute={tenant.max_cpu_seconds_per_minute:g}  "
+        for field in ("max_open_calls", "max_queued_jobs", "max_async_bytes"):
+            if getattr(tenant, field) is not None:
+                quotas += f"{field}={getattr(tenant, field)}  "
         print(
             f"{name:<{width}}  runtimes={runtimes}  "
             f"max_concurrent={tenant.max_concurrent_executions}  {quotas}"

@@ -192,6 +192,7 @@ def _python_plan(config: PoolConfig) -> RuntimePlan:
         binds=tuple(binds),
         masked_dirs=tuple(masked),
         env={"PATH": "/usr/bin:/bin", "HOME": WORK_DIR, "LANG": "C.UTF-8", "PYTHONUTF8": "1"},
+        binary=exe,
     )
 
 
@@ -219,6 +220,7 @@ def _node_plan(config: PoolConfig) -> RuntimePlan:
         argv=(argv0, f"{BOOT_MOUNT}/node_boot.js"),
         binds=tuple(binds),
         env={"PATH": "/usr/bin:/bin", "HOME": WORK_DIR, "LANG": "C.UTF-8"},
+        binary=exe,
     )
 
 

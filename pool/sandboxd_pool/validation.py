@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import posixpath
-import re
 from collections.abc import Mapping
 
 from .config import PoolConfig
 from .errors import InvalidRequest
 from .files_out import OUT_DIR
+from .json_bounds import check_json
 from .types import ExecutionRequest, Limits, Mode, Runtime
 
 MIN_LIMITS = Limits(
@@ -27,7 +26,11 @@ NAME_MAX = 255  # bytes of one path component (Linux)
 PAGE_BYTES = 4096  # a tmpfs file takes whole pages
 MAX_ARG_BYTES = 128 * 1024
 MAX_ENV_ENTRIES = 1024
-MAX_EVENT_DEPTH = 512  # arrays and objects nested in a HANDLER event (the proto says so)
+# A HANDLER event is checked without being parsed into objects (json_bounds.py): at most this
+# many values (object keys included), and arrays and objects nested at most this deep (the
+# proto says so; it keeps events within what the runtimes' parsers read).
+MAX_EVENT_VALUES = 1_000_000
+MAX_EVENT_DEPTH = 512
 
 
 def validate(request: ExecutionRequest, config: PoolConfig) -> Limits:
@@ -97,40 +100,9 @@ def _check_mode_and_event(request: ExecutionRequest, config: PoolConfig) -> None
     if not len(request.event):
         return  # null
     try:
-        text = bytes(request.event).decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise InvalidRequest("event", f"is not valid UTF-8 ({e.reason})") from None
-    if _nests_too_deep(text):
-        raise InvalidRequest("event", f"nests arrays or objects more than {MAX_EVENT_DEPTH} deep")
-    try:
-        # Strict JSON: NaN and Infinity are Python's extension, which JavaScript rejects.
-        json.loads(text, parse_constant=_reject_constant)
+        check_json(request.event, max_values=MAX_EVENT_VALUES, max_depth=MAX_EVENT_DEPTH)
     except ValueError as e:
-        raise InvalidRequest("event", f"is not valid JSON ({e})") from None
-    except RecursionError:
-        raise InvalidRequest("event", "nests arrays or objects too deeply to parse") from None
-
-
-_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
-_NOT_A_BRACKET = re.compile(r"[^\[\]{}]+")
-
-
-def _nests_too_deep(text: str) -> bool:
-    """Whether arrays and objects nest more than MAX_EVENT_DEPTH deep (outside strings). Not
-    a JSON check (json.loads makes that, within Python's recursion limit, which is above this
-    depth); the scans are in C but for the last loop, which only sees brackets."""
-    if text.count("[") + text.count("{") <= MAX_EVENT_DEPTH:
-        return False
-    depth = 0
-    for char in _NOT_A_BRACKET.sub("", _JSON_STRING.sub("", text)):
-        depth += 1 if char in "[{" else -1
-        if depth > MAX_EVENT_DEPTH:
-            return True
-    return False
-
-
-def _reject_constant(name: str) -> object:
-    raise ValueError(f"{name} is not JSON")
+        raise InvalidRequest("event", str(e)) from None
 
 
 def _check_text(field: str, value: object, max_bytes: int) -> None:
@@ -158,7 +130,8 @@ def _check_files(request: ExecutionRequest, config: PoolConfig) -> None:
             raise InvalidRequest(field, "must be a non-empty relative path")
         normalized = posixpath.normpath(path)
         parts = path.split("/")
-        if ".." in parts or normalized.startswith("..") or normalized in (".", ""):
+        # `..data` and `...` are ordinary names: only a `..` component leaves the work dir.
+        if ".." in parts or normalized.split("/")[0] == ".." or normalized in (".", ""):
             raise InvalidRequest(field, "must not contain '..' or name the work dir itself")
         if any(part == "" for part in parts[:-1]) or path.endswith("/"):
             raise InvalidRequest(field, "must name a file (no empty path components)")

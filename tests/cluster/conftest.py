@@ -59,6 +59,12 @@ def start_node(redis: RedisServer, tenants_path: str, extra: Sequence[str] = ())
             str(LEASE_S),
             "--drain-grace",
             "5",
+            # one tenant submits 200 jobs at once here (the default share is 100 jobs and
+            # 256 MiB, each job reserving 3 x 1 MiB of output)
+            "--max-queued-jobs-per-tenant",
+            "1000",
+            "--async-max-bytes-per-tenant",
+            str(4 * 1024**3),
             *extra,
         ],
         warm=2,

@@ -38,7 +38,7 @@ def test_node_binary_vanishes() -> None:
             assert health(d) == SERVING
             os.unlink(node)
             for pid in footprint.tree(d.proc.pid, ()).worker_pids:
-                if "node_boot.js" in footprint.cmdline(pid):
+                if "node_boot.js" in footprint.worker_cmdline(pid):
                     os.kill(pid, signal.SIGKILL)
             eventually(
                 "JavaScript NOT_SERVING",

@@ -66,7 +66,7 @@ def test_an_idle_warm_worker_killed_is_replaced_before_anyone_gets_it(
     victim = next(
         pid
         for pid in before.worker_pids
-        if ("node_boot.js" in footprint.cmdline(pid)) == (runtime == "javascript")
+        if ("node_boot.js" in footprint.worker_cmdline(pid)) == (runtime == "javascript")
     )
     os.kill(victim, signal.SIGKILL)
     eventually(

@@ -84,7 +84,7 @@ def _violations(msg: pb.ExecuteRequest, *, submit: bool) -> list[str]:
     elif not _event_ok(msg.event):
         broken.append("event")
     code_bytes = len(msg.code.encode())
-    if not msg.code or code_bytes > MAX_CODE_BYTES:
+    if code_bytes > MAX_CODE_BYTES:  # empty code is a valid program (proto: "May be empty")
         broken.append("code")
     if len(msg.stdin) > MAX_MESSAGE_BYTES:
         broken.append("stdin")

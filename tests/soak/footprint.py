@@ -121,6 +121,20 @@ def processes_in_worker_cgroups(zygote_pids: Iterable[int]) -> set[int]:
     return found
 
 
+def children_of(pid: int) -> set[int]:
+    try:
+        return {p.pid for p in psutil.Process(pid).children()}
+    except psutil.NoSuchProcess:
+        return set()
+
+
+def worker_cmdline(init_pid: int) -> str:
+    """A worker's command line: its program's (the init's child), which names the bootstrap;
+    the init itself is a fork of the zygote or of the Python template."""
+    programs = children_of(init_pid)
+    return cmdline(next(iter(programs))) if len(programs) == 1 else cmdline(init_pid)
+
+
 def descendants(pid: int) -> set[int]:
     try:
         return {p.pid for p in psutil.Process(pid).children(recursive=True)}
@@ -154,8 +168,9 @@ class TreeReport:
 
     zygote_pid: int
     template_pids: frozenset[int]
-    worker_pids: frozenset[int]  # direct children of the zygote in a worker cgroup
-    strays: frozenset[int]  # any other descendant of the daemon (a worker's child, ...)
+    worker_pids: frozenset[int]  # direct children of the zygote in a worker cgroup: the inits
+    program_pids: frozenset[int]  # each worker init's one child: the warm program
+    strays: frozenset[int]  # any other descendant of the daemon (a program's child, ...)
     orphans: frozenset[int]  # in one of its worker cgroups but not in its tree
 
     def describe(self, pids: Iterable[int]) -> list[str]:
@@ -171,12 +186,14 @@ def tree(daemon_pid: int, zygote_pids: Iterable[int]) -> TreeReport:
     # worker cgroup of its own; the template is in none.
     workers = {pid for pid in direct if cgroup_names_of(pid)}
     templates = {pid for pid in direct - workers if TEMPLATE_SCRIPT in cmdline(pid)}
-    strays = everything - {zygote} - templates - workers
+    programs = {c for pid in workers for c in children_of(pid)}
+    strays = everything - {zygote} - templates - workers - programs
     in_cgroups = processes_in_worker_cgroups([*zygote_pids, zygote])
     return TreeReport(
         zygote_pid=zygote,
         template_pids=frozenset(templates),
         worker_pids=frozenset(workers),
+        program_pids=frozenset(programs),
         strays=frozenset(strays),
         orphans=frozenset(in_cgroups - everything),
     )

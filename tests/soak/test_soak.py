@@ -79,6 +79,8 @@ def at_rest(daemon: Daemon, zygotes: set[int]) -> footprint.TreeReport:
             problems.append(
                 f"{len(report.worker_pids)} workers: {report.describe(report.worker_pids)}"
             )
+        if len(report.program_pids) != len(report.worker_pids):
+            problems.append(f"programs {report.describe(report.program_pids)} (one per worker)")
         if len(report.template_pids) != 1:
             problems.append(f"templates {report.describe(report.template_pids)}")
         if report.strays:

@@ -20,6 +20,8 @@ from sandboxd_pool.types import Mode
 from sandboxd_pool.validation import (
     MAX_ARG_BYTES,
     MAX_ENV_ENTRIES,
+    MAX_EVENT_DEPTH,
+    MAX_EVENT_VALUES,
     MIN_LIMITS,
     NAME_MAX,
     PAGE_BYTES,
@@ -160,6 +162,11 @@ class TestFiles:
     def test_bad_path(self, path: str) -> None:
         assert field_of(request(files={path: b"x"})) == f"files[{path!r}]"
 
+    @pytest.mark.parametrize("path", ["..data", "...", "a/..b", "..x/y", "a/.../b", "./..data"])
+    def test_names_that_only_start_with_two_dots_are_files(self, path: str) -> None:
+        # Issue 19: the proto forbids only `..` components; these were INVALID_ARGUMENT.
+        assert validate(request(files={path: b"x"}), CONFIG) == DEFAULT_LIMITS
+
     @pytest.mark.parametrize("path", ["main.py", "./main.py", "a/../main.py"])
     def test_python_main_is_reserved(self, path: str) -> None:
         assert field_of(request(files={path: b"x"})) == f"files[{path!r}]"
@@ -256,6 +263,32 @@ class TestEvent:
 
     def test_nested_json_is_accepted(self) -> None:
         assert validate(self.handler(b"[" * 50 + b"]" * 50), CONFIG) == DEFAULT_LIMITS
+
+    def test_a_json_amplification_event_is_refused_without_being_built(self) -> None:
+        # Issue 19: 64 MiB of `[[],[],...]` made json.loads build 22 million lists (+1.8 GB).
+        event = b"[" + b"[]," * 22_369_000 + b"[]]"
+        with pytest.raises(InvalidRequest, match=f"has more than {MAX_EVENT_VALUES} values"):
+            validate(self.handler(event), CONFIG)
+
+    def test_events_at_the_bounds_are_accepted(self) -> None:
+        at_most = b"[" + b"0," * (MAX_EVENT_VALUES - 2) + b"0]"
+        assert validate(self.handler(at_most), CONFIG) == DEFAULT_LIMITS
+        deep = b"[" * MAX_EVENT_DEPTH + b"]" * MAX_EVENT_DEPTH
+        assert validate(self.handler(deep), CONFIG) == DEFAULT_LIMITS
+        assert field_of(self.handler(b"[" + at_most + b"]")) == "event"
+        assert field_of(self.handler(b"[" + deep + b"]")) == "event"
+
+    @pytest.mark.parametrize(
+        ("event", "reason"),
+        [
+            (b"\xff", "is not valid UTF-8"),
+            (b"NaN", "is not valid JSON"),
+            (b"[1,]", "is not valid JSON"),
+        ],
+    )
+    def test_the_reason_is_in_the_message(self, event: bytes, reason: str) -> None:
+        with pytest.raises(InvalidRequest, match=reason):
+            validate(self.handler(event), CONFIG)
 
     def test_nesting_is_accepted_to_512_and_refused_beyond(self) -> None:
         """The proto's bound, not Python's recursion limit (which let ~990 through)."""

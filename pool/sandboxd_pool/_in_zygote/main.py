@@ -437,7 +437,7 @@ class Zygote:
                     "-B",
                     f"{BOOT_MOUNT}/python_template.py",
                 ]
-                os.execve(argv[0], argv, dict(runtime.env))
+                runtime.exec(argv)
             except BaseException as e:
                 with contextlib.suppress(OSError):
                     os.write(report_fd, f"{type(e).__name__}: {e}".encode())

@@ -104,7 +104,7 @@ def enter_and_exec(
         argv = list(runtime.argv)
         if environment:  # the bootstrap's one argument: what it loads while warming
             argv.append(json.dumps(boot_environment(plan, environment)))
-        os.execve(argv[0], argv, dict(runtime.env))
+        runtime.exec(argv)
     except BaseException as e:
         _die(report[0], e)
 

@@ -178,12 +178,13 @@ def build_root(
         if not layer.is_dir:
             bind_readonly(staged if not inherited else layer.jail_path, target, is_dir=False)
             continue
-        lower = [staged, empty]
+        # The uppermost lower layer gives the overlay's root directory its owner and mode: a
+        # directory of the root tmpfs (0755, root), never the host's own (a 0700 temp dir, say,
+        # would keep the sandbox user out). It is the patch layer, or the empty one.
         patch = f"{layer_root}/p/{index}"
         if index in patches and not inherited:
             _write_patch(patch, patches[index])
-        if index in patches:
-            lower.insert(0, patch)
+        lower = [patch if index in patches else empty, staged]
         os.makedirs(target, exist_ok=True)
         flags = MS_RDONLY | MS_NOSUID | MS_NODEV
         mount("overlay", target, "overlay", flags, "lowerdir=" + ":".join(lower))

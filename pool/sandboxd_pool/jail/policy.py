@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
@@ -54,6 +55,17 @@ class RuntimePlan:
     binds: tuple[Bind, ...]
     masked_dirs: tuple[str, ...] = ()  # empty read-only tmpfs over these (e.g. site-packages)
     env: Mapping[str, str] = field(default_factory=dict)
+    binary: str = ""  # the interpreter on the host (argv[0] is where the jail has it)
+
+    def exec(self, argv: list[str]) -> None:
+        """execve the runtime; an error names the host's binary, not only the jail's path."""
+        try:
+            os.execve(argv[0], argv, dict(self.env))
+        except OSError as e:
+            where = f" ({argv[0]} in the jail)" if self.binary and self.binary != argv[0] else ""
+            raise OSError(
+                e.errno, f"cannot run {self.binary or argv[0]}{where}: {e.strerror}"
+            ) from None
 
 
 @dataclass(frozen=True)
@@ -129,6 +141,7 @@ class JailPlan:
                 binds=tuple(_bind(b) for b in r["binds"]),
                 masked_dirs=tuple(r["masked_dirs"]),
                 env=r["env"],
+                binary=r["binary"],
             )
             for name, r in raw["runtimes"].items()
         }
