@@ -455,7 +455,8 @@ def from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) ->
             if not PARENT_NAME_PATTERN.fullmatch(value):
                 problems.append(
                     f"{name}: {value!r} is not one directory name (letters, digits, '_', '.', "
-                    "'-'; at most 64; not starting with '.' or '-')"
+                    "'-'; at most 64; not starting with '.' or '-'; not 'daemon', the daemon's "
+                    "own cgroup in a delegated one)"
                 )
             values[field] = value
         elif field == "log_level":
