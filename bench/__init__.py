@@ -1,20 +1,26 @@
-"""sandboxd benchmark harness.
+"""sandboxd benchmark harness: `python -m bench pool|e2e|cluster|egress`.
 
 `python -m bench pool` measures the warm pool side by side with what people build
 instead (bare interpreter spawn, per-request bubblewrap, per-request `unshare`) in one
 invocation, prints ratios and PASS/MISS against the targets, and records the run in
-`bench/RESULTS.md`.
+`bench/RESULTS.md`; `e2e` does the same for the daemon over gRPC, `cluster` for Submit over
+Redis. One subpackage per command, one module per concern:
 
-One module per concern:
-
-- `runtimes.py`    the interpreters, the hello program, the clean environment
-- `baselines.py`   per-request process spawns: bare, bwrap, unshare
-- `pool_bench.py`  the engine (`sandboxd_pool.Pool`) driven the same way
-- `harness.py`     timing loops: sequential latency, threaded throughput
-- `stats.py`       percentiles and the result records
-- `memory.py`      PSS of warm workers, of bare idle interpreters, of the pool itself
-- `targets.py`     the performance targets and their PASS/MISS verdicts
-- `machine.py`     date, kernel, CPUs, versions: what a result was measured on
-- `report.py`      tables for the terminal and `RESULTS.md`
-- `pool_command.py` the `pool` subcommand: runs all of the above in order
+- `common/`     what the commands share
+  - `runtimes.py`   the interpreters, the hello program, the clean environment
+  - `baselines.py`  per-request process spawns: bare, bwrap, unshare
+  - `harness.py`    timing loops: sequential latency, threaded throughput
+  - `stats.py`      percentiles and the result records
+  - `machine.py`    date, kernel, CPUs, versions: what a result was measured on
+  - `servers.py`    the daemon (and the bwrap baseline server) as subprocesses
+  - `report.py`     Markdown tables and target rows
+- `pool/`       `command.py` runs `engine.py` (the engine driven like the baselines),
+                `memory.py` (PSS), `targets.py`, `report.py`; `jail_modes.py` (root vs subuid)
+- `e2e/`        `command.py`, `scenarios.py`, `report.py`; `bwrap_server.py` (the baseline
+                service) and `echo.py` (sync vs aio gRPC)
+- `cluster/`    `command.py`, `servers.py` (redis-server and nodes), `report.py`
+- `container/`  `start.py`: container start to SERVING
+- `egress/`     `command.py` (the proxy against a direct connection, worker boot with egress
+                on and off), `servers.py` (the download server and the measuring client, each
+                a process of its own)
 """

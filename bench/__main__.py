@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import cluster_command, e2e_command, egress_command, pool_command
+from bench.cluster import command as cluster_command
+from bench.e2e import command as e2e_command
+from bench.egress import command as egress_command
+from bench.pool import command as pool_command
 
 
 def main(argv: list[str] | None = None) -> int:

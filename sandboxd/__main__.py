@@ -1,5 +1,5 @@
 """`python -m sandboxd ...` is the same as the `sandboxd` command."""
 
-from sandboxd.cli import main
+from sandboxd.cli.main import main
 
 raise SystemExit(main())

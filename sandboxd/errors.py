@@ -1,7 +1,7 @@
 """Errors the daemon raises about a request (the engine's are in sandboxd_pool.errors).
 
 Every exception a servicer method lets escape is translated to a gRPC status in exactly one
-place, `status_server.py`:
+place, `api/status.py`:
 
     sandboxd_pool.InvalidRequest(field)      INVALID_ARGUMENT + google.rpc.BadRequest
     Unauthenticated                          UNAUTHENTICATED

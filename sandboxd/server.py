@@ -22,22 +22,23 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from sandboxd_client._proto import sandbox_pb2
+from sandboxd_client.proto import sandbox_pb2
 from sandboxd_pool import Pool, PoolConfig, Runtime
 from sandboxd_pool.validation import validate
 
-from . import reflection_server
-from .auth import Authenticator
-from .call_guard import CallGuard, GuardLimits
-from .decode_server import add_sandbox_service
-from .job_store import StoreLimits
-from .jobs import JobBackend, RunJob, TenantJobLimits
-from .jobs_embedded import EmbeddedJobs
+from .api import reflection
+from .api.call_guard import CallGuard, GuardLimits
+from .api.service import add_sandbox_service
+from .api.servicer import SandboxServicer
+from .jobs.contract import JobBackend, RunJob, TenantJobLimits
+from .jobs.embedded import EmbeddedJobs
+from .jobs.store import StoreLimits
 from .metrics import Metrics
-from .servicer import SandboxServicer
+from .quotas.local import LocalQuotas
+from .quotas.protocol import Quotas
 from .settings import Settings, SettingsError
-from .tenant_quotas import LocalQuotas, Quotas
-from .tenants_reload import TenantsFile
+from .tenants.auth import Authenticator
+from .tenants.reload import TenantsFile
 
 log = logging.getLogger("sandboxd.server")
 
@@ -71,7 +72,7 @@ class Running:
     auth: Authenticator | None = None
 
     def reload_tenants(self) -> bool:
-        """SIGHUP: read the tenants file again (tenants_reload.py); False if it did not load
+        """SIGHUP: read the tenants file again (tenants/reload.py); False if it did not load
         (the tenants loaded before stay) or there is no file."""
         if self.tenants_file is None:
             log.warning("SIGHUP ignored: zero-config, there is no tenants file to reload")
@@ -232,9 +233,7 @@ def _start_grpc(settings: Settings, pool: Pool, auth: Authenticator) -> Running:
     add_sandbox_service(server, servicer, auth, servicer.count_error)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection_server.enable(
-        (SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), server
-    )
+    reflection.enable((SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), server)
     address = _bind(server, settings)
     metrics_server = None
     metrics_port = None
@@ -299,9 +298,9 @@ def _cluster(
 ) -> tuple[Quotas, Callable[[RunJob], JobBackend]]:
     """Quotas and async jobs in Redis (imported here: a node without --redis-url does not
     need the redis package)."""
-    from .jobs_redis import RedisJobs, RedisJobsConfig, node_name
-    from .quotas_redis import RedisQuotas
-    from .redis_link import RedisLink
+    from .cluster.jobs import RedisJobs, RedisJobsConfig, node_name
+    from .cluster.link import RedisLink
+    from .cluster.quotas import RedisQuotas
 
     assert settings.redis_url is not None
     link = RedisLink(settings.redis_url, password=settings.redis_password)

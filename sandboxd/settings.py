@@ -53,13 +53,13 @@ class Settings:
     async_max_bytes: int = 1024 * MIB  # memory for queued requests and kept results
     max_queued_jobs_per_tenant: int = 100  # a tenant's async executions not finished yet
     async_max_bytes_per_tenant: int = 256 * MIB  # a tenant's share of the async memory
-    # The edge (call_guard.py): what callers can hold before and while they are served.
+    # The edge (api/call_guard.py): what callers can hold before and while they are served.
     max_calls_per_tenant: int = 32  # a tenant's calls open at once on this node
     max_public_calls: int = 16  # health and reflection calls (no key) open at once
     public_call_max_s: float = 10.0  # a health or reflection call lasts at most this long
     idle_timeout_s: float = 30.0  # no request message / no response taken: the call ends
     max_streams_per_connection: int = 100  # HTTP/2 concurrent streams of one connection
-    # Cluster (jobs_redis.py, quotas_redis.py): None keeps everything on this node.
+    # Cluster (cluster/jobs.py, cluster/quotas.py): None keeps everything on this node.
     redis_url: str | None = None  # redis://[:password@]host:port/db, rediss://..., unix://...
     # The Redis password kept out of the URL (and the process list): read from
     # --redis-password-file, or SANDBOXD_REDIS_PASSWORD (environment only).
@@ -342,7 +342,7 @@ def _seconds(problems: list[str], name: str, raw: str, lo: float, hi: float) -> 
 def _redis_url_problem(url: str) -> str | None:
     if not url.startswith(("redis://", "rediss://", "unix://")):
         return "unknown scheme"
-    from .redis_link import url_problem  # the cluster code parses it, as it will at start
+    from .cluster.link import url_problem  # the cluster code parses it, as it will at start
 
     return url_problem(url)
 
@@ -495,7 +495,8 @@ def from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) ->
             if not PARENT_NAME_PATTERN.fullmatch(value):
                 problems.append(
                     f"{name}: {value!r} is not one directory name (letters, digits, '_', '.', "
-                    "'-'; at most 64; not starting with '.' or '-')"
+                    "'-'; at most 64; not starting with '.' or '-'; not 'daemon', the daemon's "
+                    "own cgroup in a delegated one)"
                 )
             values[field] = value
         elif field == "log_level":

@@ -1,6 +1,6 @@
 """Generate the committed protobuf/gRPC stubs of `sandboxd_client` from proto/ (DESIGN §3).
 
-    python scripts/gen_proto.py            regenerate client/sandboxd_client/_proto/
+    python scripts/gen_proto.py            regenerate client/sandboxd_client/proto/
     python scripts/gen_proto.py --check    exit 1 if the committed stubs differ (used by a test)
 
 protoc's gRPC plugin writes `from sandboxd.v1 import sandbox_pb2`, an absolute import that
@@ -17,7 +17,7 @@ import tempfile
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "proto"
 PROTO = "sandboxd/v1/sandbox.proto"
-OUT_DIR = ROOT / "client" / "sandboxd_client" / "_proto"
+OUT_DIR = ROOT / "client" / "sandboxd_client" / "proto"
 FILES = ("sandbox_pb2.py", "sandbox_pb2.pyi", "sandbox_pb2_grpc.py")
 
 

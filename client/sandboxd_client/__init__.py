@@ -8,7 +8,7 @@
 
 Results are plain dataclasses (no protobuf); request failures are typed exceptions (see
 `sandboxd_client.errors`). Installs with grpcio and protobuf only. The wire contract is
-proto/sandboxd/v1/sandbox.proto; the generated stubs are in `sandboxd_client._proto`.
+proto/sandboxd/v1/sandbox.proto; the generated stubs are in `sandboxd_client.proto`.
 """
 
 from ._options import NO_RETRY, RetryPolicy, Tls

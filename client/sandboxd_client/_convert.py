@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import grpc
 
 from . import _status_details, errors
-from ._proto import sandbox_pb2 as pb
+from .proto import sandbox_pb2 as pb
 from .types import (
     EgressEntry,
     ExecuteResult,

@@ -18,9 +18,9 @@ import grpc.aio
 
 from . import _convert, _options
 from ._options import DEFAULT_RETRY, RetryPolicy, Tls
-from ._proto import sandbox_pb2 as _proto
-from ._proto import sandbox_pb2_grpc
 from .errors import DeadlineExceeded, SandboxdError
+from .proto import sandbox_pb2 as _proto
+from .proto import sandbox_pb2_grpc
 from .types import ExecuteResult, Execution, Limits, Mode, Runtime, StreamEvent
 
 

@@ -22,8 +22,8 @@ from sandboxd_client import (
     Started,
     Verdict,
 )
-from sandboxd_client._proto import sandbox_pb2 as pb
-from sandboxd_client._proto import sandbox_pb2_grpc as pb_grpc
+from sandboxd_client.proto import sandbox_pb2 as pb
+from sandboxd_client.proto import sandbox_pb2_grpc as pb_grpc
 
 from .daemon import Daemon
 

@@ -210,7 +210,7 @@ def test_cancelling_a_stream_kills_the_worker(zero_daemon: Daemon, client: Clien
 
 
 def test_cancelling_a_raw_call_kills_the_worker(zero_daemon: Daemon) -> None:
-    from sandboxd_client._proto import sandbox_pb2, sandbox_pb2_grpc
+    from sandboxd_client.proto import sandbox_pb2, sandbox_pb2_grpc
 
     marker = new_marker()
     request = sandbox_pb2.ExecuteRequest(

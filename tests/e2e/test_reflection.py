@@ -16,7 +16,7 @@ import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from grpc_reflection.v1alpha import reflection_pb2
 
-from sandboxd_client._proto import sandbox_pb2
+from sandboxd_client.proto import sandbox_pb2
 
 from .daemon import Daemon
 

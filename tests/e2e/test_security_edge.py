@@ -17,7 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
 from sandboxd_client import NO_RETRY, Client
-from sandboxd_client._proto import sandbox_pb2 as pb
+from sandboxd_client.proto import sandbox_pb2 as pb
 
 from .attack import Attack, PeakRss, latencies, median, outcome, wait_settled
 from .daemon import Daemon, start, tenants_file

@@ -20,8 +20,8 @@ from sandboxd_client import (
     Unauthenticated,
     Verdict,
 )
-from sandboxd_client._proto import sandbox_pb2 as pb
-from sandboxd_client._proto import sandbox_pb2_grpc as pb_grpc
+from sandboxd_client.proto import sandbox_pb2 as pb
+from sandboxd_client.proto import sandbox_pb2_grpc as pb_grpc
 
 from .conftest import TenantDaemon
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from sandboxd_client._proto import sandbox_pb2 as pb
+from sandboxd_client.proto import sandbox_pb2 as pb
 
 from .conftest import MAX_MESSAGE_BYTES
 

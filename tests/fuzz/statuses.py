@@ -19,7 +19,7 @@ import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from sandboxd_client._proto import sandbox_pb2 as pb
+from sandboxd_client.proto import sandbox_pb2 as pb
 
 SERVICER_ERRORS = frozenset(
     {

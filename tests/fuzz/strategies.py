@@ -12,7 +12,7 @@ from typing import TypeVar
 
 from hypothesis import strategies as st
 
-from sandboxd_client._proto import sandbox_pb2 as pb
+from sandboxd_client.proto import sandbox_pb2 as pb
 
 from .conftest import MAX_MESSAGE_BYTES
 from .oracle import LIMITS, MAX_ARG_BYTES, MAX_ENV_ENTRIES, MAX_EVENT_DEPTH, MAX_PATH_BYTES

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from sandboxd_client._proto import sandbox_pb2 as pb
-from sandboxd_client._proto import sandbox_pb2_grpc as pb_grpc
+from sandboxd_client.proto import sandbox_pb2 as pb
+from sandboxd_client.proto import sandbox_pb2_grpc as pb_grpc
 
 from . import wire
 from .conftest import FuzzDaemon, budget

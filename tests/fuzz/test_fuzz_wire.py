@@ -11,7 +11,7 @@ import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from sandboxd_client._proto import sandbox_pb2 as pb
+from sandboxd_client.proto import sandbox_pb2 as pb
 
 from . import wire
 from .conftest import FuzzDaemon, budget

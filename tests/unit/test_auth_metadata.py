@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from sandboxd.auth import api_key
 from sandboxd.errors import Unauthenticated
+from sandboxd.tenants.auth import api_key
 
 
 def test_one_bearer_entry_is_the_key() -> None:

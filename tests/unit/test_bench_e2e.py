@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bench.e2e_report import (
+from bench.common.stats import LatencyRun, LatencyStats, ThroughputRun
+from bench.e2e.report import (
     BEGIN,
     END,
     E2EReport,
@@ -18,8 +19,7 @@ from bench.e2e_report import (
     render,
     write_results,
 )
-from bench.e2e_scenarios import json_document, json_payloads, scenarios
-from bench.stats import LatencyRun, LatencyStats, ThroughputRun
+from bench.e2e.scenarios import json_document, json_payloads, scenarios
 
 
 def _run(*ms: float) -> LatencyRun:

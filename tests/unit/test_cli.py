@@ -8,7 +8,7 @@ import pytest
 
 import sandboxd
 import sandboxd_pool
-from sandboxd.cli import main
+from sandboxd.cli.main import main
 from sandboxd_pool import types
 from sandboxd_pool.errors import RuntimeUnavailable
 

@@ -19,7 +19,7 @@ from sandboxd_client import (
     _convert,
     _options,
 )
-from sandboxd_client._proto import sandbox_pb2 as pb
+from sandboxd_client.proto import sandbox_pb2 as pb
 
 
 def test_a_done_execution_carries_its_result() -> None:

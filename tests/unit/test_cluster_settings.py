@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from sandboxd.redis_link import redacted
+from sandboxd.cluster.link import redacted
 from sandboxd.settings import Settings, SettingsError, add_arguments, from_args
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 from fuzz import wire
 
-from sandboxd.decode_server import WHOLE_REQUEST, Undecodable, diagnose, lenient_deserializer
-from sandboxd_client._proto import sandbox_pb2 as pb
+from sandboxd.api.decode import WHOLE_REQUEST, Undecodable, diagnose, lenient_deserializer
+from sandboxd_client.proto import sandbox_pb2 as pb
 
 BAD_UTF8 = (b"\xff", b"\xc3", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"ok\x80")
 

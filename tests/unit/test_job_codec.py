@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from sandboxd.job_codec import (
+from sandboxd.cluster.codec import (
     CodecError,
     decode_outcome,
     decode_spec,
     encode_outcome,
     encode_spec,
 )
-from sandboxd.jobs import JobSpec
+from sandboxd.jobs.contract import JobSpec
 from sandboxd_pool import ExecutionRequest, Limits, Outcome, Runtime, Verdict
 from sandboxd_pool.types import EgressEntry, Mode, Usage
 

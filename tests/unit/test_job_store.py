@@ -8,14 +8,14 @@ import itertools
 import pytest
 
 from sandboxd.errors import NotFound, QuotaExceeded
-from sandboxd.job_store import (
+from sandboxd.jobs.contract import JobSpec, JobState
+from sandboxd.jobs.store import (
     RECORD_OVERHEAD_BYTES,
     JobStore,
     StoreLimits,
     request_bytes,
     reserved_bytes,
 )
-from sandboxd.jobs import JobSpec, JobState
 from sandboxd_pool import ExecutionRequest, Limits, Outcome, Runtime, Verdict
 
 OUTPUT_BYTES = 1000

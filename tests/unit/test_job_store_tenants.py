@@ -8,8 +8,8 @@ import itertools
 import pytest
 
 from sandboxd.errors import QuotaExceeded
-from sandboxd.job_store import JobStore, StoreLimits, reserved_bytes
-from sandboxd.jobs import JobSpec, JobState
+from sandboxd.jobs.contract import JobSpec, JobState
+from sandboxd.jobs.store import JobStore, StoreLimits, reserved_bytes
 from sandboxd_pool import ExecutionRequest, Limits, Outcome, Runtime, Verdict
 
 MIB = 1024 * 1024

@@ -17,10 +17,10 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from sandboxd.errors import NotFound, QuotaExceeded, Unavailable
-from sandboxd.job_store import StoreLimits
-from sandboxd.jobs import JobSpec, JobState
-from sandboxd.jobs_embedded import EmbeddedJobs
-from sandboxd.quotas import ConcurrencyQuota
+from sandboxd.jobs.contract import JobSpec, JobState
+from sandboxd.jobs.embedded import EmbeddedJobs
+from sandboxd.jobs.store import StoreLimits
+from sandboxd.quotas.concurrency import ConcurrencyQuota
 from sandboxd_pool import (
     Cancelled,
     ExecutionRequest,

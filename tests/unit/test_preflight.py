@@ -33,7 +33,7 @@ def test_proc_message_names_the_flags() -> None:
 
 
 def test_serve_exits_2_fast_when_proc_cannot_be_mounted(monkeypatch: pytest.MonkeyPatch) -> None:
-    from sandboxd import cli
+    from sandboxd.cli import main as cli
 
     monkeypatch.setattr(
         preflight,

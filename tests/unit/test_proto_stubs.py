@@ -1,4 +1,4 @@
-"""The committed stubs in client/sandboxd_client/_proto are exactly what proto/ generates."""
+"""The committed stubs in client/sandboxd_client/proto are exactly what proto/ generates."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-STUBS = pathlib.Path("client", "sandboxd_client", "_proto")
+STUBS = pathlib.Path("client", "sandboxd_client", "proto")
 
 
 def check(root: pathlib.Path) -> subprocess.CompletedProcess[str]:

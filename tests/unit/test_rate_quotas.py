@@ -1,4 +1,4 @@
-"""Rate and CPU-time quotas: the token bucket and the sliding minute window (rate_quotas.py),
+"""Rate and CPU-time quotas: the token bucket and the sliding minute window (sandboxd.quotas.rates),
 node-local through LocalRates/LocalQuotas; the tenants-file settings that configure them."""
 
 from __future__ import annotations
@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from sandboxd.errors import QuotaExceeded
-from sandboxd.rate_quotas import (
+from sandboxd.quotas.local import LocalQuotas
+from sandboxd.quotas.rates import (
     Bucket,
     LocalRates,
     burst,
@@ -16,7 +17,6 @@ from sandboxd.rate_quotas import (
     cpu_used_s,
     take_token,
 )
-from sandboxd.tenant_quotas import LocalQuotas
 from sandboxd.tenants import TenantsFileError, add_tenant, load_tenants
 
 HASH = "ab" * 32

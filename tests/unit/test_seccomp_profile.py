@@ -1,4 +1,4 @@
-"""sandboxd.seccomp_profile: the container profile derived from a runtime's default (the
+"""sandboxd.container_seccomp: the container profile derived from a runtime's default (the
 container test runs podman with the profile made from podman's real default)."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from sandboxd import cli
-from sandboxd.seccomp_profile import JAIL_SYSCALLS, ProfileError, derive
+from sandboxd.cli import main as cli
+from sandboxd.container_seccomp import JAIL_SYSCALLS, ProfileError, derive
 
 # Shaped like podman's and docker's defaults: an allow list, conditional rules by capability
 # and by argument, an errno rule, the older single-name form.

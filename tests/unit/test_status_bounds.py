@@ -7,7 +7,7 @@ from __future__ import annotations
 from google.rpc import error_details_pb2, status_pb2
 
 from sandboxd import errors
-from sandboxd.status_server import (
+from sandboxd.api.status import (
     MAX_DESCRIPTION_BYTES,
     MAX_FIELD_BYTES,
     MAX_MESSAGE_BYTES,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sandboxd.cli import main
+from sandboxd.cli.main import main
 from sandboxd.tenants import TenantsFileError, load_tenants
 
 TENANT = '[tenants.acme]\nkey_sha256 = "' + "ab" * 32 + '"\n'

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from sandboxd import tenants
 from sandboxd.tenants import (
     Tenant,
     TenantDirectory,
     TenantsFileError,
     add_tenant,
     default_tenant,
+    edit,
     hash_key,
     load_tenants,
     new_key,
@@ -466,7 +466,7 @@ def test_edit_through_a_symlink_keeps_the_symlink(tmp_path: Path) -> None:
 
 def test_serializer_round_trips_awkward_strings() -> None:
     for value in ["plain", 'qu"ote', "back\\slash", "tab\tnew\nline\x7f", "ünï"]:
-        text = f"v = {tenants._toml_string(value)}\n"
+        text = f"v = {edit._toml_string(value)}\n"
         assert tomllib.loads(text)["v"] == value
 
 

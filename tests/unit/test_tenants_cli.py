@@ -1,4 +1,4 @@
-"""`sandboxd tenants add|list|remove`, through a parser built the way sandboxd.cli builds it."""
+"""`sandboxd tenants add|list|remove`, through a parser built the way sandboxd.cli.main builds it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sandboxd import tenants_cli
+from sandboxd.cli import tenants as tenants_cli
 from sandboxd.tenants import TenantDirectory, TenantsFileError, hash_key, load_tenants
 from sandboxd_pool.types import Runtime
 
@@ -93,7 +93,7 @@ def test_add_with_every_option(file: Path, capsys: pytest.CaptureFixture[str]) -
 
 
 # Each flag of `tenants add` and the file line it stands for: a value the file's parser refuses
-# is refused by the flag with the parser's own reason (tenants.py is the one source of rules).
+# is refused by the flag with the parser's own reason (sandboxd.tenants.file is the one source of rules).
 FLAG_LINES = [
     (["--max-concurrent", "{v}"], "max_concurrent_executions = {v}", ["0", "-3", "2.5", "'4'"]),
     (

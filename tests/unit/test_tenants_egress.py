@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sandboxd import cli
+from sandboxd.cli import main as cli
 from sandboxd.tenants import TenantsFileError, add_tenant, load_tenants, remove_tenant
 from sandboxd_pool.egress import EgressHeader, EgressPolicy, EgressRule
 

@@ -1,0 +1,1 @@
+"""`python -m bench cluster`: Submit over Redis against Execute; three nodes against one."""

@@ -1,0 +1,1 @@
+"""`python -m bench.container.start`: container start to SERVING."""

@@ -1,0 +1,1 @@
+"""The `sandboxd` command line: one module per command, main.py builds the parser."""
