@@ -103,6 +103,7 @@ class Worker:
         self._stdin_closed = False
         self.mount_ns_fd = -1
         self.work_fd = -1
+        self.applied: Limits | None = None  # what _set_limits last wrote (prepare)
         self.egress_listener = spawned.egress_listener  # -1 once handed to a session or closed
         self._lock = threading.Lock()
 
@@ -214,22 +215,45 @@ class Worker:
             if session is not None:
                 session.close()  # no-op when _run closed it
 
+    def prepare(self, limits: Limits) -> None:
+        """Apply a request's likely limits (the pool's defaults) while the worker waits for its
+        request, off the execution's path: _apply_limits then writes only what differs."""
+        self._set_limits(limits, self.applied)
+        self.applied = limits
+
     def _apply_limits(self, limits: Limits) -> tuple[int, int]:
         """Per-request limits on the running worker. Returns CPU baselines (cgroup ns, proc us)."""
+        if limits != self.applied:
+            self._set_limits(limits, self.applied)
+            self.applied = limits
         cg = self.spawned.cgroup
         if cg is not None:
+            return cg.cpu_time_ns(), 0
+        return 0, _proc_cpu_us(self.program_pid)
+
+    def _set_limits(self, limits: Limits, applied: Limits | None) -> None:
+        """Write the limits that differ from `applied` (all of them when None): the cgroup's,
+        the scratch tmpfs's size, and the program's rlimits (its CPU time counted from its
+        start: the time spent so far, a second's rounding and a second of grace)."""
+        cg = self.spawned.cgroup
+
+        def changed(*names: str) -> bool:
+            return applied is None or any(getattr(limits, n) != getattr(applied, n) for n in names)
+
+        if cg is not None and changed("memory_bytes", "max_processes"):
             cg.set_limits(limits.memory_bytes, limits.max_processes, self.cpu_cores)
-        mounts.resize_scratch(self.pid, limits.tmpfs_bytes, self.spawned.scratch_fs)
-        proc_cpu_us = _proc_cpu_us(self.program_pid)
-        cpu_s = (proc_cpu_us // 1_000_000) + (limits.cpu_time_ms + 999) // 1000 + 1
-        rlimits.limit_running_worker(
-            self.program_pid,
-            cpu_s,
-            limits.max_processes,
-            0 if cg else limits.memory_bytes,
-            acting_as=self.acting_as,
-        )
-        return (cg.cpu_time_ns() if cg else 0), proc_cpu_us
+        if changed("tmpfs_bytes"):
+            mounts.resize_scratch(self.pid, limits.tmpfs_bytes, self.spawned.scratch_fs)
+        if changed("cpu_time_ms", "max_processes", "memory_bytes"):
+            proc_cpu_us = _proc_cpu_us(self.program_pid)
+            cpu_s = (proc_cpu_us // 1_000_000) + (limits.cpu_time_ms + 999) // 1000 + 1
+            rlimits.limit_running_worker(
+                self.program_pid,
+                cpu_s,
+                limits.max_processes,
+                0 if cg else limits.memory_bytes,
+                acting_as=self.acting_as,
+            )
 
     def _run(
         self,
