@@ -30,7 +30,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import files_out, request_frame
+from . import files_out, pidfd_exit, request_frame
 from .jail import mounts, rlimits
 from .jail.policy import WORK_DIR
 from .json_bounds import check_json
@@ -102,6 +102,7 @@ class Worker:
         self._closed = False
         self._stdin_closed = False
         self.mount_ns_fd = -1
+        self.program_pidfd = -1
         self.work_fd = -1
         self.applied: Limits | None = None  # what _set_limits last wrote (prepare)
         self.egress_listener = spawned.egress_listener  # -1 once handed to a session or closed
@@ -126,6 +127,10 @@ class Worker:
         # The pool closes this fd after the outcome is built (see Pool._janitor).
         with contextlib.suppress(OSError):
             self.mount_ns_fd = os.open(f"/proc/{self.pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+        # The program's own pidfd: its exit status from the kernel (pidfd_exit.py). It has just
+        # said it is ready, so the pid is still its own.
+        with contextlib.suppress(OSError):
+            self.program_pidfd = os.pidfd_open(self.program_pid)
         # The working directory, kept open: files out are read from it once the program has
         # exited, when its namespace is gone (files_out.py).
         with contextlib.suppress(OSError):
@@ -493,6 +498,12 @@ class Worker:
         if program_exit is None or watch.kill_reason is not KillReason.NONE:
             return None
         status, utime_us, stime_us, maxrss_kb = program_exit
+        # The kernel's own account of the status, where it gives one (the init reaped the
+        # program before it reported): that decides, not the init's word.
+        if self.program_pidfd >= 0:
+            kernel_status = pidfd_exit.exit_status(self.program_pidfd)
+            if kernel_status is not None:
+                status = kernel_status
         if os.WIFSIGNALED(status) and os.WTERMSIG(status) in (signal.SIGKILL, signal.SIGSYS):
             return None
         facts = None
@@ -562,6 +573,7 @@ class Worker:
             sp.control,
             sp.exit_pipe,
             self.mount_ns_fd,
+            self.program_pidfd,
             self.work_fd,
             sp.scratch_fs,
         ):
