@@ -28,6 +28,7 @@ from typing import Any
 from . import files_out, request_frame
 from .jail import mounts, rlimits
 from .jail.policy import WORK_DIR
+from .json_bounds import check_json
 from .types import ExecutionRequest, Limits, Mode, Outcome, OutputFile, Stream, Usage, Verdict
 from .verdict import ExitFacts, KillReason, classify
 from .zygote import SpawnedWorker, ZygoteDied
@@ -38,6 +39,7 @@ CPU_POLL_S = 0.02
 DRAIN_GRACE_S = 2.0
 EXIT_REPORT_TIMEOUT_S = 10.0
 NO_RESULT_MESSAGE = b"sandboxd: the handler exited before returning a value\n"
+MAX_RESULT_DEPTH = 512  # as for events (validation.MAX_EVENT_DEPTH): what clients can parse
 UNOBSERVED_MESSAGE = b"sandboxd: the worker's exit could not be observed\n"
 # The zygote (every worker's parent) died: its workers were killed with it (parent-death
 # signal); what the program did before is unknown, as is whether it finished.
@@ -348,6 +350,15 @@ class Worker:
         # A complete result is one that ended with the socket's close, under the cap.
         result_complete = watch.handler_mode and result.eof and not result.overflowed
         result_missing = watch.handler_mode and not (result_complete and result.size)
+        # The program writes the result channel itself (the bootstrap runs in its process): a
+        # result is only accepted as strict JSON, checked without building it.
+        result_error = ""
+        if result_complete and result.size:
+            try:
+                check_json(result.data(), max_values=result.size, max_depth=MAX_RESULT_DEPTH)
+            except ValueError as e:
+                result_error = str(e)
+                result_complete = False
         verdict = classify(
             ExitFacts(
                 wait_status=status,
@@ -356,7 +367,7 @@ class Worker:
                 blocked_syscall=report.blocked_syscall if report is not None else None,
                 cpu_time_us=cpu_us,
                 cpu_limit_us=limits.cpu_time_ms * 1000,
-                handler_result_missing=result_missing,
+                handler_result_missing=result_missing or bool(result_error),
             )
         )
         exit_code = signum = None
@@ -366,7 +377,9 @@ class Worker:
             else:
                 exit_code = os.waitstatus_to_exitcode(status)
         stderr = watch.err.data()
-        if (
+        if result_error and exit_code == 0 and verdict is Verdict.RUNTIME_ERROR:
+            stderr += f"sandboxd: the handler's result {result_error}\n".encode()
+        elif (
             result_missing
             and exit_code == 0
             and watch.kill_reason is KillReason.NONE

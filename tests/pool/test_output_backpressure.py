@@ -26,7 +26,7 @@ def test_paused_output_is_not_read_and_the_wall_limit_still_holds(pool: Pool) ->
     # deadline; after the kill only what the pipe held (at most 1 MiB, pipe-max-size) is read.
     assert outcome.verdict is Verdict.TIMEOUT, outcome
     assert b"".join(seen) == outcome.stdout
-    assert 0 < len(outcome.stdout) <= 1 << 20
+    assert len(outcome.stdout) <= 1 << 20  # (0 when a busy machine started it late)
 
 
 def test_paused_output_does_not_stop_the_cpu_limit(pool: Pool) -> None:
