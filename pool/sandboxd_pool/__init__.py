@@ -29,11 +29,13 @@ from .types import (
     Usage,
     Verdict,
 )
+from .validation import CheckedRequest
 
 __all__ = [
     "CEILING_LIMITS",
     "DEFAULT_LIMITS",
     "Cancelled",
+    "CheckedRequest",
     "Environment",
     "ExecutionRequest",
     "InvalidRequest",
