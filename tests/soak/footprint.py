@@ -21,7 +21,16 @@ import psutil
 ZYGOTE_MODULE = "sandboxd_pool._in_zygote"
 TEMPLATE_SCRIPT = "python_template.py"
 # Mounts made by container tooling running next to us on the shared machine, not by sandboxd.
-FOREIGN_MOUNT_PREFIXES = ("/var/lib/containers", "/run/containers", "/run/user", "/run/netns")
+# Container tooling's own mounts, never the daemon's: podman's default places and the storage
+# tests/container gives it (another test session's containers may come and go meanwhile).
+FOREIGN_MOUNT_PREFIXES = (
+    "/var/lib/containers",
+    "/run/containers",
+    "/run/user",
+    "/run/netns",
+    "/var/cache/sandboxd-test/storage",
+    "/run/sandboxd-test",
+)
 
 
 @dataclass(frozen=True)
