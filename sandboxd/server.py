@@ -1,6 +1,6 @@
 """`sandboxd serve`: the engine, the gRPC server, health, reflection, metrics, drain.
 
-Order matters: the pool (and its zygote) starts before any gRPC thread exists (DESIGN §3).
+Order matters: the pool (and its zygote) starts before any gRPC thread exists (docs/architecture.md).
 SIGTERM or SIGINT starts the drain: health turns NOT_SERVING, new calls get UNAVAILABLE,
 in-flight executions get `drain_grace_s` to finish (then their workers are killed), async
 jobs not started yet are CANCELLED (running ones share the grace), the pool is closed, and

@@ -11,7 +11,7 @@ import pathlib
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-DOCUMENT = ROOT / "README.md"
+DOCUMENT = ROOT / "docs" / "operations.md"
 BEGIN = "<!-- settings:begin (generated from sandboxd/settings.py) -->\n"
 END = "<!-- settings:end -->"
 

@@ -69,7 +69,7 @@ def _fmt(value: float | None, unit: str = " ms") -> str:
 
 
 def evaluate(results: dict[tuple[str, str], TargetResult]) -> list[TargetCheck]:
-    """The issue's targets, on paced sequential latency (a call to an idle warm pool)."""
+    """The e2e targets (docs/benchmarks.md), on paced sequential latency (a call to an idle warm pool)."""
 
     def paced(scenario: str, target: str) -> LatencyRun | None:
         r = results.get((scenario, target))

@@ -1,6 +1,6 @@
 """`sandboxd seccomp-profile`: print the container seccomp profile the daemon needs.
 
-The logic is in sandboxd.container_seccomp; see README.md "Running in a container"."""
+The logic is in sandboxd.container_seccomp; see docs/operations.md "Running in a container"."""
 
 from __future__ import annotations
 

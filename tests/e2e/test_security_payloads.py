@@ -1,4 +1,4 @@
-"""Issue 19, items 3 and 6: what one tenant's request makes the daemon itself hold or compute
+"""SECURITY.md "Service attack review", JSON events, slow readers and file names: what one tenant's request makes the daemon itself hold or compute
 (JSON events, streamed output), and file names. Each test starts its own daemon (port 0);
 memory is the daemon process's RSS (psutil), compared with a baseline taken in the test."""
 
@@ -137,7 +137,7 @@ def test_an_invalid_event_spends_no_quota_and_little_cpu(
     INVALID_ARGUMENT, the daemon's CPU for them stays within three times that of two 64 MiB
     Submits refused before any check (a runtime the tenant may not use: receiving and decoding
     only), and the tenant's one execution is still there for a valid Submit (the next is
-    refused by the rate quota). Issue 19 had quota first: there the second amplifier was
+    refused by the rate quota). The attack review had put quota first: there the second amplifier was
     refused by the quota and the valid Submit too."""
     daemon, keys = tenant_daemon
     with (

@@ -31,16 +31,20 @@ def test_the_check_fails_on_a_changed_row(tmp_path: pathlib.Path) -> None:
     script = tmp_path / "scripts" / "settings_table.py"
     script.parent.mkdir()
     script.write_text(SCRIPT.read_text())
-    text = (ROOT / "README.md").read_text()
-    (tmp_path / "README.md").write_text(text)
+    (tmp_path / "docs").mkdir()
+    document = tmp_path / "docs" / "operations.md"
+    text = (ROOT / "docs" / "operations.md").read_text()
+    document.write_text(text)
     ok = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     edited = text.replace("| `SANDBOXD_WARM_WORKERS` | 4 |", "| `SANDBOXD_WARM_WORKERS` | 5 |")
     assert edited != text
-    (tmp_path / "README.md").write_text(edited)
+    document.write_text(edited)
     done = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
     assert done.returncode == 1
-    assert done.stderr == "README.md: stale settings table (run scripts/settings_table.py)\n"
+    assert done.stderr == (
+        "docs/operations.md: stale settings table (run scripts/settings_table.py)\n"
+    )
 
 
 def test_every_field_is_a_setting_with_its_own_flag_and_variable() -> None:
