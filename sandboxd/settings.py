@@ -184,7 +184,8 @@ def _cgroup_name(text: str) -> str:
     if not PARENT_NAME_PATTERN.fullmatch(text):
         raise ValueError(
             f"{text!r} is not one directory name (letters, digits, '_', '.', '-'; at most 64; "
-            "not starting with '.' or '-')"
+            "not starting with '.' or '-'; not 'daemon', the daemon's own cgroup in a delegated "
+            "one)"
         )
     return text
 
@@ -390,9 +391,10 @@ class Settings:
     cgroup_parent: str = setting(
         "sandboxd",
         "--cgroup-parent",
-        "the cgroup (one directory name, made in each hierarchy) holding this daemon's worker "
-        "cgroups; daemons sharing it share its limits (a pids.max on it, say), so give each "
-        "daemon its own name to give it a budget of its own",
+        "the cgroup (one directory name, not `daemon`, made in each hierarchy; on cgroup v2 in "
+        "the daemon's delegated cgroup if it has one, docs/architecture.md) holding this "
+        "daemon's worker cgroups; daemons sharing it share its limits (a pids.max on it, say), "
+        "so give each daemon its own name to give it a budget of its own",
         Kind(_cgroup_name),
     )
     log_level: str = setting(

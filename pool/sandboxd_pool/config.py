@@ -147,7 +147,8 @@ class PoolConfig:
         if not PARENT_NAME_PATTERN.fullmatch(self.cgroup_parent):
             raise ValueError(
                 "cgroup_parent must be one directory name: letters, digits, '_', '.', '-' "
-                "(at most 64, not starting with '.' or '-')"
+                "(at most 64, not starting with '.' or '-'), not 'daemon' (the daemon's own "
+                "cgroup in a delegated one)"
             )
 
     @property

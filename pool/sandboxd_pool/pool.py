@@ -52,6 +52,7 @@ class Pool:
             log.warning(self.cgroup_warning)
         else:
             self.cgroup_warning = ""
+            log.info("sandboxd: %s", self.cgroups.placement)
         self.jail_mode = jail_mode.resolve(
             self.config.jail_mode, self.config.uid_base, self.config.worker_slots_needed
         )
