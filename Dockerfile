@@ -1,6 +1,6 @@
 # sandboxd: the gRPC daemon, its engine and client library, with Python 3 and Node.js for the
 # workers. Build: `podman build --format docker -t sandboxd .` (docker format keeps the
-# HEALTHCHECK). Run it as README.md "Running in a container" says: the flags there are needed.
+# HEALTHCHECK). Run it as docs/operations.md "Running in a container" says: the flags there are needed.
 #
 # BASE_IMAGE must be Debian 12 (bookworm) or an image built from it: both stages use its
 # python3, and the runtime stage runs the build stage's virtualenv against the same python3.
@@ -65,13 +65,18 @@ RUN apt-get update \
 # ids 0-65535, the only ones a user-namespaced container has (a Kubernetes pod with
 # `hostUsers: false`, rootless podman, docker's userns-remap), clear of the daemon (10001) and
 # of nobody (65534); at start the engine checks that the ids exist in its user namespace and
-# refuses to start naming a fitting range if they do not.
+# refuses to start naming a fitting range if they do not. The same range for root: run as the
+# container's root (`--user 0`, in a user namespace), the daemon can use a cgroup delegated to
+# the container, whose files belong to that root (README "Real limits in a container"). Only
+# one of the two users runs the daemon.
 ARG SANDBOXD_UID=10001
 RUN groupadd --system --gid ${SANDBOXD_UID} sandboxd \
     && useradd --system --uid ${SANDBOXD_UID} --gid sandboxd --no-create-home \
         --home-dir /nonexistent --shell /usr/sbin/nologin sandboxd \
     && echo "sandboxd:20000:4096" > /etc/subuid \
     && echo "sandboxd:20000:4096" > /etc/subgid \
+    && echo "root:20000:4096" >> /etc/subuid \
+    && echo "root:20000:4096" >> /etc/subgid \
     && mkdir -p /etc/sandboxd
 COPY --from=build /out/dist-packages/ /usr/local/lib/python3.11/dist-packages/
 COPY --from=build /out/sandboxd /usr/local/bin/sandboxd

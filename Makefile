@@ -1,4 +1,4 @@
-# sandboxd developer entry points. See README.md.
+# sandboxd developer entry points. See README.md and docs/development.md.
 #
 #   make demo    install the three distributions (editable) and run `python -m sandboxd demo`
 #   make test    install test requirements + the distributions, lint, type-check, run pytest
@@ -16,6 +16,9 @@
 # the editable installs no longer point at this checkout (scripts/editable_installed.py).
 # `make test`/`make lint` also `npm ci` the e2e Node.js client (tests/e2e/node_client) when its
 # package-lock.json changes.
+# `make test` runs, as root, every suite; tests/cgroup_v2 boots a cgroup v2 VM (qemu) whose
+# kernel and root filesystem it builds from Debian's packages on first use and caches under
+# /var/cache/sandboxd-test/cgroup-v2 (README "cgroup v2 in the test suite").
 
 PYTHON ?= python3
 PIP := $(PYTHON) -m pip --disable-pip-version-check

@@ -1,4 +1,4 @@
-"""Prometheus metrics (DESIGN §8), in their own registry, served on a separate HTTP port.
+"""Prometheus metrics (docs/operations.md, "Metrics and logs"), in their own registry, served on a separate HTTP port.
 
 Per-tenant labels only when the operator enables them (`--metrics-tenant-labels`): tenants
 are unbounded, and a label per tenant multiplies every series."""

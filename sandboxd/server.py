@@ -1,6 +1,6 @@
 """`sandboxd serve`: the engine, the gRPC server, health, reflection, metrics, drain.
 
-Order matters: the pool (and its zygote) starts before any gRPC thread exists (DESIGN §3).
+Order matters: the pool (and its zygote) starts before any gRPC thread exists (docs/architecture.md).
 SIGTERM or SIGINT starts the drain: health turns NOT_SERVING, new calls get UNAVAILABLE,
 in-flight executions get `drain_grace_s` to finish (then their workers are killed), async
 jobs not started yet are CANCELLED (running ones share the grace), the pool is closed, and
@@ -22,13 +22,11 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from sandboxd_client.proto import sandbox_pb2
 from sandboxd_pool import Pool, PoolConfig, Runtime
-from sandboxd_pool.validation import validate
 
 from .api import reflection
 from .api.call_guard import CallGuard, GuardLimits
-from .api.service import add_sandbox_service
+from .api.service import SERVICE, add_sandbox_service, count_errors
 from .api.servicer import SandboxServicer
 from .jobs.contract import JobBackend, RunJob, TenantJobLimits
 from .jobs.embedded import EmbeddedJobs
@@ -42,7 +40,6 @@ from .tenants.reload import TenantsFile
 
 log = logging.getLogger("sandboxd.server")
 
-SERVICE = sandbox_pb2.DESCRIPTOR.services_by_name["Sandbox"].full_name  # "sandboxd.v1.Sandbox"
 ENVELOPE_BYTES = 1024 * 1024  # gRPC framing and the response's other fields, above the payload
 HEALTH_POLL_S = 0.25
 
@@ -157,6 +154,7 @@ def pool_config(settings: Settings) -> PoolConfig:
 
 def _start_grpc(settings: Settings, pool: Pool, auth: Authenticator) -> Running:
     metrics = Metrics(tenant_labels=settings.metrics_tenant_labels)
+    on_error = count_errors(metrics)  # refusals of the call guard and of the service
     local_quotas = LocalQuotas()
     long_polls = max(16, 4 * settings.max_concurrent_executions)  # GetExecutions waiting
     closers: list[Callable[[], None]] = []
@@ -186,7 +184,6 @@ def _start_grpc(settings: Settings, pool: Pool, auth: Authenticator) -> Running:
         quotas,
         metrics,
         jobs=jobs,
-        validate=lambda request: validate(request, pool.config),
         tenant_jobs=TenantJobLimits(
             max_queued_jobs=settings.max_queued_jobs_per_tenant,
             max_async_bytes=settings.async_max_bytes_per_tenant,
@@ -206,7 +203,7 @@ def _start_grpc(settings: Settings, pool: Pool, auth: Authenticator) -> Running:
             idle_timeout_s=settings.idle_timeout_s,
         ),
         SERVICE,
-        servicer.count_error,
+        on_error,
     )
     server = grpc.server(
         ThreadPoolExecutor(max_workers=threads, thread_name_prefix="sandboxd-rpc"),
@@ -224,7 +221,7 @@ def _start_grpc(settings: Settings, pool: Pool, auth: Authenticator) -> Running:
     metrics.open_calls.labels("public").set_function(guard.public_calls)
     guard.watchdog.start()
     closers.append(guard.watchdog.close)
-    add_sandbox_service(server, servicer, auth, servicer.count_error)
+    add_sandbox_service(server, servicer, auth, on_error)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable((SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), server)

@@ -9,12 +9,19 @@
 #                     jail mode (a non-root daemon); tests/pool/test_subuid_mode.py runs it
 #   redis-server      tests/cluster and `python -m bench cluster` start their own on a free
 #                     port (package `redis-server`; its system service is not used)
+#   qemu-system-x86_64, debootstrap, mke2fs
+#                     tests/cgroup_v2 boots a cgroup v2 VM (qemu, TCG) on Debian's kernel and a
+#                     debootstrap root filesystem made into an ext4 image (packages
+#                     `qemu-system-x86`, `debootstrap`, `e2fsprogs`)
 set -euo pipefail
 
 missing=()
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v qemu-system-x86_64 >/dev/null 2>&1 || missing+=(qemu-system-x86)
+command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+command -v mke2fs >/dev/null 2>&1 || missing+=(e2fsprogs)
 { [ -x /usr/bin/newuidmap ] && [ -x /usr/bin/newgidmap ]; } || missing+=(uidmap)
 if ! /sbin/ldconfig -p 2>/dev/null | grep -q 'libseccomp\.so\.2 '; then
     missing+=(libseccomp2)

@@ -82,7 +82,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     background threads, opening and closing worker fds, would make meaningless.
     The suites that start daemons run last (e2e, cluster, fuzz, faults, soak, deploy): a
     daemon is a process tree of its own and its clients leave threads in this process; the container tests (podman: a
-    Debian base, an image build) after them."""
+    Debian base, an image build) and the cgroup v2 VM (tests/cgroup_v2) after them."""
     items.sort(key=_order)
 
 
@@ -94,6 +94,8 @@ _DAEMON_SUITES = ("e2e", "cluster", "fuzz", "faults", "soak", "deploy")
 def _order(item: pytest.Item) -> int:
     if "container/" in item.nodeid or "test_pod_in_podman.py" in item.nodeid:
         return 3  # podman (tests/container, and the Deployment's pod in tests/deploy)
+    if "tests/cgroup_v2/" in item.nodeid or item.nodeid.startswith("cgroup_v2/"):
+        return 3  # a VM of its own
     for suite in _DAEMON_SUITES:
         if f"tests/{suite}/" in item.nodeid or item.nodeid.startswith(f"{suite}/"):
             return 2

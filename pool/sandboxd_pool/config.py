@@ -95,7 +95,7 @@ class PoolConfig:
     readonly_binds: tuple[str, ...] = ()  # extra host paths bound read-only (a package layer)
     # "auto": "root" when the engine holds CAP_SYS_ADMIN and CAP_SETUID in the initial user
     # namespace, else "subuid" (workers map to the daemon user's /etc/subuid and /etc/subgid
-    # ranges through newuidmap/newgidmap). See jail/mode.py and README "The two jail modes".
+    # ranges through newuidmap/newgidmap). See jail/mode.py and docs/architecture.md "The two jail modes".
     jail_mode: str = "auto"
     uid_base: int = 3_000_000  # root mode: outside uid (and gid) of worker slot n is uid_base + n
     cpu_cores_per_worker: float = 1.0  # cgroup CPU quota of one worker; 0: unlimited
@@ -147,7 +147,8 @@ class PoolConfig:
         if not PARENT_NAME_PATTERN.fullmatch(self.cgroup_parent):
             raise ValueError(
                 "cgroup_parent must be one directory name: letters, digits, '_', '.', '-' "
-                "(at most 64, not starting with '.' or '-')"
+                "(at most 64, not starting with '.' or '-'), not 'daemon' (the daemon's own "
+                "cgroup in a delegated one)"
             )
 
     @property

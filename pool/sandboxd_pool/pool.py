@@ -29,7 +29,7 @@ from .jail import mode as jail_mode
 from .jail.cgroups import CgroupSetup
 from .replenisher import Replenisher, RuntimeState, WarmKey, alive
 from .types import ExecutionRequest, Outcome, Runtime, RuntimeHealth, Started, Stream, Verdict
-from .validation import validate
+from .validation import CheckedRequest, check, validate
 from .worker import Worker
 from .zygote import ZygoteClient
 
@@ -52,6 +52,7 @@ class Pool:
             log.warning(self.cgroup_warning)
         else:
             self.cgroup_warning = ""
+            log.info("sandboxd: %s", self.cgroups.placement)
         self.jail_mode = jail_mode.resolve(
             self.config.jail_mode, self.config.uid_base, self.config.worker_slots_needed
         )
@@ -156,9 +157,14 @@ class Pool:
                     return False
                 self._lock.wait(left)
 
+    def check(self, request: ExecutionRequest) -> CheckedRequest:
+        """Validate `request` for this pool (InvalidRequest naming the field); `execute` runs
+        the result without validating it again."""
+        return check(request, self.config)
+
     def execute(
         self,
-        request: ExecutionRequest,
+        request: ExecutionRequest | CheckedRequest,
         *,
         cancel: threading.Event | None = None,
         on_start: Callable[[Started], None] | None = None,
@@ -167,6 +173,8 @@ class Pool:
         output_paused: Callable[[], bool] | None = None,
     ) -> Outcome:
         """Run one request on a fresh worker; user code failing is a Verdict, never a raise.
+
+        request: validated first (InvalidRequest), unless it is this pool's `check` result.
 
         cancel: set from any thread. While the request waits for a slot or a worker, execute
         raises Cancelled (noticed within CANCEL_POLL_S); while the code runs, the worker is
@@ -188,7 +196,12 @@ class Pool:
         arrived = time.monotonic()
         if self._closed:
             raise PoolClosed("the pool is closed")
-        limits = validate(request, self.config)
+        if isinstance(request, CheckedRequest) and request.config is self.config:
+            request, limits = request.request, request.limits
+        else:
+            if isinstance(request, CheckedRequest):  # checked under another configuration
+                request = request.request
+            limits = validate(request, self.config)
         execution_id = execution_id or uuid.uuid4().hex
         self._acquire_slot(cancel)
         try:

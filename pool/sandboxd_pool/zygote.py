@@ -98,6 +98,7 @@ class ZygoteClient:
         self.pid = 0
         self.engine_dir = ""  # the engine the running zygote imported (checked: ENGINE_DIR)
         self.swept: list[str] = []
+        self.clone_into_error = ""  # v2: why workers cannot be created in their cgroups, if so
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -142,6 +143,16 @@ class ZygoteClient:
         self.swept = list(hello.swept)
         if self.swept:
             log.warning("removed %d stale worker cgroups: %s", len(self.swept), self.swept)
+        self.clone_into_error = hello.clone_into_error
+        if self._plan.cgroup_version == 2:
+            if self.clone_into_error:
+                log.warning(
+                    "cgroup v2: workers move into their cgroups through cgroup.procs: "
+                    "clone3(CLONE_INTO_CGROUP) failed here (%s)",
+                    self.clone_into_error,
+                )
+            else:
+                log.info("cgroup v2: workers are created in their cgroups (CLONE_INTO_CGROUP)")
         with self._lock:
             self._sock, self._process, self.pid = ours, process, hello.pid
         self._reader = threading.Thread(

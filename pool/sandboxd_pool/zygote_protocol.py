@@ -42,6 +42,7 @@ class Hello:
     pid: int
     swept: tuple[str, ...]  # stale worker cgroups removed at start
     engine: str  # the directory of the sandboxd_pool the zygote imported
+    clone_into_error: str = ""  # v2: why workers cannot be created in their cgroups, if so
 
 
 @dataclass(frozen=True)

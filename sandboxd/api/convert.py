@@ -9,7 +9,6 @@ from sandboxd_pool.types import Mode, Started
 
 from ..errors import NotFound
 from ..jobs.contract import MAX_IDEMPOTENCY_KEY_BYTES, Job, JobState, is_execution_id
-from ..tenants.model import Tenant
 
 MAX_LABELS = 64
 MAX_LABEL_KEY_BYTES = 128
@@ -61,11 +60,10 @@ def labels_of(msg: pb.ExecuteRequest) -> dict[str, str]:
     return dict(msg.labels)
 
 
-def execution_request(
-    msg: pb.ExecuteRequest, tenant: Tenant, *, submit: bool = False
-) -> ExecutionRequest:
-    """The engine request for `msg` on behalf of `tenant`, limits clamped to its ceilings.
-    `submit`: for Submit, where an idempotency key is allowed."""
+def execution_request(msg: pb.ExecuteRequest, tenant: str, *, submit: bool) -> ExecutionRequest:
+    """The engine request for `msg` on behalf of `tenant`, with the limits it asks for (the
+    tenant's defaults and ceilings are applied next: admission.py). `submit`: for Submit,
+    where an idempotency key is allowed."""
     runtime = runtime_of(msg)
     mode = _MODE.get(msg.mode)
     if mode is None:
@@ -89,8 +87,8 @@ def execution_request(
         args=tuple(msg.args),
         env=dict(msg.env),
         files=files,
-        limits=tenant.effective_limits(limits_of(msg.limits)),
-        tenant=tenant.name,
+        limits=limits_of(msg.limits),
+        tenant=tenant,
         mode=mode,
         event=msg.event,
     )

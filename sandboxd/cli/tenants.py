@@ -1,9 +1,7 @@
 """`sandboxd tenants add|list|remove`: manage the tenants file (see sandboxd.tenants).
 
-Registered into the main parser by `sandboxd.cli` with `register(subparsers)`. Every
-subcommand sets `func`, a callable taking the parsed namespace and returning the exit code:
-0 on success, 2 for a usage or file error (message on stderr as `sandboxd: error: ...`, file
-unchanged).
+Each subcommand's handler returns 0 on success, 2 for a usage or file error (message on
+stderr as `sandboxd: error: ...`, file unchanged).
 """
 
 from __future__ import annotations
@@ -17,6 +15,7 @@ from typing import Any
 from sandboxd_pool.types import Runtime
 
 from .. import tenants
+from .parser import Subparsers
 
 __all__ = ["ENV_FILE", "register"]
 
@@ -29,7 +28,7 @@ class _UsageError(Exception):
     pass
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: Subparsers) -> None:
     """Add the `tenants` command and its subcommands."""
     parser = subparsers.add_parser(
         "tenants",
@@ -108,7 +107,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=[],
         help="a ceiling limit: larger requests are clamped to it (repeatable; same fields)",
     )
-    add.set_defaults(func=_add)
+    add.set_defaults(handler=_add)
 
     list_ = commands.add_parser(
         "list",
@@ -117,7 +116,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "CPU-time quotas and the open-call and async shares when set, key hash prefix.",
     )
     list_.add_argument("--file", metavar="F", help=file_help)
-    list_.set_defaults(func=_list)
+    list_.set_defaults(handler=_list)
 
     remove = commands.add_parser(
         "remove",
@@ -126,7 +125,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     remove.add_argument("name", metavar="NAME", help="the tenant to remove")
     remove.add_argument("--file", metavar="F", help=file_help)
-    remove.set_defaults(func=_remove)
+    remove.set_defaults(handler=_remove)
 
 
 def _error(message: str) -> int:

@@ -19,7 +19,7 @@ from .file import _check_name, _parse, _read, _tenant
 from .model import DEFAULT_MAX_CONCURRENT_EXECUTIONS, TenantsFileError, hash_key, new_key
 
 FILE_HEADER = """\
-# sandboxd tenants file (DESIGN §7). Managed by `sandboxd tenants add|list|remove`; it may
+# sandboxd tenants file (sandboxd's docs/operations.md, "Tenants"). Managed by `sandboxd tenants add|list|remove`; it may
 # also be edited by hand (comments are kept where possible). One table per tenant:
 #
 #   [tenants.NAME]                   NAME: lowercase letters, digits, '_' and '-' (max 63)

@@ -1,4 +1,4 @@
-"""Issue 19 with --redis-url (items 4, 5 and 6): one tenant cannot lock the others out of the
+"""SECURITY.md "Service attack review" with --redis-url (async lock-out, ids, long-polls): one tenant cannot lock the others out of the
 cluster's async executions, execution ids never reach Redis key names, a long-poll returns
 early only with the finished state, and the Redis password can stay out of the process list.
 Each test has its own real redis-server (free port) and daemons (port 0)."""

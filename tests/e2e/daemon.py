@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,16 +89,24 @@ def _read(daemon: Daemon) -> None:
             daemon.logs.append(entry)
 
 
-def spawn(args: Sequence[str], env: Mapping[str, str] | None = None) -> Daemon:
-    """Start `sandboxd serve ARGS` without waiting for it."""
+def spawn(
+    args: Sequence[str],
+    env: Mapping[str, str] | None = None,
+    preexec_fn: Callable[[], None] | None = None,
+    wrapper: Sequence[str] = (),
+) -> Daemon:
+    """Start `sandboxd serve ARGS` without waiting for it. `preexec_fn` runs in the child
+    before the exec (to start it in a cgroup, say); `wrapper` is a command that runs the
+    daemon's (a container launcher, say)."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("SANDBOXD_")}
     full_env.update(env or {})
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sandboxd", "serve", *args],
+        [*wrapper, sys.executable, "-m", "sandboxd", "serve", *args],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         env=full_env,
+        preexec_fn=preexec_fn,
     )
     daemon = Daemon(proc)
     daemon._reader = threading.Thread(target=_read, args=(daemon,), daemon=True)

@@ -1,4 +1,4 @@
-"""Issue 19, item 4, embedded backend: one tenant's asynchronous executions cannot lock the
+"""SECURITY.md "Service attack review", async lock-out, embedded backend: one tenant's asynchronous executions cannot lock the
 others out (the node's queue, its async memory, its running slots). A hog and a victim
 against a real daemon (port 0); the Redis backend's twin is tests/cluster/test_cluster_security.py."""
 

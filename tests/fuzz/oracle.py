@@ -1,6 +1,6 @@
 """What the daemon must answer to a well-formed ExecuteRequest, written from the contract alone:
 the comments of proto/sandboxd/v1/sandbox.proto (the admission order, each field's rules, how
-a violation names its field) and README "Errors" (gRPC's own RESOURCE_EXHAUSTED over the
+a violation names its field) and docs/api.md "Errors" (gRPC's own RESOURCE_EXHAUSTED over the
 message limit). Nothing here imports the daemon's or the engine's conversion or validation
 code, or their constants: a validation bug must show up as a disagreement, not be computed on
 both sides. Every number below is quoted from the proto.

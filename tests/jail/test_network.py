@@ -1,4 +1,4 @@
-"""Hostile programs against the network boundary (DESIGN §2: no network unless enabled; §5: a
+"""Hostile programs against the network boundary (SECURITY.md, "Threat model": no network; docs/architecture.md, the jail: a
 net namespace holding only a down `lo`; seccomp: socket families other than AF_UNIX/INET/INET6
 fail with EAFNOSUPPORT).
 

@@ -11,8 +11,21 @@ from sandboxd.settings import Settings, SettingsError, add_arguments, from_args
 from sandboxd_pool import PoolConfig
 from sandboxd_pool.jail.cgroups import CgroupSetup
 
-BAD_NAMES = ["", ".", "..", "../escape", "a/b", "/abs", "-flag", ".hidden", "x" * 65, "sp ace"]
-GOOD_NAMES = ["sandboxd", "sandboxd-tenant_a.2", "S" * 64, "0"]
+# "daemon": in a delegated cgroup v2 subtree the daemon's own processes sit in <subtree>/daemon
+BAD_NAMES = [
+    "",
+    ".",
+    "..",
+    "../escape",
+    "a/b",
+    "/abs",
+    "-flag",
+    ".hidden",
+    "x" * 65,
+    "sp ace",
+    "daemon",
+]
+GOOD_NAMES = ["sandboxd", "sandboxd-tenant_a.2", "S" * 64, "0", "daemons", "my-daemon", "Daemon"]
 
 
 def parse(argv: list[str], env: dict[str, str] | None = None) -> Settings:

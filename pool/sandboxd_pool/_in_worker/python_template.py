@@ -8,8 +8,9 @@ child it clones (CLONE_NEWPID | CLONE_PARENT: PID 1 of its own namespace, child 
 confines itself (jail/enter.py: enter_forked) and only then reads its one request.
 
 zygote -> template: first a config message {bpf, rlimits, scratch_bytes, cgroup_version, root},
-then {uid} + fds [stdin, stdout, stderr, control, setup, exit pipe, cgroup entry fds...] per
-worker.
+then {uid, into} + fds [stdin, stdout, stderr, control, setup, exit pipe, cgroup fds...] per
+worker: with `into`, one fd, the worker cgroup's directory, which the child is created in
+(CLONE_INTO_CGROUP); else the entry fds through which the child moves itself in.
 template -> zygote: b"ready" once warm, then {pid} or {error} per worker.
 """
 
@@ -25,12 +26,12 @@ sys.path[0:0] = ["/opt/sandboxd", "/opt/sandboxd-lib"]
 MYPY = False
 if MYPY:  # the type checker sees the package; the jail sees these dirs on sys.path
     from sandboxd_pool._in_worker import python_boot
-    from sandboxd_pool.jail import enter, namespaces
+    from sandboxd_pool.jail import cgroups, enter, namespaces
     from sandboxd_pool.jail.enter import TemplateRoot
     from sandboxd_pool.jail.policy import RlimitPlan
 else:
     import python_boot
-    from jail import enter, namespaces
+    from jail import cgroups, enter, namespaces
     from jail.enter import TemplateRoot
     from jail.policy import RlimitPlan
 
@@ -56,10 +57,14 @@ def main() -> None:
         if not data:
             os._exit(0)
         request = marshal.loads(data)
+        stdin, stdout, stderr, control, setup, exit_pipe, *cgroup_fds = fds
+        flags = namespaces.CLONE_PARENT | namespaces.CLONE_NEWPID
         try:
-            pid = namespaces.clone_into_namespaces(
-                namespaces.CLONE_PARENT | namespaces.CLONE_NEWPID
-            )
+            if request.get("into"):
+                pid = cgroups.clone_into(flags, cgroup_fds[0])
+                cgroup_fds = []  # the child starts in its cgroup: nothing to enter
+            else:
+                pid = namespaces.clone_into_namespaces(flags)
         except OSError as e:
             for fd in fds:
                 os.close(fd)
@@ -67,7 +72,6 @@ def main() -> None:
             continue
         if pid == 0:
             zygote.detach()  # fd 3 becomes the worker's control socket below
-            stdin, stdout, stderr, control, setup, exit_pipe, *cgroup_fds = fds
             enter.enter_forked(
                 root,
                 config["scratch_bytes"],

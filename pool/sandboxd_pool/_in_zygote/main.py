@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import zygote_protocol as proto
-from ..jail import mode, mounts, namespaces, seccomp
+from ..jail import cgroups, mode, mounts, namespaces, seccomp
 from ..jail.cgroups import CgroupSetup, WorkerCgroup
 from ..jail.enter import TemplateRoot, boot_environment, enter_and_exec, layer_patches
 from ..jail.init import EXIT_PREFIX
@@ -92,6 +92,9 @@ class Zygote:
             if plan.cgroup_version
             else None
         )
+        # v2: a worker is created inside its cgroup (clone3 CLONE_INTO_CGROUP) if the kernel and
+        # the seccomp policy around us allow it; else it moves itself in (cgroup.procs).
+        self.clone_into_error = self.cgroups.probe_clone_into() if self.cgroups else "no cgroup"
         self.children: dict[int, Child] = {}
         self.map_helpers: dict[int, Child] = {}  # subuid mode: newuidmap/newgidmap pid -> child
         self.free_slots = list(range(plan.uid_slots - 1, -1, -1))
@@ -113,7 +116,15 @@ class Zygote:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         swept = self.cgroups.sweep() if self.cgroups else []
         engine = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        proto.send(self.pool, proto.Hello(pid=os.getpid(), swept=tuple(swept), engine=engine))
+        proto.send(
+            self.pool,
+            proto.Hello(
+                pid=os.getpid(),
+                swept=tuple(swept),
+                engine=engine,
+                clone_into_error=self.clone_into_error,
+            ),
+        )
         while self.running or self.children:
             self.poll_once()
         while self.removals:
@@ -221,7 +232,8 @@ class Zygote:
             setup_z, setup_c = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             exit_r, exit_w = os.pipe2(os.O_CLOEXEC)  # the init's report, to the pool
             opened = [stdin_r, stdin_w, stdout_r, stdout_w, stderr_r, stderr_w, exit_r, exit_w]
-            entry_fds = cgroup.open_for_entry() if cgroup else []
+            into = cgroup.open_dir() if cgroup and not self.clone_into_error else -1
+            entry_fds = cgroup.open_for_entry() if cgroup and into < 0 else []
             child_fds = (
                 stdin_r,
                 stdout_w,
@@ -233,14 +245,20 @@ class Zygote:
             try:
                 if runtime_name == "python" and self.plan.python_template:
                     uid = self.plan.uid_base + slot
-                    pid = self.template_spawn(env, uid, child_fds, entry_fds)
+                    pid = self.template_spawn(env, uid, child_fds, entry_fds, into)
                 else:
                     pid = self.exec_spawn(
-                        runtime_name, env, self.plan.outside_ids(slot)[0], child_fds, entry_fds
+                        runtime_name,
+                        env,
+                        self.plan.outside_ids(slot)[0],
+                        child_fds,
+                        entry_fds,
+                        into,
                     )
             finally:
-                for fd in entry_fds:
-                    os.close(fd)
+                for fd in (*entry_fds, into):
+                    if fd >= 0:
+                        os.close(fd)
             for fd in (stdin_r, stdout_w, stderr_w, exit_w):
                 os.close(fd)
             ctl_child.close()
@@ -269,13 +287,23 @@ class Zygote:
             raise
 
     def exec_spawn(
-        self, runtime_name: str, env: str, uid: int, fds: tuple[int, ...], entry_fds: list[int]
+        self,
+        runtime_name: str,
+        env: str,
+        uid: int,
+        fds: tuple[int, ...],
+        entry_fds: list[int],
+        into: int,
     ) -> int:
-        pid = namespaces.clone_into_namespaces(
+        flags = (
             namespaces.SUBUID_WORKER_CLONE_FLAGS
             if self.plan.subuid
             else namespaces.WORKER_CLONE_FLAGS
         )
+        if into >= 0:
+            pid = cgroups.clone_into(flags, into)
+        else:
+            pid = namespaces.clone_into_namespaces(flags)
         if pid == 0:
             forget_zygote_signals()
             enter_and_exec(
@@ -295,9 +323,13 @@ class Zygote:
 
     # -- the Python template -------------------------------------------------------------------
 
-    def template_spawn(self, env: str, uid: int, fds: tuple[int, ...], entry_fds: list[int]) -> int:
+    def template_spawn(
+        self, env: str, uid: int, fds: tuple[int, ...], entry_fds: list[int], into: int
+    ) -> int:
         """Fork a worker from the Python template of environment `env` ("" for the bare
-        runtime), starting that template first if it is not running."""
+        runtime), starting that template first if it is not running. `into` (>= 0): the
+        worker cgroup's directory, which the template creates the worker in; else the worker
+        moves itself in through `entry_fds`."""
         current = self.templates.get(env)
         if current is not None and self.template_worn_out(current):
             # Never more children than the bound: switch now, waiting for the replacement if
@@ -311,7 +343,11 @@ class Zygote:
             self.templates[env] = self.finish_template_start(self.start_template(env))
         template = self.templates[env]
         try:
-            socket.send_fds(template.sock, [marshal.dumps({"uid": uid})], [*fds, *entry_fds])
+            socket.send_fds(
+                template.sock,
+                [marshal.dumps({"uid": uid, "into": into >= 0})],
+                [*fds, *(entry_fds if into < 0 else [into])],
+            )
             reply = template.sock.recv(4096)
         except OSError as e:
             self.stop_template(env)
@@ -569,7 +605,7 @@ class Zygote:
         facts = None
         if child.cgroup:
             child.cgroup.kill_all()
-            facts = child.cgroup.facts()
+            facts = child.cgroup.facts(largest_process_bytes=rusage.ru_maxrss * 1024)
         if child.setup is not None:
             child.setup.setblocking(False)
             with contextlib.suppress(OSError):

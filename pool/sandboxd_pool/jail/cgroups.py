@@ -5,14 +5,24 @@
                               says why none is usable (the pool then falls back to rlimits)
     WorkerCgroup              paths of one worker's cgroup: add a pid, set limits, read facts,
                               kill everything in it, remove it
+    clone_into()              v2: create a process directly inside a worker's cgroup
 
 Facts (peak memory, OOM kills, CPU time) are read by the zygote after the worker is reaped,
 and by the pool while it runs (CPU time), never asked of the worker.
+
+Where the parent goes on v2 (see _v2_base): in the cgroup delegated to this process if it has
+one, else at the top of the hierarchy. Delegated means this process's own cgroup is the root of
+its cgroup namespace (a container given its cgroup read-write), or carries systemd's delegate
+mark (a unit with Delegate=yes), or belongs to this process's non-root user. A cgroup that holds
+processes cannot enable controllers for its children (cgroup v2's "no internal processes" rule),
+so the processes of the delegated cgroup (this one, its threads) move into a leaf DAEMON_LEAF,
+and the parent is made beside it: <delegated>/daemon, <delegated>/<parent>/z<zygote>-<n>.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import os
 import re
@@ -21,9 +31,18 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ._libc import libc_gil
+
 PARENT_NAME = "sandboxd"
-PARENT_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+DAEMON_LEAF = "daemon"  # v2, delegated cgroup: where the daemon's own processes go
+# One directory name; not DAEMON_LEAF, which sits beside the parent in a delegated cgroup.
+PARENT_NAME_PATTERN = re.compile(rf"(?!{DAEMON_LEAF}\Z)[A-Za-z0-9][A-Za-z0-9_.-]{{0,63}}")
 PROBE_PREFIX = "probe-"  # + the pid of the process probing the hierarchy at start
+# systemd sets one of these to "1" on the cgroup of a unit with Delegate=yes.
+DELEGATE_XATTRS = ("trusted.delegate", "user.delegate")
+SYS_clone3 = 435
+CLONE_PARENT = 0x00008000
+CLONE_INTO_CGROUP = 0x200000000
 V1_CONTROLLERS = ("memory", "pids", "cpu", "cpuacct")
 V2_CONTROLLERS = ("memory", "pids", "cpu")
 UNIFIED = "unified"
@@ -44,6 +63,7 @@ class CgroupSetup:
     version: int
     parents: Mapping[str, str] = field(default_factory=dict)
     reason: str = ""
+    placement: str = ""  # v2: where the parent went and why (the pool logs it)
 
     @staticmethod
     def detect(root: str | None = None, parent_name: str = PARENT_NAME) -> CgroupSetup:
@@ -60,9 +80,9 @@ class CgroupSetup:
                 v1 = {c: os.path.join(root, c) for c in V1_CONTROLLERS}
                 setup = _try_v1(v1, reasons, parent_name)
             return setup or CgroupSetup(version=0, reason="; ".join(reasons))
-        mounts = _cgroup_mounts()
+        mounts, unified_root = _cgroup_mounts()
         if UNIFIED in mounts:
-            setup = _try_v2(mounts[UNIFIED], reasons, parent_name)
+            setup = _try_v2(mounts[UNIFIED], reasons, parent_name, unified_root)
             if setup:
                 return setup
         v1_mounts = {c: mounts[c] for c in V1_CONTROLLERS if c in mounts}
@@ -111,6 +131,29 @@ class CgroupSetup:
                 removed.append(name)
         return removed
 
+    def probe_clone_into(self) -> str:
+        """Why clone_into() cannot be used here, or "" when it can. It cannot on v1, before
+        Linux 5.7, or under a seccomp policy that refuses clone3 (ENOSYS, as container runtimes'
+        default profiles may). Tried once, with a child that exits at once, in a probe cgroup."""
+        if self.version != 2:
+            return "cgroup v1"
+        cg = self.worker(f"{PROBE_PREFIX}{os.getpid()}")
+        cg.create()
+        try:
+            directory = cg.open_dir()
+            try:
+                pid = clone_into(0, directory)
+            except OSError as e:
+                return str(e)
+            finally:
+                os.close(directory)
+            if pid == 0:
+                os._exit(0)
+            os.waitpid(pid, 0)
+            return ""
+        finally:
+            cg.remove()
+
 
 @dataclass(frozen=True)
 class WorkerCgroup:
@@ -130,6 +173,10 @@ class WorkerCgroup:
         are opened by the zygote: the worker may already live in a root without /sys."""
         name = "tasks" if self.version == 1 else "cgroup.procs"
         return [os.open(f"{p}/{name}", os.O_WRONLY | os.O_CLOEXEC) for p in self.paths.values()]
+
+    def open_dir(self) -> int:
+        """v2: an fd of the cgroup's directory, for clone_into()."""
+        return os.open(self.paths[UNIFIED], os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
     def set_limits(self, memory_bytes: int, max_processes: int, cpu_cores: float = 0.0) -> None:
         if self.version == 2:
@@ -156,15 +203,19 @@ class WorkerCgroup:
         except (OSError, ValueError):
             return 0
 
-    def facts(self) -> CgroupFacts:
+    def facts(self, largest_process_bytes: int = 0) -> CgroupFacts:
+        """What the kernel counted. v2 before Linux 5.19 has no memory.peak: the peak is then
+        `largest_process_bytes` (the caller's rusage maxrss of the reaped worker), the closest
+        figure the kernel offers once the processes are gone."""
         try:
             if self.version == 2:
                 p = self.paths[UNIFIED]
                 events = _read_keyed(p, "memory.events")
                 pids_events = _read_keyed(p, "pids.events")
-                peak = _read(p, "memory.peak") if os.path.exists(f"{p}/memory.peak") else "0"
+                has_peak = os.path.exists(f"{p}/memory.peak")
+                peak = int(_read(p, "memory.peak")) if has_peak else largest_process_bytes
                 return CgroupFacts(
-                    peak_memory_bytes=int(peak),
+                    peak_memory_bytes=peak,
                     oom_kills=events.get("oom_kill", 0),
                     cpu_time_ns=self.cpu_time_ns(),
                     pids_limit_hits=pids_events.get("max", 0),
@@ -182,11 +233,15 @@ class WorkerCgroup:
             return CgroupFacts()
 
     def kill_all(self) -> None:
-        """SIGKILL everything left in the cgroup (a worker is normally gone with its PID ns)."""
+        """SIGKILL everything left in the cgroup (a worker is normally gone with its PID ns).
+        v2: cgroup.kill (Linux >= 5.14) kills the whole tree at once, also processes forked
+        meanwhile; without it, each listed process, as on v1."""
         if self.version == 2:
-            with contextlib.suppress(OSError):
+            try:
                 _write(self.paths[UNIFIED], "cgroup.kill", "1")
-            return
+                return
+            except OSError:
+                pass
         for path in self.paths.values():
             try:
                 pids = _read(path, "cgroup.procs").split()
@@ -277,52 +332,142 @@ def _alive(pid: int, *, zygote: bool = True) -> bool:
         return False
 
 
-def _cgroup_mounts() -> dict[str, str]:
-    """controller -> mount point for v1 hierarchies, and UNIFIED -> the cgroup2 mount."""
+def _cgroup_mounts() -> tuple[dict[str, str], str]:
+    """controller -> mount point for v1 hierarchies, and UNIFIED -> the cgroup2 mount; and the
+    cgroup2 mount's root (the cgroup it shows at its top: "/" unless a subtree was mounted)."""
     found: dict[str, str] = {}
+    unified_root = "/"
     try:
         with open("/proc/self/mountinfo") as f:
             lines = f.read().splitlines()
     except OSError:
-        return found
+        return found, unified_root
     for line in lines:
         left, _, right = line.partition(" - ")
         fields = left.split()
         fstype, _source, *opts = right.split()
         mount_point = fields[4]
         if fstype == "cgroup2":
-            found.setdefault(UNIFIED, mount_point)
+            # the first one, or one mounted over it later (a container's, over the host's)
+            if found.get(UNIFIED, mount_point) == mount_point:
+                found[UNIFIED], unified_root = mount_point, fields[3]
         elif fstype == "cgroup":
             options = set(opts[0].split(",")) if opts else set()
             for controller in V1_CONTROLLERS:
                 if controller in options:
                     found.setdefault(controller, mount_point)
-    return found
+    return found, unified_root
 
 
 def _is_v2(path: str) -> bool:
     return os.path.exists(os.path.join(path, "cgroup.controllers"))
 
 
-def _try_v2(mount_point: str, reasons: list[str], parent_name: str) -> CgroupSetup | None:
-    available = (
-        set(_read(mount_point, "cgroup.controllers").split()) if _is_v2(mount_point) else set()
-    )
+def _try_v2(
+    mount_point: str, reasons: list[str], parent_name: str, mount_root: str | None = None
+) -> CgroupSetup | None:
+    """The parent in the delegated cgroup or at the top (see _v2_base); `mount_root` None: a
+    forced root, used as it is."""
+    if mount_root is None:
+        base, leaf, why = mount_point, False, "the configured cgroup root"
+    else:
+        base, leaf, why = _v2_base(mount_point, mount_root)
+    available = set(_read(base, "cgroup.controllers").split()) if _is_v2(base) else set()
     missing = [c for c in V2_CONTROLLERS if c not in available]
     if missing:
-        reasons.append(f"cgroup v2 at {mount_point} lacks controllers {','.join(missing)}")
+        reasons.append(f"cgroup v2 at {base} ({why}) lacks controllers {','.join(missing)}")
         return None
-    parent = os.path.join(mount_point, parent_name)
+    parent = os.path.join(base, parent_name)
     try:
+        if leaf:
+            _enter_leaf(base)
         enable = " ".join(f"+{c}" for c in V2_CONTROLLERS)
-        _write(mount_point, "cgroup.subtree_control", enable)
+        _write(base, "cgroup.subtree_control", enable)
         os.makedirs(parent, exist_ok=True)
         _write(parent, "cgroup.subtree_control", enable)
         _probe(CgroupSetup(version=2, parents={UNIFIED: parent}))
     except OSError as e:
-        reasons.append(f"cgroup v2 at {mount_point} is not writable ({e.strerror or e})")
+        reasons.append(
+            f"cgroup v2 at {base} ({why}) is not writable ({e.strerror or e}{_owner_hint(base)})"
+        )
         return None
-    return CgroupSetup(version=2, parents={UNIFIED: parent})
+    placement = f"cgroup v2: worker cgroups under {parent} ({why})"
+    if leaf:
+        placement += f"; this process moved into {os.path.join(base, DAEMON_LEAF)}"
+    return CgroupSetup(version=2, parents={UNIFIED: parent}, placement=placement)
+
+
+def _v2_base(mount_point: str, mount_root: str) -> tuple[str, bool, str]:
+    """(the cgroup to put the parent in, whether this process must first move into its leaf,
+    why that cgroup). The delegated one if this process has one, else the top."""
+    own = _own_v2_cgroup()
+    # "/.." and below: this process's cgroup is outside what the mount shows
+    if (
+        own is not None
+        and not own.startswith("/..")
+        and (mount_root == "/" or own == mount_root or own.startswith(mount_root + "/"))
+    ):
+        own_dir = os.path.normpath(mount_point + own[len(mount_root.rstrip("/")) :])
+        if os.path.basename(own_dir) == DAEMON_LEAF and own_dir != mount_point:
+            why = _delegated(os.path.dirname(own_dir), mount_point)
+            if why:  # this process moved there before (an earlier pool)
+                return os.path.dirname(own_dir), False, why
+        why = _delegated(own_dir, mount_point)
+        if why:
+            return own_dir, True, why
+    return mount_point, False, "the top of the hierarchy"
+
+
+def _own_v2_cgroup() -> str | None:
+    try:
+        with open("/proc/self/cgroup") as f:
+            for line in f:
+                if line.startswith("0::"):
+                    return line[3:].strip()
+    except OSError:
+        pass
+    return None
+
+
+def _delegated(path: str, mount_point: str) -> str:
+    """Why `path` (this process's cgroup) is this process's to divide up, or "" if it is not."""
+    if path == mount_point:
+        if not os.path.exists(os.path.join(path, "cgroup.type")):
+            return ""  # the real root: no delegation, and processes may stay in it
+        return "this container's own cgroup, the root of its cgroup namespace"
+    for name in DELEGATE_XATTRS:
+        with contextlib.suppress(OSError):
+            if os.getxattr(path, name) == b"1":
+                return f"delegated by systemd (Delegate=yes, {name})"
+    euid = os.geteuid()
+    with contextlib.suppress(OSError):
+        owners = {
+            os.stat(os.path.join(path, f)).st_uid
+            for f in ("", "cgroup.procs", "cgroup.subtree_control")
+        }
+        if euid != 0 and owners == {euid}:
+            return f"delegated to uid {euid}"
+    return ""
+
+
+def _enter_leaf(base: str) -> None:
+    """Move every process of `base` (this one among them) into base/DAEMON_LEAF."""
+    leaf = os.path.join(base, DAEMON_LEAF)
+    os.makedirs(leaf, exist_ok=True)
+    for pid in _read(base, "cgroup.procs").split():
+        with contextlib.suppress(ProcessLookupError):  # it exited meanwhile
+            _write(leaf, "cgroup.procs", pid)
+
+
+def _owner_hint(path: str) -> str:
+    try:
+        owner = os.stat(os.path.join(path, "cgroup.procs")).st_uid
+    except OSError:
+        return ""
+    euid = os.geteuid()
+    if owner == euid:
+        return ""
+    return f"; its files belong to uid {owner}, this process runs as uid {euid}"
 
 
 def _try_v1(mounts: Mapping[str, str], reasons: list[str], parent_name: str) -> CgroupSetup | None:
@@ -340,7 +485,10 @@ def _try_v1(mounts: Mapping[str, str], reasons: list[str], parent_name: str) -> 
     except OSError as e:
         reasons.append(f"cgroup v1 is not writable ({e.strerror or e})")
         return None
-    return CgroupSetup(version=1, parents=parents)
+    where = ", ".join(sorted(parents.values()))
+    return CgroupSetup(
+        version=1, parents=parents, placement=f"cgroup v1: worker cgroups under {where}"
+    )
 
 
 def _probe(setup: CgroupSetup) -> None:
@@ -350,6 +498,53 @@ def _probe(setup: CgroupSetup) -> None:
         cg.set_limits(64 * 1024 * 1024, 16)
     finally:
         cg.remove()
+
+
+class _CloneArgs(ctypes.Structure):
+    """struct clone_args (linux/sched.h), up to `cgroup` (CLONE_ARGS_SIZE_VER2)."""
+
+    _fields_ = [
+        (name, ctypes.c_uint64)
+        for name in (
+            "flags",
+            "pidfd",
+            "child_tid",
+            "parent_tid",
+            "exit_signal",
+            "stack",
+            "stack_size",
+            "tls",
+            "set_tid",
+            "set_tid_size",
+            "cgroup",
+        )
+    ]
+
+
+_pythonapi = ctypes.pythonapi
+
+
+def clone_into(flags: int, cgroup_dir: int) -> int:
+    """namespaces.clone_into_namespaces(flags), but the child is created inside the v2 cgroup
+    whose directory `cgroup_dir` is open (clone3 with CLONE_INTO_CGROUP, Linux >= 5.7): it never
+    runs anywhere else, and nothing migrates it, so the cgroup.procs write (and the global lock
+    every migration takes) is not needed. Returns 0 in the child, the child's pid in the parent.
+    Only safe in a single-threaded process."""
+    # With CLONE_PARENT the child's exit signal is the caller's own, and clone3 refuses another.
+    exit_signal = 0 if flags & CLONE_PARENT else signal.SIGCHLD
+    args = _CloneArgs(flags=flags | CLONE_INTO_CGROUP, exit_signal=exit_signal, cgroup=cgroup_dir)
+    _pythonapi.PyOS_BeforeFork()
+    pid = libc_gil.syscall(
+        ctypes.c_long(SYS_clone3), ctypes.byref(args), ctypes.c_size_t(ctypes.sizeof(args))
+    )
+    if pid == 0:
+        _pythonapi.PyOS_AfterFork_Child()
+        return 0
+    err = ctypes.get_errno()
+    _pythonapi.PyOS_AfterFork_Parent()
+    if pid < 0:
+        raise OSError(err, f"clone3: {os.strerror(err)}")
+    return int(pid)
 
 
 def enter_self(entry_fds: tuple[int, ...]) -> None:
