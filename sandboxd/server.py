@@ -24,6 +24,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from sandboxd_pool import Pool, PoolConfig, Runtime
 
+from . import environments
 from .api import reflection
 from .api.call_guard import CallGuard, GuardLimits
 from .api.service import SERVICE, add_sandbox_service, count_errors
@@ -149,6 +150,14 @@ def pool_config(settings: Settings) -> PoolConfig:
         config_args["python_path"] = settings.python_path
     if settings.node_path:
         config_args["node_path"] = settings.node_path
+    if settings.environments_file is not None:
+        config_args["environments"] = environments.configured(
+            settings.environments_file,
+            settings.environments_store,
+            environments.Toolchain.of(settings.python_path, settings.node_path),
+        )
+    config_args["template_max_forks"] = settings.template_max_forks
+    config_args["template_max_age_s"] = settings.template_max_age_s
     return PoolConfig(**config_args)
 
 

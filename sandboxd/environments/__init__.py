@@ -13,7 +13,7 @@ build.py makes them, toolchain.py asks the interpreters which ABI a build is for
 
 from .build import BuildError, build
 from .declaration import Declaration, EnvironmentsFileError, load_declarations
-from .store import DEFAULT_STORE, Build, NotBuilt, Store, engine_environments
+from .store import DEFAULT_STORE, Build, NotBuilt, Store, configured, engine_environments
 from .toolchain import Toolchain, ToolchainError
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "Toolchain",
     "ToolchainError",
     "build",
+    "configured",
     "engine_environments",
     "load_declarations",
 ]

@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from sandboxd_pool.config import Environment
 from sandboxd_pool.types import Runtime
 
-from .declaration import Declaration
+from .declaration import Declaration, load_declarations
+from .toolchain import Toolchain
 
 FORMAT = "sandboxd-environment-1"
 DEFAULT_STORE = "/var/lib/sandboxd/environments"
@@ -173,3 +174,13 @@ def engine_environments(
     if missing:
         raise NotBuilt(missing, store.root, environments_file)
     return tuple(environments)
+
+
+def configured(
+    environments_file: str, store_root: str, toolchain: Toolchain
+) -> tuple[Environment, ...]:
+    """The daemon's PoolConfig.environments: every environment of the file, each from its
+    build for the workers' interpreters; NotBuilt names those without one."""
+    declarations = load_declarations(environments_file)
+    abis = {rt: toolchain.abi(rt) for rt in {d.runtime for d in declarations.values()}}
+    return engine_environments(declarations, Store(store_root), abis, environments_file)
