@@ -45,8 +45,13 @@ ENVELOPE_BYTES = 1024 * 1024  # gRPC framing and the response's other fields, ab
 HEALTH_POLL_S = 0.25
 
 
-def health_service_name(runtime: Runtime) -> str:
-    return f"{SERVICE}/{runtime.value}"
+def health_service_name(runtime: Runtime, environment: str = "") -> str:
+    """A runtime's health service name ("sandboxd.v1.Sandbox/python"), or an environment's
+    ("sandboxd.v1.Sandbox/python/data"). The node's ("") follows the bare runtimes only: an
+    environment whose workers do not boot (its preload list fails) shows under its own name,
+    and its requests get UNAVAILABLE, but the node keeps serving everything else."""
+    name = f"{SERVICE}/{runtime.value}"
+    return f"{name}/{environment}" if environment else name
 
 
 @dataclass
@@ -197,6 +202,7 @@ def _start_grpc(settings: Settings, pool: Pool, auth: Authenticator) -> Running:
             max_queued_jobs=settings.max_queued_jobs_per_tenant,
             max_async_bytes=settings.async_max_bytes_per_tenant,
         ),
+        environments=[e.name for e in pool.config.environments],
     )
     assert servicer.jobs is not None
     metrics.async_queued.set_function(servicer.jobs.queued)
@@ -384,6 +390,10 @@ def _follow_once(pool: Pool, servicer: health.HealthServicer, metrics: Metrics) 
     servicer.set("", overall)
     servicer.set(SERVICE, overall)
     metrics.observe_pool(snapshot)
+    environments = pool.environments_health()
+    for name, h in environments.items():
+        servicer.set(health_service_name(h.runtime, name), serving if h.healthy else not_serving)
+    metrics.observe_environments(environments)
 
 
 def _follow_pool_health(

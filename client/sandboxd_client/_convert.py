@@ -16,6 +16,7 @@ from .types import (
     Limits,
     Mode,
     Output,
+    OutputFile,
     Runtime,
     Started,
     StreamEvent,
@@ -63,6 +64,7 @@ def request(
     event: bytes = b"",
     labels: Mapping[str, str] | None = None,
     idempotency_key: str = "",
+    environment: str = "",
 ) -> pb.ExecuteRequest:
     lim = limits or Limits()
     return pb.ExecuteRequest(
@@ -79,11 +81,14 @@ def request(
             max_output_bytes=lim.max_output_bytes,
             max_processes=lim.max_processes,
             tmpfs_bytes=lim.tmpfs_bytes,
+            max_output_files=lim.max_output_files,
+            max_output_files_bytes=lim.max_output_files_bytes,
         ),
         mode=_MODE[mode],
         event=event,
         labels=dict(labels or {}),
         idempotency_key=idempotency_key,
+        environment=environment,
     )
 
 
@@ -107,6 +112,8 @@ def result(msg: pb.ExecuteResponse) -> ExecuteResult:
         queue_wait_us=msg.queue_wait_us,
         cold_start=msg.cold_start,
         worker_boot_us=msg.worker_boot_us,
+        files=tuple(OutputFile(f.path, f.content) for f in msg.files),
+        files_truncated=msg.files_truncated,
     )
 
 
@@ -130,6 +137,8 @@ def event(msg: pb.ExecuteEvent) -> StreamEvent:
         return Output("stdout", msg.stdout)
     if kind == "stderr":
         return Output("stderr", msg.stderr)
+    if kind == "file":
+        return OutputFile(msg.file.path, msg.file.content)
     if kind == "response":
         return result(msg.response)
     raise errors.InternalError(f"unknown stream event {kind!r}")

@@ -66,6 +66,7 @@ class AsyncClient(BaseClient):
         mode: Mode = Mode.SCRIPT,
         event: bytes = b"",
         labels: Mapping[str, str] | None = None,
+        environment: str = "",
         timeout_s: float | None = None,
     ) -> ExecuteResult:
         req = _convert.request(
@@ -79,6 +80,7 @@ class AsyncClient(BaseClient):
             mode=mode,
             event=event,
             labels=labels,
+            environment=environment,
         )
         return _convert.result(await self._unary(self._stub.Execute, req, timeout_s))
 
@@ -95,6 +97,7 @@ class AsyncClient(BaseClient):
         mode: Mode = Mode.SCRIPT,
         event: bytes = b"",
         labels: Mapping[str, str] | None = None,
+        environment: str = "",
         idempotency_key: str = "",
         timeout_s: float | None = None,
     ) -> str:
@@ -111,6 +114,7 @@ class AsyncClient(BaseClient):
             mode=mode,
             event=event,
             labels=labels,
+            environment=environment,
             idempotency_key=idempotency_key,
         )
         msg = await self._unary(self._stub.Submit, req, timeout_s, retry=bool(idempotency_key))

@@ -92,6 +92,12 @@ def register(subparsers: Subparsers) -> None:
         help="memory for the tenant's asynchronous requests and results, bytes (default: the "
         "daemon's --async-max-bytes-per-tenant)",
     )
+    add.add_argument(
+        "--environments",
+        metavar="LIST",
+        help="comma-separated environments (the daemon's --environments file) the tenant may "
+        "name in its requests (default: none)",
+    )
     limit_fields = ", ".join(tenants.LIMIT_FIELDS)
     add.add_argument(
         "--default",
@@ -113,7 +119,8 @@ def register(subparsers: Subparsers) -> None:
         "list",
         help="list the tenants (never keys)",
         description="One line per tenant: name, runtimes, max concurrent executions, rate and "
-        "CPU-time quotas and the open-call and async shares when set, key hash prefix.",
+        "CPU-time quotas, the open-call and async shares and the environments when set, key "
+        "hash prefix.",
     )
     list_.add_argument("--file", metavar="F", help=file_help)
     list_.set_defaults(handler=_list)
@@ -151,6 +158,7 @@ _FLAGS = {  # tenant field -> (flag, argparse dest)
     "max_open_calls": ("--max-open-calls", "max_open_calls"),
     "max_queued_jobs": ("--max-queued-jobs", "max_queued_jobs"),
     "max_async_bytes": ("--max-async-bytes", "max_async_bytes"),
+    "environments": ("--environments", "environments"),
     "default_limits": ("--default", "default"),
     "ceiling_limits": ("--ceiling", "ceiling"),
 }
@@ -208,6 +216,7 @@ def _add(args: argparse.Namespace) -> int:
             max_open_calls=_optional(args.max_open_calls),
             max_queued_jobs=_optional(args.max_queued_jobs),
             max_async_bytes=_optional(args.max_async_bytes),
+            environments=_runtimes(args.environments) if args.environments is not None else None,
             default_limits=_limits("--default", args.default),
             ceiling_limits=_limits("--ceiling", args.ceiling),
         )
@@ -247,6 +256,8 @@ def _list(args: argparse.Namespace) -> int:
         for field in ("max_open_calls", "max_queued_jobs", "max_async_bytes"):
             if getattr(tenant, field) is not None:
                 quotas += f"{field}={getattr(tenant, field)}  "
+        if tenant.environments:
+            quotas += f"environments={','.join(sorted(tenant.environments))}  "
         print(
             f"{name:<{width}}  runtimes={runtimes}  "
             f"max_concurrent={tenant.max_concurrent_executions}  {quotas}"

@@ -14,6 +14,7 @@ file, the tenant and the field, and the daemon refuses to start rather than gues
     max_queued_jobs = 100                    # optional, default --max-queued-jobs-per-tenant
     max_async_bytes = 268435456              # optional, default --async-max-bytes-per-tenant
     network_allowed = false                  # optional; true is refused (workers have no network)
+    environments = ["data"]                  # optional, default none: environments it may name
     [tenants.acme.default_limits]            # optional: used when a request leaves a limit at 0
     wall_time_ms = 5000
     [tenants.acme.ceiling_limits]            # optional: the most a request may ask for

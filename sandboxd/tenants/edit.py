@@ -39,12 +39,15 @@ FILE_HEADER = """\
 #   max_async_bytes = 268435456      optional, default --async-max-bytes-per-tenant: memory
 #                                    for the tenant's async requests and results
 #   network_allowed = false          optional; true is refused: workers have no network
+#   environments = ["data"]          optional, default none: the environments (packages the
+#                                    operator built, --environments) its requests may name
 #   [tenants.NAME.default_limits]    optional: used when a request leaves a limit at 0
 #   [tenants.NAME.ceiling_limits]    optional: the most a request may ask for (larger
 #                                    requests are clamped); at most the built-in ceilings
 #
 # Limit fields (integers; omit a field to use the built-in value): wall_time_ms,
-# cpu_time_ms, memory_bytes, max_output_bytes (per stream), max_processes, tmpfs_bytes.
+# cpu_time_ms, memory_bytes, max_output_bytes (per stream), max_processes, tmpfs_bytes,
+# max_output_files, max_output_files_bytes.
 """
 
 
@@ -61,6 +64,7 @@ def add_tenant(
     max_open_calls: int | None = None,
     max_queued_jobs: int | None = None,
     max_async_bytes: int | None = None,
+    environments: Iterable[str] | None = None,
 ) -> str:
     """Add a tenant with a fresh API key and return the key (it is stored only hashed).
 
@@ -97,6 +101,8 @@ def add_tenant(
     ):
         if value is not None:
             entry[field] = value
+    if environments is not None:
+        entry["environments"] = list(environments)
     if default_limits:
         entry["default_limits"] = dict(default_limits)
     if ceiling_limits:

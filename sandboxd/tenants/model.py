@@ -50,6 +50,12 @@ class Tenant:
     max_open_calls: int | None = None  # calls open at once on a node
     max_queued_jobs: int | None = None  # async executions accepted and not finished
     max_async_bytes: int | None = None  # async memory: requests with room for output, results
+    # The environments (sandboxd.environments) the tenant's requests may name; None: every
+    # one the node has (the keyless zero-config tenant only).
+    environments: frozenset[str] | None = frozenset()
+
+    def may_use_environment(self, name: str) -> bool:
+        return self.environments is None or name in self.environments
 
     def effective_limits(self, requested: Limits) -> Limits:
         """The limits an execution runs with: a zero field takes the tenant's default, then
@@ -87,6 +93,7 @@ def default_tenant() -> Tenant:
         default_limits=_clamp(DEFAULT_LIMITS, CEILING_LIMITS),
         ceiling_limits=CEILING_LIMITS,
         max_concurrent_executions=DEFAULT_TENANT_MAX_CONCURRENT_EXECUTIONS,
+        environments=None,
     )
 
 
