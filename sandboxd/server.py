@@ -115,7 +115,9 @@ class Running:
 
 
 def start(settings: Settings) -> Running:
-    """Start the daemon (pool first, then gRPC); raises on a bad tenants file or bind."""
+    """Start the daemon (pool first, then gRPC); raises on a bad tenants file or bind, or
+    environments that are not built (environments.NotBuilt), before anything is logged."""
+    config = pool_config(settings)
     tenants_file = None
     if settings.tenants_file is not None:
         tenants_file = TenantsFile(settings.tenants_file)
@@ -125,7 +127,7 @@ def start(settings: Settings) -> Running:
             "create a tenants file with `sandboxd tenants add NAME --file tenants.toml`",
             extra={"fields": {"tenant": "default"}},
         )
-    pool = Pool(pool_config(settings))
+    pool = Pool(config)
     if pool.cgroup_warning:
         log.warning(pool.cgroup_warning)
     try:
