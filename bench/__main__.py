@@ -7,6 +7,7 @@ import sys
 
 from bench.cluster import command as cluster_command
 from bench.e2e import command as e2e_command
+from bench.environments import command as environments_command
 from bench.pool import command as pool_command
 
 COMMANDS = (
@@ -20,6 +21,12 @@ COMMANDS = (
         e2e_command,
         "sandboxd serve over gRPC vs the same service with bwrap per request; "
         "p50/p99 and throughput at 1-8 clients",
+    ),
+    (
+        "environments",
+        environments_command,
+        "an environment's warm workers vs a bare interpreter with the same packages: "
+        "pandas, a matplotlib PNG, Node's integrations set; PSS of a worker and its template",
     ),
     (
         "cluster",
