@@ -33,6 +33,7 @@ from bench.common import output
 from bench.common.machine import machine_info
 from bench.common.output import log
 from bench.common.stats import LatencyStats
+from bench.pool.memory import tree_pids
 
 SECTION = "environments"
 PANDAS = (
@@ -194,9 +195,9 @@ class BareRunner:
 
 
 def worker_and_template_pss(pool: object) -> dict[str, float]:
-    """PSS (MiB) of one warm worker of each environment and of the bare runtimes, and of the
-    Python templates (told apart by what they map: the data template maps numpy's library
-    from /opt/environment)."""
+    """PSS (MiB) of one warm worker of each environment and of the bare runtimes (the worker's
+    whole tree: its init and the interpreter), and of the Python templates (told apart by what
+    they map: the data template maps numpy's library from /opt/environment)."""
     from sandboxd_pool import Pool
 
     assert isinstance(pool, Pool)
@@ -205,7 +206,7 @@ def worker_and_template_pss(pool: object) -> dict[str, float]:
         for runtime, pids in pool.worker_pids(environment).items():
             if pids:
                 label = f"{runtime.value}{'/' + environment if environment else ''} worker"
-                result[label] = _pss(pids[0]) / 2**20
+                result[label] = sum(_pss(p) for p in tree_pids(pids[0])) / 2**20
     zygote = psutil.Process(pool.zygote_pid)
     for child in zygote.children():
         try:
@@ -262,7 +263,11 @@ def render(report: Report) -> str:
             f"{f'{row.speedup:.1f}x' if row.speedup else '-'} | "
             f"{', '.join(target)}: {'met' if met else 'NOT met'} | {row.failures} |"
         )
-    lines += ["", "PSS of one warm worker and of the templates (MiB):", ""]
+    lines += [
+        "",
+        "PSS of one warm worker (its init and interpreter) and of the templates (MiB):",
+        "",
+    ]
     lines += ["| process | PSS |", "| --- | ---: |"]
     lines += [f"| {name} | {mib:.1f} |" for name, mib in sorted(report.pss_mib.items())]
     return "\n".join(lines) + "\n"
