@@ -129,15 +129,20 @@ def execute_call(scenario: Scenario) -> Callable[[Client], Attempt]:
     return call
 
 
+# One label more than a request may carry: refused by the servicer's conversion, in both
+# servers, before any engine work (empty code, the floor's request before, is a valid program).
+FLOOR_LABELS = {f"l{i}": "" for i in range(65)}
+
+
 def floor_call(client: Client) -> Attempt:
-    """Execute with empty code: INVALID_ARGUMENT from the servicer, no engine work."""
+    """Execute with 65 labels: INVALID_ARGUMENT from the servicer, no engine work."""
     try:
-        client.execute("python", "", timeout_s=RPC_TIMEOUT_S)
+        client.execute("python", "print(1)", labels=FLOOR_LABELS, timeout_s=RPC_TIMEOUT_S)
     except ClientInvalidRequest:
         return Attempt(ok=True)
     except SandboxdError as exc:
         return Attempt(ok=False, error=f"{type(exc).__name__}: {exc}"[:200])
-    return Attempt(ok=False, error="empty code was accepted")
+    return Attempt(ok=False, error="a request with 65 labels was accepted")
 
 
 # -- measuring -----------------------------------------------------------------------------

@@ -215,7 +215,7 @@ def floor_line(report: E2EReport) -> str:
     if not parts:
         return "gRPC round-trip floor: not measured."
     return (
-        "gRPC round-trip floor (Execute with empty code, rejected INVALID_ARGUMENT by the "
+        "gRPC round-trip floor (Execute with 65 labels, rejected INVALID_ARGUMENT by the "
         "servicer before any engine work; same client, sequential): " + "; ".join(parts) + "."
     )
 

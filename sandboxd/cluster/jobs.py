@@ -139,19 +139,6 @@ class RedisJobs(JobsCore[_Held]):
         self._log_submitted(spec, execution_id, deduplicated=not created)
         return execution_id
 
-    def cancel(
-        self,
-        tenant: str,
-        execution_id: str,
-        wait_s: float = 0.0,
-        wake: threading.Event | None = None,
-    ) -> Job:
-        state = self.steps.cancel(tenant, execution_id)
-        self._log_cancel_requested(tenant, execution_id, state)
-        if state not in (JobState.DONE.value, JobState.CANCELLED.value):
-            self._cancel_here(execution_id)  # held by this node: no need to wait for the message
-        return self.get(tenant, execution_id, wait_s, wake)
-
     def queued(self) -> int:
         with self._lock:
             return len(self._waiting)
@@ -186,6 +173,15 @@ class RedisJobs(JobsCore[_Held]):
 
     def _read(self, tenant: str, execution_id: str) -> Job:
         return self.steps.read(tenant, execution_id)
+
+    def _cancel(self, tenant: str, execution_id: str) -> Job | None:
+        """cancel.lua (see steps.py); a job held here is killed at once, without waiting for
+        the published message. The answer is always read afterwards."""
+        state = self.steps.cancel(tenant, execution_id)
+        self._log_cancel_requested(tenant, execution_id, state)
+        if state not in (JobState.DONE.value, JobState.CANCELLED.value):
+            self._cancel_here(execution_id)
+        return None
 
     def _next_waiting(self, blocked: set[str]) -> _Held | None:
         """The oldest taken job of a tenant not blocked (the stream is fair already)."""

@@ -22,6 +22,8 @@ the same way for both:
 Storage primitives (each backend's own):
 
     _read(tenant, id) -> Job               the job as GetExecution reports it (NotFound)
+    _cancel(tenant, id) -> Job | None      cancel it (NotFound as _read): the job when that is
+                                           the answer already, None to wait for its end
     _next_waiting(blocked) -> Held | None  under the lock: the job to start next, of a tenant
                                            not in `blocked`
     _take_waiting(held) -> bool            under the lock: take it out of the waiting jobs;
@@ -173,7 +175,7 @@ H = TypeVar("H", bound=Held)
 
 class JobsCore(ABC, Generic[H]):
     """The shared part of a jobs.JobBackend (see the module doc). Subclasses implement the
-    storage primitives, `submit`, `cancel`, `queued` and `start_draining`."""
+    storage primitives, `submit`, `queued` and `start_draining`."""
 
     GRACE_OVER = "drain grace over: killing running asynchronous executions"
 
@@ -197,6 +199,20 @@ class JobsCore(ABC, Generic[H]):
         return self.waiters.wait(
             execution_id, lambda: self._read(tenant, execution_id), wait_s, wake
         )
+
+    def cancel(
+        self,
+        tenant: str,
+        execution_id: str,
+        wait_s: float = 0.0,
+        wake: threading.Event | None = None,
+    ) -> Job:
+        """The backend's `_cancel`, then (unless it answered at once) a wait as `get` for the
+        job to end."""
+        answered = self._cancel(tenant, execution_id)
+        if answered is not None:
+            return answered
+        return self.get(tenant, execution_id, wait_s, wake)
 
     def close(self, grace_s: float) -> None:
         """Drain (the backend's start_draining), give running jobs `grace_s`, kill the rest
@@ -307,6 +323,9 @@ class JobsCore(ABC, Generic[H]):
 
     @abstractmethod
     def _read(self, tenant: str, execution_id: str) -> Job: ...
+
+    @abstractmethod
+    def _cancel(self, tenant: str, execution_id: str) -> Job | None: ...
 
     @abstractmethod
     def _next_waiting(self, blocked: set[str]) -> H | None: ...

@@ -21,7 +21,6 @@ KILLED). Results are lost at exit."""
 
 from __future__ import annotations
 
-import threading
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
 
@@ -78,25 +77,6 @@ class EmbeddedJobs(JobsCore[_Held]):
             self._dispatch()
         return record.execution_id
 
-    def cancel(
-        self,
-        tenant: str,
-        execution_id: str,
-        wait_s: float = 0.0,
-        wake: threading.Event | None = None,
-    ) -> Job:
-        with self._lock:
-            record = self._store.get(tenant, execution_id)
-            if record.state.finished:
-                return _snapshot(record)
-            self._log_cancel_requested(tenant, execution_id, record.state.value)
-            held = self._unqueue_locked(tenant, execution_id)
-            if held is not None:
-                self._finish_locked(record, JobState.CANCELLED, None)
-                return _snapshot(record)
-            self._live[execution_id].cancel.set()
-        return self.get(tenant, execution_id, wait_s, wake)
-
     def queued(self) -> int:
         with self._lock:
             return self._store.queued
@@ -117,6 +97,19 @@ class EmbeddedJobs(JobsCore[_Held]):
     def _read(self, tenant: str, execution_id: str) -> Job:
         with self._lock:
             return _snapshot(self._store.get(tenant, execution_id))
+
+    def _cancel(self, tenant: str, execution_id: str) -> Job | None:
+        """A waiting job is CANCELLED here; a running one's worker is killed (then waited for)."""
+        with self._lock:
+            record = self._store.get(tenant, execution_id)
+            if record.state.finished:
+                return _snapshot(record)
+            self._log_cancel_requested(tenant, execution_id, record.state.value)
+            if self._unqueue_locked(tenant, execution_id) is not None:
+                self._finish_locked(record, JobState.CANCELLED, None)
+                return _snapshot(record)
+            self._live[execution_id].cancel.set()
+        return None
 
     def _next_waiting(self, blocked: set[str]) -> _Held | None:
         """The oldest waiting job of the tenant with the fewest jobs running here."""

@@ -204,13 +204,7 @@ class ListJobs(JobsCore[Held]):
     def submit(self, spec: JobSpec) -> str:
         raise NotImplementedError
 
-    def cancel(
-        self,
-        tenant: str,
-        execution_id: str,
-        wait_s: float = 0.0,
-        wake: threading.Event | None = None,
-    ) -> Job:
+    def _cancel(self, tenant: str, execution_id: str) -> Job | None:
         raise NotImplementedError
 
     def queued(self) -> int:
