@@ -1,6 +1,6 @@
 # sandboxd: the gRPC daemon, its engine and client library, with Python 3 and Node.js for the
 # workers. Build: `podman build --format docker -t sandboxd .` (docker format keeps the
-# HEALTHCHECK). Run it as README.md "Running in a container" says: the flags there are needed.
+# HEALTHCHECK). Run it as docs/operations.md "Running in a container" says: the flags there are needed.
 #
 # BASE_IMAGE must be Debian 12 (bookworm) or an image built from it: both stages use its
 # python3, and the runtime stage runs the build stage's virtualenv against the same python3.

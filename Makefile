@@ -1,4 +1,4 @@
-# sandboxd developer entry points. See README.md.
+# sandboxd developer entry points. See README.md and docs/development.md.
 #
 #   make demo    install the three distributions (editable) and run `python -m sandboxd demo`
 #   make test    install test requirements + the distributions, lint, type-check, run pytest

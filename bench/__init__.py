@@ -15,7 +15,8 @@ Redis. One subpackage per command, one module per concern:
   - `servers.py`    the daemon (and the bwrap baseline server) as subprocesses
   - `report.py`     Markdown tables and target rows
 - `pool/`       `command.py` runs `engine.py` (the engine driven like the baselines),
-                `memory.py` (PSS), `targets.py`, `report.py`; `jail_modes.py` (root vs subuid)
+                `memory.py` (PSS), `targets.py`, `report.py`; `jail_modes.py` (root vs subuid),
+                `cgroup_entry.py` (clone to "in its cgroup" on cgroup v2)
 - `e2e/`        `command.py`, `scenarios.py`, `report.py`; `bwrap_server.py` (the baseline
                 service) and `echo.py` (sync vs aio gRPC)
 - `cluster/`    `command.py`, `servers.py` (redis-server and nodes), `report.py`

@@ -1,4 +1,4 @@
-"""Prometheus metrics (DESIGN §8), in their own registry, served on a separate HTTP port.
+"""Prometheus metrics (docs/operations.md, "Metrics and logs"), in their own registry, served on a separate HTTP port.
 
 Per-tenant labels only when the operator enables them (`--metrics-tenant-labels`): tenants
 are unbounded, and a label per tenant multiplies every series."""
@@ -68,6 +68,18 @@ class Metrics:
             "sandboxd_runtime_healthy",
             "1 when the runtime's workers boot, else 0.",
             ("runtime",),
+            registry=r,
+        )
+        self.environment_ready_workers = Gauge(
+            "sandboxd_environment_ready_workers",
+            "Warm workers of an environment ready to take a request.",
+            ("environment",),
+            registry=r,
+        )
+        self.environment_healthy = Gauge(
+            "sandboxd_environment_healthy",
+            "1 when the environment's workers boot (its preload list loads), else 0.",
+            ("environment",),
             registry=r,
         )
         self.worker_boot = Histogram(
@@ -170,6 +182,11 @@ class Metrics:
             if streak > seen:
                 self.boot_failures.labels(name).inc(streak - seen)
             self._boot_failures_seen[name] = streak
+
+    def observe_environments(self, health: Mapping[str, RuntimeHealth]) -> None:
+        for name, h in health.items():
+            self.environment_ready_workers.labels(name).set(h.ready_workers)
+            self.environment_healthy.labels(name).set(1 if h.healthy else 0)
 
     def serve(self, host: str, port: int) -> tuple[Any, int]:
         """Start the HTTP endpoint; returns (server, bound port)."""

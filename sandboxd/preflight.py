@@ -38,7 +38,7 @@ PROC_FIX = (
     "mounting a fresh /proc in a new PID namespace is refused ({error}): this container's "
     "/proc is masked. Run it with `--security-opt systempaths=unconfined` (podman, docker) or, "
     "in Kubernetes, `securityContext.procMount: Unmasked` (needs the ProcMountType feature and "
-    "`hostUsers: false`); see README.md 'Running in a container'"
+    "`hostUsers: false`); see docs/operations.md 'Running in a container'"
 )
 USERNS_FIX = (
     "cannot create a user namespace ({error}): the workers need one. On the host: sysctl "
@@ -52,7 +52,7 @@ HOSTNAME_FIX = (
     "docker's default profiles). Run it with `--security-opt seccomp=PROFILE` (podman, docker), "
     "PROFILE made by `sandboxd seccomp-profile` (the runtime's default plus the jail's system "
     "calls), or, in Kubernetes, that file as a `seccompProfile: {{type: Localhost}}`; see "
-    "README.md 'Running in a container'"
+    "docs/operations.md 'Running in a container'"
 )
 HELPER_FIX = (
     "{helper} is missing: a non-root daemon maps each worker to a subordinate id with "

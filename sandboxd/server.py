@@ -1,6 +1,6 @@
 """`sandboxd serve`: the engine, the gRPC server, health, reflection, metrics, drain.
 
-Order matters: the pool (and its zygote) starts before any gRPC thread exists (DESIGN §3).
+Order matters: the pool (and its zygote) starts before any gRPC thread exists (docs/architecture.md).
 SIGTERM or SIGINT starts the drain: health turns NOT_SERVING, new calls get UNAVAILABLE,
 in-flight executions get `drain_grace_s` to finish (then their workers are killed), async
 jobs not started yet are CANCELLED (running ones share the grace), the pool is closed, and
@@ -22,13 +22,12 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from sandboxd_client.proto import sandbox_pb2
 from sandboxd_pool import Pool, PoolConfig, Runtime
-from sandboxd_pool.validation import validate
 
+from . import environments
 from .api import reflection
 from .api.call_guard import CallGuard, GuardLimits
-from .api.service import add_sandbox_service
+from .api.service import SERVICE, add_sandbox_service, count_errors
 from .api.servicer import SandboxServicer
 from .jobs.contract import JobBackend, RunJob, TenantJobLimits
 from .jobs.embedded import EmbeddedJobs
@@ -42,13 +41,17 @@ from .tenants.reload import TenantsFile
 
 log = logging.getLogger("sandboxd.server")
 
-SERVICE = sandbox_pb2.DESCRIPTOR.services_by_name["Sandbox"].full_name  # "sandboxd.v1.Sandbox"
 ENVELOPE_BYTES = 1024 * 1024  # gRPC framing and the response's other fields, above the payload
 HEALTH_POLL_S = 0.25
 
 
-def health_service_name(runtime: Runtime) -> str:
-    return f"{SERVICE}/{runtime.value}"
+def health_service_name(runtime: Runtime, environment: str = "") -> str:
+    """A runtime's health service name ("sandboxd.v1.Sandbox/python"), or an environment's
+    ("sandboxd.v1.Sandbox/python/data"). The node's ("") follows the bare runtimes only: an
+    environment whose workers do not boot (its preload list fails) shows under its own name,
+    and its requests get UNAVAILABLE, but the node keeps serving everything else."""
+    name = f"{SERVICE}/{runtime.value}"
+    return f"{name}/{environment}" if environment else name
 
 
 @dataclass
@@ -112,7 +115,9 @@ class Running:
 
 
 def start(settings: Settings) -> Running:
-    """Start the daemon (pool first, then gRPC); raises on a bad tenants file or bind."""
+    """Start the daemon (pool first, then gRPC); raises on a bad tenants file or bind, or
+    environments that are not built (environments.NotBuilt), before anything is logged."""
+    config = pool_config(settings)
     tenants_file = None
     if settings.tenants_file is not None:
         tenants_file = TenantsFile(settings.tenants_file)
@@ -122,7 +127,7 @@ def start(settings: Settings) -> Running:
             "create a tenants file with `sandboxd tenants add NAME --file tenants.toml`",
             extra={"fields": {"tenant": "default"}},
         )
-    pool = Pool(pool_config(settings))
+    pool = Pool(config)
     if pool.cgroup_warning:
         log.warning(pool.cgroup_warning)
     try:
@@ -158,11 +163,20 @@ def pool_config(settings: Settings) -> PoolConfig:
         config_args["egress_hosts_file"] = settings.egress_hosts_file
     if settings.egress_ca_bundle_file:
         config_args["egress_ca_file"] = settings.egress_ca_bundle_file
+    if settings.environments_file is not None:
+        config_args["environments"] = environments.configured(
+            settings.environments_file,
+            settings.environments_store,
+            environments.Toolchain.of(settings.python_path, settings.node_path),
+        )
+    config_args["template_max_forks"] = settings.template_max_forks
+    config_args["template_max_age_s"] = settings.template_max_age_s
     return PoolConfig(**config_args)
 
 
 def _start_grpc(settings: Settings, pool: Pool, auth: Authenticator) -> Running:
     metrics = Metrics(tenant_labels=settings.metrics_tenant_labels)
+    on_error = count_errors(metrics)  # refusals of the call guard and of the service
     local_quotas = LocalQuotas()
     long_polls = max(16, 4 * settings.max_concurrent_executions)  # GetExecutions waiting
     closers: list[Callable[[], None]] = []
@@ -192,11 +206,11 @@ def _start_grpc(settings: Settings, pool: Pool, auth: Authenticator) -> Running:
         quotas,
         metrics,
         jobs=jobs,
-        validate=lambda request: validate(request, pool.config),
         tenant_jobs=TenantJobLimits(
             max_queued_jobs=settings.max_queued_jobs_per_tenant,
             max_async_bytes=settings.async_max_bytes_per_tenant,
         ),
+        environments=[e.name for e in pool.config.environments],
     )
     assert servicer.jobs is not None
     metrics.async_queued.set_function(servicer.jobs.queued)
@@ -212,7 +226,7 @@ def _start_grpc(settings: Settings, pool: Pool, auth: Authenticator) -> Running:
             idle_timeout_s=settings.idle_timeout_s,
         ),
         SERVICE,
-        servicer.count_error,
+        on_error,
     )
     server = grpc.server(
         ThreadPoolExecutor(max_workers=threads, thread_name_prefix="sandboxd-rpc"),
@@ -230,7 +244,7 @@ def _start_grpc(settings: Settings, pool: Pool, auth: Authenticator) -> Running:
     metrics.open_calls.labels("public").set_function(guard.public_calls)
     guard.watchdog.start()
     closers.append(guard.watchdog.close)
-    add_sandbox_service(server, servicer, auth, servicer.count_error)
+    add_sandbox_service(server, servicer, auth, on_error)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable((SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), server)
@@ -384,6 +398,10 @@ def _follow_once(pool: Pool, servicer: health.HealthServicer, metrics: Metrics) 
     servicer.set("", overall)
     servicer.set(SERVICE, overall)
     metrics.observe_pool(snapshot)
+    environments = pool.environments_health()
+    for name, h in environments.items():
+        servicer.set(health_service_name(h.runtime, name), serving if h.healthy else not_serving)
+    metrics.observe_environments(environments)
 
 
 def _follow_pool_health(

@@ -1,23 +1,37 @@
-"""`sandboxd serve` settings: flags, each with a SANDBOXD_* environment variable, validated at
-startup with one clear message per bad value. A flag wins over its environment variable."""
+"""`sandboxd serve` settings: each one described once, as a field of `Settings`.
+
+A field made with `setting(...)` carries its flag, its environment variable (SANDBOXD_ and
+the flag's name unless it says otherwise), its default, its help and its kind: what text it
+accepts and the value it becomes (the check of a single value). From these records come the
+command line (`add_arguments`, so `sandboxd serve --help`), the reading of flags and the
+environment (`from_args`: a flag wins; one message per bad value, naming the flag or variable),
+and the settings table of docs/operations.md (`markdown_table`; tests/unit/test_settings_doc.py
+keeps the two equal). What involves more than one setting (a TLS pair, the worker slots, a
+public address without tenants) is checked afterwards, in `_check`."""
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import ipaddress
 import os
 import socket
 import ssl
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from sandboxd_pool.jail.cgroups import PARENT_NAME_PATTERN
 from sandboxd_pool.jail.mode import MAX_SLOTS
 
+if TYPE_CHECKING:
+    import argparse
+
 MIB = 1024 * 1024
 DEFAULT_LISTEN = "127.0.0.1:50051"
+REDIS_PASSWORD_ENV = "SANDBOXD_REDIS_PASSWORD"
+
+T = TypeVar("T")
 
 
 class SettingsError(ValueError):
@@ -28,49 +42,556 @@ class SettingsError(ValueError):
         self.problems = list(problems)
 
 
+# --------------------------------------------------------------------------- kinds
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What a setting accepts. `parse` turns the text into the value or raises ValueError with
+    the problem (the message follows the flag or variable's name); `accepts` says what it takes
+    for the table ("" when the help says it)."""
+
+    parse: Callable[[str], Any]
+    accepts: str = ""
+    switch: bool = False  # a flag without a value (the variable takes true or false)
+
+
+def integer(lo: int, hi: int, accepts: str | None = None) -> Kind:
+    def parse(text: str) -> int:
+        try:
+            value = int(text, 10)
+        except ValueError:
+            raise ValueError(f"{text!r} is not an integer") from None
+        if not lo <= value <= hi:
+            raise ValueError(f"{value} is out of range [{lo}, {hi}]")
+        return value
+
+    return Kind(parse, f"{lo} to {hi}" if accepts is None else accepts)
+
+
+def _size(n: int) -> str:
+    for unit, factor in (("TiB", 1024**4), ("GiB", 1024**3), ("MiB", MIB), ("KiB", 1024)):
+        if n >= factor and n % factor == 0:
+            return f"{n // factor} {unit}"
+    return str(n)
+
+
+def byte_count(lo: int, hi: int) -> Kind:
+    return integer(lo, hi, accepts=f"bytes, {_size(lo)} to {_size(hi)}")
+
+
+def seconds(lo: float, hi: float) -> Kind:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"{text!r} is not a number of seconds") from None
+        if not lo <= value <= hi:  # also refuses nan
+            raise ValueError(f"{value:g} is out of range [{lo:g}, {hi:g}] seconds")
+        return value
+
+    return Kind(parse, f"{lo:g} to {hi:g} s")
+
+
+def one_of(*choices: str, upper: bool = False) -> Kind:
+    listed = ", ".join(choices[:-1]) + f" or {choices[-1]}"
+
+    def parse(text: str) -> str:
+        value = text.strip().upper() if upper else text.strip().lower()
+        if value not in choices:
+            raise ValueError(f"{text!r} is not {listed}")
+        return value
+
+    return Kind(parse, listed)
+
+
+def _text(text: str) -> str:
+    return text
+
+
+TEXT = Kind(_text)
+
+
+def _host_problem(host: str) -> str | None:
+    try:
+        ipaddress.ip_address(host)
+        return None
+    except ValueError:
+        pass
+    try:
+        socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as e:
+        return f"not an IP address, and it does not resolve ({e})"
+    return None
+
+
+def _listen(text: str) -> str:
+    if text.startswith("unix:"):
+        path = text[len("unix:") :]
+        if not path or not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            raise ValueError(f"{text!r}: the socket's directory does not exist")
+        return text
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(
+            f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:50051, [::]:50051) or unix:PATH"
+        )
+    problem = _host_problem(host.strip("[]"))
+    if problem is not None:
+        raise ValueError(f"{text!r}: {problem}")
+    return text
+
+
+def _host(text: str) -> str:
+    problem = _host_problem(text)
+    if problem is not None:
+        raise ValueError(f"{text!r}: {problem}")
+    return text
+
+
+def _tenants_file(text: str) -> str:
+    if not os.path.isfile(text):
+        raise ValueError(
+            f"{text!r} does not exist (create it with `sandboxd tenants add NAME --file FILE`)"
+        )
+    return text
+
+
+def _existing_file(text: str) -> str:
+    if not os.path.isfile(text):
+        raise ValueError(f"{text!r} does not exist")
+    return text
+
+
+def _egress_hosts_file(text: str) -> str:
+    """A hosts file the egress proxy can load (every line `IP NAME...`)."""
+    from sandboxd_pool.egress.hosts import load_hosts_file
+
+    _existing_file(text)
+    try:
+        load_hosts_file(text)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{text!r}: {e}") from None
+    return text
+
+
+def _ca_bundle_file(text: str) -> str:
+    """A file of PEM CA certificates the proxy can load."""
+    _existing_file(text)
+    try:
+        ssl.create_default_context().load_verify_locations(cafile=text)
+    except ssl.SSLError as e:
+        raise ValueError(f"{text!r}: not PEM CA certificates ({e.reason or e})") from None
+    except OSError as e:
+        raise ValueError(f"{text!r}: cannot read it ({e.strerror or e})") from None
+    return text
+
+
+def _executable(text: str) -> str:
+    if not os.path.isabs(text):
+        raise ValueError(f"{text!r} must be an absolute path")
+    if not os.path.isfile(text) or not os.access(text, os.X_OK):
+        raise ValueError(f"{text!r} is not an executable file")
+    return text
+
+
+def _runtimes(text: str) -> tuple[str, ...]:
+    names = tuple(r.strip().lower() for r in text.split(",") if r.strip())
+    if not names or any(r not in ("python", "javascript") for r in names):
+        raise ValueError(f"{text!r}: each runtime must be 'python' or 'javascript'")
+    if len(set(names)) != len(names):
+        raise ValueError(f"{text!r}: name each runtime once")
+    return names
+
+
+def _cgroup_name(text: str) -> str:
+    if not PARENT_NAME_PATTERN.fullmatch(text):
+        raise ValueError(
+            f"{text!r} is not one directory name (letters, digits, '_', '.', '-'; at most 64; "
+            "not starting with '.' or '-'; not 'daemon', the daemon's own cgroup in a delegated "
+            "one)"
+        )
+    return text
+
+
+def _environments_file(text: str) -> str:
+    """The environments file, read and validated whole (sandboxd.environments)."""
+    from .environments import EnvironmentsFileError, load_declarations
+
+    try:
+        load_declarations(text)
+    except EnvironmentsFileError as e:
+        raise ValueError(str(e)) from None
+    return text
+
+
+def _store_directory(text: str) -> str:
+    if not os.path.isabs(text):
+        raise ValueError(f"{text!r} must be an absolute path")
+    return text
+
+
+def _redacted(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if "@" not in rest:
+        return url
+    return f"{scheme}{sep}***@{rest.rsplit('@', 1)[1]}"
+
+
+def _redis_url(text: str) -> str:
+    if not text.startswith(("redis://", "rediss://", "unix://")):
+        problem: str | None = "unknown scheme"
+    else:
+        from .cluster.link import url_problem  # the cluster code parses it, as it will at start
+
+        problem = url_problem(text)
+    if problem is not None:
+        raise ValueError(
+            f"{_redacted(text)!r} is not a Redis URL ({problem}; redis://HOST:PORT/DB, "
+            "rediss://HOST:PORT/DB or unix:///PATH)"
+        )
+    return text
+
+
+def _password_file(text: str) -> str:
+    """The file's first line (without the newline), which must not be empty."""
+    try:
+        with open(text, encoding="utf-8") as f:
+            password = f.readline().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"cannot read {text!r}: {e}") from None
+    if not password:
+        raise ValueError(f"{text!r} is empty (its first line is the password)")
+    return text
+
+
+def _boolean(text: str) -> bool:
+    if text.lower() not in ("true", "false", "1", "0"):
+        raise ValueError(f"{text!r} is not true/false")
+    return text.lower() in ("true", "1")
+
+
+SWITCH = Kind(_boolean, "the variable: true or false", switch=True)
+
+
+# --------------------------------------------------------------------------- the records
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: everything said about it, in one place."""
+
+    name: str  # the Settings field
+    flag: str | None  # None: set by its environment variable only
+    env: str
+    default: Any
+    shown: str  # the default as the help and the table show it
+    help: str
+    kind: Kind
+    secret: bool = False  # never shown or logged
+
+    @property
+    def dest(self) -> str:
+        """The argparse attribute of the flag."""
+        assert self.flag is not None
+        return self.flag[2:].replace("-", "_")
+
+    @property
+    def source_names(self) -> str:
+        return self.flag if self.flag is not None else self.env
+
+
+def setting(
+    default: T,
+    flag: str | None,
+    help: str,
+    kind: Kind = TEXT,
+    *,
+    env: str | None = None,
+    shown: str | None = None,
+    secret: bool = False,
+) -> T:
+    """A Settings field with its description (see the module doc)."""
+    if env is None:
+        assert flag is not None
+        env = "SANDBOXD_" + flag[2:].upper().replace("-", "_")
+    if shown is None:
+        shown = _shown(default)
+    record = Setting("", flag, env, default, shown, help, kind, secret)
+    field: T = dataclasses.field(default=default, repr=not secret, metadata={"setting": record})
+    return field
+
+
+def _shown(default: object) -> str:
+    if default is None:
+        return "none"
+    if isinstance(default, bool):
+        return "true" if default else "false"
+    if isinstance(default, tuple):
+        return ",".join(map(str, default))
+    if isinstance(default, float):
+        return f"{default:g}"
+    if isinstance(default, int) and default >= MIB:
+        return f"{default} ({_size(default)})"
+    return str(default)
+
+
 @dataclass(frozen=True)
 class Settings:
-    listen: str = DEFAULT_LISTEN  # HOST:PORT (port 0 picks a free port) or unix:PATH
-    tenants_file: str | None = None  # None: zero-config, one keyless tenant, loopback only
-    metrics_port: int | None = None  # None: no metrics endpoint; 0 picks a free port
-    metrics_host: str = "127.0.0.1"
-    metrics_tenant_labels: bool = False  # a `tenant` label on execution counters (cardinality)
-    warm_workers_per_runtime: int = 4
-    max_concurrent_executions: int = 16  # on this node, all tenants together
-    max_message_bytes: int = 64 * MIB  # largest request or response payload
-    tls_cert_file: str | None = None
-    tls_key_file: str | None = None
-    drain_grace_s: float = 30.0  # on SIGTERM: how long in-flight executions may finish
-    runtimes: tuple[str, ...] = ("python", "javascript")
-    python_path: str | None = None  # interpreter for Python workers (default: the daemon's)
-    node_path: str | None = None  # default: `node` on PATH
-    jail_mode: str = "auto"  # auto|root|subuid (README "The two jail modes")
-    cgroup_parent: str = "sandboxd"  # cgroup holding this daemon's worker cgroups
-    log_level: str = "INFO"
-    # Async executions (Submit), embedded backend: all in this process's memory.
-    result_retention_s: float = 3600.0  # a finished execution's result is kept this long
-    max_queued_jobs: int = 1000  # async executions waiting to start on this node
-    async_max_bytes: int = 1024 * MIB  # memory for queued requests and kept results
-    max_queued_jobs_per_tenant: int = 100  # a tenant's async executions not finished yet
-    async_max_bytes_per_tenant: int = 256 * MIB  # a tenant's share of the async memory
-    # The edge (api/call_guard.py): what callers can hold before and while they are served.
-    max_calls_per_tenant: int = 32  # a tenant's calls open at once on this node
-    max_public_calls: int = 16  # health and reflection calls (no key) open at once
-    public_call_max_s: float = 10.0  # a health or reflection call lasts at most this long
-    idle_timeout_s: float = 30.0  # no request message / no response taken: the call ends
-    max_streams_per_connection: int = 100  # HTTP/2 concurrent streams of one connection
-    # Cluster (cluster/jobs.py, cluster/quotas.py): None keeps everything on this node.
-    redis_url: str | None = None  # redis://[:password@]host:port/db, rediss://..., unix://...
-    # The Redis password kept out of the URL (and the process list): read from
-    # --redis-password-file, or SANDBOXD_REDIS_PASSWORD (environment only).
-    redis_password_file: str | None = None
-    redis_password: str | None = dataclasses.field(default=None, repr=False)
-    redis_visibility_timeout_s: float = 30.0  # a job its node stopped renewing is taken over
-    redis_lease_s: float = 30.0  # a dead node's concurrency slots are free again after this
-    # Egress (README "Egress"): names the proxy resolves before DNS, and CA certificates it
-    # trusts for the destinations' TLS beside the system store. None: neither.
-    egress_hosts_file: str | None = None
-    egress_ca_bundle_file: str | None = None
+    # -- serving
+    listen: str = setting(
+        DEFAULT_LISTEN,
+        "--listen",
+        "HOST:PORT (port 0 picks a free port; the `listening` log line says which) or "
+        "unix:PATH to serve gRPC on",
+        Kind(_listen),
+    )
+    tenants_file: str | None = setting(
+        None,
+        "--tenants",
+        "tenants file (TOML, see `sandboxd tenants add`); without one a single keyless tenant "
+        "`default` is served on loopback only",
+        Kind(_tenants_file),
+    )
+    metrics_port: int | None = setting(
+        None,
+        "--metrics-port",
+        "serve Prometheus metrics (/metrics) on this HTTP port; 0 picks a free port",
+        integer(0, 65535),
+        shown="off",
+    )
+    metrics_host: str = setting(
+        "127.0.0.1", "--metrics-host", "address of the metrics endpoint", Kind(_host)
+    )
+    metrics_tenant_labels: bool = setting(
+        False,
+        "--metrics-tenant-labels",
+        "label execution counters by tenant (watch the cardinality)",
+        SWITCH,
+    )
+    warm_workers_per_runtime: int = setting(
+        4, "--warm-workers", "ready workers kept per runtime", integer(1, 256)
+    )
+    max_concurrent_executions: int = setting(
+        16,
+        "--max-concurrent",
+        "executions running at once on this node, all tenants together; more wait for a "
+        "slot. Warm workers x runtimes + this is at most the engine's 4096 worker slots",
+        integer(1, 4096),
+    )
+    max_message_bytes: int = setting(
+        64 * MIB,
+        "--max-message-bytes",
+        "largest request and response payload (stdin, files, output); gRPC framing gets 1 MiB "
+        "on top",
+        byte_count(4096, 1024 * MIB),
+    )
+    tls_cert_file: str | None = setting(
+        None,
+        "--tls-cert",
+        "PEM certificate chain; enables TLS (with --tls-key)",
+        Kind(_existing_file),
+    )
+    tls_key_file: str | None = setting(
+        None, "--tls-key", "PEM private key for --tls-cert", Kind(_existing_file)
+    )
+    drain_grace_s: float = setting(
+        30.0,
+        "--drain-grace",
+        "seconds in-flight executions may take to finish after SIGTERM",
+        seconds(0, 3600),
+        env="SANDBOXD_DRAIN_GRACE_S",
+    )
+    runtimes: tuple[str, ...] = setting(
+        ("python", "javascript"),
+        "--runtimes",
+        "comma-separated runtimes to serve",
+        Kind(_runtimes, "python, javascript"),
+    )
+    python_path: str | None = setting(
+        None,
+        "--python",
+        "Python interpreter for workers (an absolute path)",
+        Kind(_executable),
+        shown="the daemon's own",
+    )
+    node_path: str | None = setting(
+        None,
+        "--node",
+        "Node.js binary for workers (an absolute path)",
+        Kind(_executable),
+        shown="node on PATH",
+    )
+    jail_mode: str = setting(
+        "auto",
+        "--jail-mode",
+        "how workers are jailed: root mode as host root, subuid mode as any other user, auto "
+        "picks (docs/architecture.md); a mode this host cannot do exits 2 naming what to add",
+        one_of("auto", "root", "subuid"),
+    )
+    cgroup_parent: str = setting(
+        "sandboxd",
+        "--cgroup-parent",
+        "the cgroup (one directory name, not `daemon`, made in each hierarchy; on cgroup v2 in "
+        "the daemon's delegated cgroup if it has one, docs/architecture.md) holding this "
+        "daemon's worker cgroups; daemons sharing it share its limits (a pids.max on it, say), "
+        "so give each daemon its own name to give it a budget of its own",
+        Kind(_cgroup_name),
+    )
+    # -- environments (sandboxd/environments/, docs/environments.md)
+    environments_file: str | None = setting(
+        None,
+        "--environments",
+        "environments file (TOML, [environments.NAME] tables: runtime, packages, preload, "
+        "warm_workers) whose builds requests may name; each must have been built with "
+        "`sandboxd environments build`, else the daemon exits 2 naming it",
+        Kind(_environments_file),
+    )
+    environments_store: str = setting(
+        "/var/lib/sandboxd/environments",
+        "--environments-store",
+        "directory of the environments' builds (read-only, content-addressed; "
+        "`sandboxd environments build` writes it, the daemon only reads it)",
+        Kind(_store_directory),
+    )
+    # -- the Python template (docs/architecture.md): a fresh one after so many forks or seconds
+    template_max_forks: int = setting(
+        250,
+        "--template-max-forks",
+        "workers one Python template forks before a fresh template replaces it (its children "
+        "share its hash seed, stack-canary seed and address layout)",
+        integer(1, 100_000),
+    )
+    template_max_age_s: float = setting(
+        300.0,
+        "--template-max-age-s",
+        "seconds a Python template lives before a fresh one replaces it",
+        seconds(1, 86_400),
+    )
+    log_level: str = setting(
+        "INFO",
+        "--log-level",
+        "JSON logs on stderr from this level",
+        one_of("DEBUG", "INFO", "WARNING", "ERROR", upper=True),
+    )
+    # -- asynchronous executions (Submit)
+    result_retention_s: float = setting(
+        3600.0,
+        "--result-retention-s",
+        "seconds a finished async execution's result (and its idempotency key) is kept",
+        seconds(1, 7 * 86400),
+    )
+    max_queued_jobs: int = setting(
+        1000,
+        "--max-queued-jobs",
+        "async executions waiting to start on this node (in the cluster with --redis-url); "
+        "more are refused (RESOURCE_EXHAUSTED)",
+        integer(1, 1_000_000),
+    )
+    async_max_bytes: int = setting(
+        1024 * MIB,
+        "--async-max-bytes",
+        "memory for queued async requests and kept results; more are refused",
+        byte_count(16 * MIB, 1024 * 1024 * MIB),
+    )
+    max_queued_jobs_per_tenant: int = setting(
+        100,
+        "--max-queued-jobs-per-tenant",
+        "a tenant's async executions accepted and not finished (on this node, or in the "
+        "cluster with --redis-url); more are refused; a tenant's max_queued_jobs wins",
+        integer(1, 1_000_000),
+    )
+    async_max_bytes_per_tenant: int = setting(
+        256 * MIB,
+        "--async-max-bytes-per-tenant",
+        "a tenant's share of the async memory (its queued requests with room for their "
+        "output, and its kept results); a tenant's max_async_bytes wins",
+        byte_count(1 * MIB, 1024 * 1024 * MIB),
+    )
+    # -- the edge (api/call_guard.py): what callers can hold before and while they are served
+    max_calls_per_tenant: int = setting(
+        32,
+        "--max-calls-per-tenant",
+        "calls of one tenant open at once on this node (waiting for their request, running, "
+        "long-polling or sending); more are refused at once; a tenant's max_open_calls wins",
+        integer(1, 100_000),
+    )
+    max_public_calls: int = setting(
+        16,
+        "--max-public-calls",
+        "health and reflection calls (which need no API key) open at once; more are refused "
+        "at once",
+        integer(1, 10_000),
+    )
+    public_call_max_s: float = setting(
+        10.0,
+        "--public-call-max-s",
+        "seconds a health or reflection call (a Watch, a reflection stream) may stay open",
+        seconds(0.1, 3600),
+    )
+    idle_timeout_s: float = setting(
+        30.0,
+        "--idle-timeout-s",
+        "seconds a call may wait for its request message, or for its client to take a "
+        "response message (plus a second per MiB of it), before it is ended with "
+        "DEADLINE_EXCEEDED",
+        seconds(0.1, 3600),
+    )
+    max_streams_per_connection: int = setting(
+        100,
+        "--max-streams-per-connection",
+        "calls (HTTP/2 streams) one connection may have open at once; a client waits for more",
+        integer(1, 100_000),
+    )
+    # -- cluster (cluster/): None keeps everything on this node
+    redis_url: str | None = setting(
+        None,
+        "--redis-url",
+        "Redis shared by the nodes of a cluster (redis://HOST:PORT/DB, rediss://, unix://): "
+        "async executions on a Redis Stream, tenant quotas cluster-wide",
+        Kind(_redis_url),
+    )
+    redis_password_file: str | None = setting(
+        None,
+        "--redis-password-file",
+        "file whose first line is the Redis password, so that it is not in --redis-url, "
+        f"which the process list shows (or set {REDIS_PASSWORD_ENV})",
+        Kind(_password_file),
+    )
+    redis_password: str | None = setting(
+        None,
+        None,
+        "the Redis password, when it is neither in the URL nor in --redis-password-file",
+        env=REDIS_PASSWORD_ENV,
+        secret=True,
+    )
+    redis_visibility_timeout_s: float = setting(
+        30.0,
+        "--redis-visibility-timeout-s",
+        "seconds after which a job whose node stopped renewing it (died) is run by another node",
+        seconds(1, 3600),
+    )
+    redis_lease_s: float = setting(
+        30.0,
+        "--redis-lease-s",
+        "seconds after which the concurrency slots of a node that died are free again",
+        seconds(1, 3600),
+    )
+    # -- egress (pool/sandboxd_pool/egress/, docs: README "Egress")
+    egress_hosts_file: str | None = setting(
+        None,
+        "--egress-hosts",
+        "hosts file (`IP NAME...` per line) the egress proxy resolves names from before DNS; "
+        "its addresses are checked like any other",
+        Kind(_egress_hosts_file),
+    )
+    egress_ca_bundle_file: str | None = setting(
+        None,
+        "--egress-ca-bundle",
+        "PEM CA certificates the egress proxy trusts for the destinations' TLS, beside the "
+        "system store",
+        Kind(_ca_bundle_file),
+    )
     # field -> the flag or environment variable it came from, for messages after startup
     sources: Mapping[str, str] = dataclasses.field(default_factory=dict, compare=False, hash=False)
 
@@ -79,7 +600,7 @@ class Settings:
         about a value that only fails once used (a port already taken)."""
         if field_name in self.sources:
             return self.sources[field_name]
-        return next(flag for flag, _env, name, _help in _FLAGS if name == field_name)
+        return SETTINGS_BY_NAME[field_name].source_names
 
     @property
     def is_unix_socket(self) -> bool:
@@ -103,248 +624,76 @@ class Settings:
             return False
 
 
-# (flag, env var, Settings field, help)
-_FLAGS: tuple[tuple[str, str, str, str], ...] = (
-    (
-        "--listen",
-        "SANDBOXD_LISTEN",
-        "listen",
-        f"HOST:PORT or unix:PATH to serve gRPC on (default {DEFAULT_LISTEN}; port 0 picks a free port)",
-    ),
-    (
-        "--tenants",
-        "SANDBOXD_TENANTS",
-        "tenants_file",
-        "tenants file (TOML, see `sandboxd tenants add`); without one a single keyless tenant "
-        "'default' is served on loopback only",
-    ),
-    (
-        "--metrics-port",
-        "SANDBOXD_METRICS_PORT",
-        "metrics_port",
-        "serve Prometheus metrics on this HTTP port (0 picks a free port; default: off)",
-    ),
-    (
-        "--metrics-host",
-        "SANDBOXD_METRICS_HOST",
-        "metrics_host",
-        "address of the metrics endpoint (default 127.0.0.1)",
-    ),
-    (
-        "--warm-workers",
-        "SANDBOXD_WARM_WORKERS",
-        "warm_workers_per_runtime",
-        "ready workers kept per runtime (default 4)",
-    ),
-    (
-        "--max-concurrent",
-        "SANDBOXD_MAX_CONCURRENT",
-        "max_concurrent_executions",
-        "executions running at once on this node; more wait for a slot (default 16)",
-    ),
-    (
-        "--max-message-bytes",
-        "SANDBOXD_MAX_MESSAGE_BYTES",
-        "max_message_bytes",
-        "largest request and response payload, bytes (default 67108864 = 64 MiB)",
-    ),
-    ("--tls-cert", "SANDBOXD_TLS_CERT", "tls_cert_file", "PEM certificate chain (enables TLS)"),
-    ("--tls-key", "SANDBOXD_TLS_KEY", "tls_key_file", "PEM private key for --tls-cert"),
-    (
-        "--drain-grace",
-        "SANDBOXD_DRAIN_GRACE_S",
-        "drain_grace_s",
-        "seconds in-flight executions may take to finish after SIGTERM (default 30)",
-    ),
-    (
-        "--runtimes",
-        "SANDBOXD_RUNTIMES",
-        "runtimes",
-        "comma-separated runtimes to serve (default python,javascript)",
-    ),
-    (
-        "--python",
-        "SANDBOXD_PYTHON",
-        "python_path",
-        "Python interpreter for workers (default: the daemon's own)",
-    ),
-    ("--node", "SANDBOXD_NODE", "node_path", "Node.js binary for workers (default: node on PATH)"),
-    (
-        "--jail-mode",
-        "SANDBOXD_JAIL_MODE",
-        "jail_mode",
-        "auto, root or subuid: how workers are jailed (default auto: root mode as host root, "
-        "else subuid mode; README 'The two jail modes')",
-    ),
-    (
-        "--cgroup-parent",
-        "SANDBOXD_CGROUP_PARENT",
-        "cgroup_parent",
-        "name of the cgroup (made in each hierarchy) holding this daemon's worker cgroups; "
-        "daemons sharing it share its limits (default sandboxd)",
-    ),
-    (
-        "--result-retention-s",
-        "SANDBOXD_RESULT_RETENTION_S",
-        "result_retention_s",
-        "seconds an async execution's result is kept after it finished (default 3600)",
-    ),
-    (
-        "--max-queued-jobs",
-        "SANDBOXD_MAX_QUEUED_JOBS",
-        "max_queued_jobs",
-        "async executions waiting to start on this node; more are refused (default 1000)",
-    ),
-    (
-        "--async-max-bytes",
-        "SANDBOXD_ASYNC_MAX_BYTES",
-        "async_max_bytes",
-        "memory for queued async requests and kept results, bytes (default 1073741824 = 1 GiB)",
-    ),
-    (
-        "--max-queued-jobs-per-tenant",
-        "SANDBOXD_MAX_QUEUED_JOBS_PER_TENANT",
-        "max_queued_jobs_per_tenant",
-        "a tenant's async executions accepted and not finished (on this node, or in the "
-        "cluster with --redis-url); more are refused; a tenant's max_queued_jobs wins "
-        "(default 100)",
-    ),
-    (
-        "--async-max-bytes-per-tenant",
-        "SANDBOXD_ASYNC_MAX_BYTES_PER_TENANT",
-        "async_max_bytes_per_tenant",
-        "a tenant's share of the async memory (its queued requests with room for their "
-        "output, and its kept results), bytes; a tenant's max_async_bytes wins "
-        "(default 268435456 = 256 MiB)",
-    ),
-    (
-        "--max-calls-per-tenant",
-        "SANDBOXD_MAX_CALLS_PER_TENANT",
-        "max_calls_per_tenant",
-        "calls of one tenant open at once on this node (waiting for their request, running, "
-        "long-polling or sending); more are refused at once; a tenant's max_open_calls wins "
-        "(default 32)",
-    ),
-    (
-        "--max-public-calls",
-        "SANDBOXD_MAX_PUBLIC_CALLS",
-        "max_public_calls",
-        "health and reflection calls (which need no API key) open at once; more are refused "
-        "at once (default 16)",
-    ),
-    (
-        "--public-call-max-s",
-        "SANDBOXD_PUBLIC_CALL_MAX_S",
-        "public_call_max_s",
-        "seconds a health or reflection call (a Watch, a reflection stream) may stay open "
-        "(default 10)",
-    ),
-    (
-        "--idle-timeout-s",
-        "SANDBOXD_IDLE_TIMEOUT_S",
-        "idle_timeout_s",
-        "seconds a call may wait for its request message, or for its client to take a "
-        "response message (plus a second per MiB of it), before it is ended with "
-        "DEADLINE_EXCEEDED (default 30)",
-    ),
-    (
-        "--max-streams-per-connection",
-        "SANDBOXD_MAX_STREAMS_PER_CONNECTION",
-        "max_streams_per_connection",
-        "calls (HTTP/2 streams) one connection may have open at once; a client waits for "
-        "more (default 100)",
-    ),
-    (
-        "--redis-url",
-        "SANDBOXD_REDIS_URL",
-        "redis_url",
-        "Redis shared by the nodes of a cluster (redis://HOST:PORT/DB, rediss://, unix://): async "
-        "executions on a Redis Stream, tenant quotas cluster-wide (default: none, this node only)",
-    ),
-    (
-        "--redis-password-file",
-        "SANDBOXD_REDIS_PASSWORD_FILE",
-        "redis_password_file",
-        "file holding the Redis password (one line), so that it is not in --redis-url, which "
-        "the process list shows; or set SANDBOXD_REDIS_PASSWORD (default: the URL's, if any)",
-    ),
-    (
-        "--redis-visibility-timeout-s",
-        "SANDBOXD_REDIS_VISIBILITY_TIMEOUT_S",
-        "redis_visibility_timeout_s",
-        "seconds after which a job whose node stopped renewing it (died) is run by another "
-        "node (default 30)",
-    ),
-    (
-        "--redis-lease-s",
-        "SANDBOXD_REDIS_LEASE_S",
-        "redis_lease_s",
-        "seconds after which the concurrency slots of a node that died are free again (default 30)",
-    ),
-    (
-        "--egress-hosts",
-        "SANDBOXD_EGRESS_HOSTS",
-        "egress_hosts_file",
-        "hosts file (`IP NAME...` per line) the egress proxy resolves names from before DNS; "
-        "its addresses are checked like any other (default: none)",
-    ),
-    (
-        "--egress-ca-bundle",
-        "SANDBOXD_EGRESS_CA_BUNDLE",
-        "egress_ca_bundle_file",
-        "PEM CA certificates the egress proxy trusts for the destinations' TLS, beside the "
-        "system store (default: none)",
-    ),
-    (
-        "--log-level",
-        "SANDBOXD_LOG_LEVEL",
-        "log_level",
-        "DEBUG, INFO, WARNING or ERROR (default INFO)",
-    ),
+SETTINGS: tuple[Setting, ...] = tuple(
+    dataclasses.replace(f.metadata["setting"], name=f.name)
+    for f in dataclasses.fields(Settings)
+    if "setting" in f.metadata
 )
+SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    for flag, env, _field, help_text in _FLAGS:
-        parser.add_argument(flag, default=None, help=f"{help_text} [env {env}]")
-    parser.add_argument(
-        "--metrics-tenant-labels",
-        action="store_const",
-        const="true",
-        default=None,
-        help="label execution counters by tenant (watch the cardinality) "
-        "[env SANDBOXD_METRICS_TENANT_LABELS=true]",
-    )
+# --------------------------------------------------------------------------- reading
 
 
-def _int(problems: list[str], name: str, raw: str, lo: int, hi: int) -> int:
-    try:
-        value = int(raw, 10)
-    except ValueError:
-        problems.append(f"{name}: {raw!r} is not an integer")
-        return lo
-    if not lo <= value <= hi:
-        problems.append(f"{name}: {value} is out of range [{lo}, {hi}]")
-    return value
+def add_arguments(parser: argparse.ArgumentParser, names: Collection[str] | None = None) -> None:
+    """Every setting with a flag (or those of `names`: a command other than serve that shares
+    some), its help ending in what it accepts, its default and its environment variable."""
+    for s in SETTINGS:
+        if s.flag is None or (names is not None and s.name not in names):
+            continue
+        text = f"{s.help} ({s.kind.accepts + '; ' if s.kind.accepts else ''}default {s.shown})"
+        text = text.replace("%", "%%") + f" [env {s.env}]"
+        if s.kind.switch:
+            parser.add_argument(s.flag, action="store_const", const="true", help=text)
+        else:
+            parser.add_argument(s.flag, default=None, help=text)
 
 
-def _seconds(problems: list[str], name: str, raw: str, lo: float, hi: float) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        problems.append(f"{name}: {raw!r} is not a number of seconds")
-        return lo
-    if not lo <= value <= hi:  # also rejects nan
-        problems.append(f"{name}: {value:g} is out of range [{lo:g}, {hi:g}] seconds")
-    return value
+def from_args(
+    args: argparse.Namespace,
+    env: Mapping[str, str] | None = None,
+    names: Collection[str] | None = None,
+) -> Settings:
+    """Settings from parsed flags and the environment; SettingsError lists every bad value.
+    `names`: read only these (a command that shares some settings); the others keep their
+    defaults."""
+    env = os.environ if env is None else env
+    problems: list[str] = []
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for s in SETTINGS:
+        if names is not None and s.name not in names:
+            continue
+        given = getattr(args, s.dest, None) if s.flag is not None else None
+        if given is not None:
+            name, text = s.flag, given
+        elif env.get(s.env):
+            name, text = s.env, env[s.env]
+        else:
+            continue
+        assert name is not None
+        sources[s.name] = name
+        try:
+            values[s.name] = s.kind.parse(text)
+        except ValueError as e:
+            problems.append(f"{name}: {e}")
+    if "redis_password_file" in values:
+        if "redis_password" in values:
+            problems.append(
+                f"{REDIS_PASSWORD_ENV} and {sources['redis_password_file']} both give the "
+                "Redis password; give one"
+            )
+        values["redis_password"] = _first_line(values["redis_password_file"])
+    settings = Settings(**values, sources=sources)
+    problems.extend(_check(settings))
+    if problems:
+        raise SettingsError(problems)
+    return settings
 
 
-def _redis_url_problem(url: str) -> str | None:
-    if not url.startswith(("redis://", "rediss://", "unix://")):
-        return "unknown scheme"
-    from .cluster.link import url_problem  # the cluster code parses it, as it will at start
-
-    return url_problem(url)
+def _first_line(path: str) -> str:
+    with open(path, encoding="utf-8") as f:
+        return f.readline().rstrip("\r\n")
 
 
 def _tls_problem(cert_file: str, key_file: str) -> str | None:
@@ -356,58 +705,6 @@ def _tls_problem(cert_file: str, key_file: str) -> str | None:
     return None
 
 
-def _egress_hosts_problem(path: str) -> str | None:
-    """Why the egress hosts file cannot be used (unreadable, a bad line), or None."""
-    from sandboxd_pool.egress.hosts import load_hosts_file
-
-    try:
-        load_hosts_file(path)
-    except (OSError, ValueError) as e:
-        return str(e)
-    return None
-
-
-def _ca_bundle_problem(path: str) -> str | None:
-    """Why the file holds no CA certificate the proxy can load, or None."""
-    try:
-        ssl.create_default_context().load_verify_locations(cafile=path)
-    except ssl.SSLError as e:
-        return f"not PEM CA certificates ({e.reason or e})"
-    except OSError as e:
-        return f"cannot read it ({e.strerror or e})"
-    return None
-
-
-def _host_problem(host: str) -> str | None:
-    try:
-        ipaddress.ip_address(host)
-        return None
-    except ValueError:
-        pass
-    try:
-        socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError) as e:
-        return f"not an IP address, and it does not resolve ({e})"
-    return None
-
-
-REDIS_PASSWORD_ENV = "SANDBOXD_REDIS_PASSWORD"
-
-
-def _password_file(problems: list[str], name: str, path: str) -> str | None:
-    """The password in `path`: its first line (without the newline), which must not be empty."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            password = f.readline().rstrip("\r\n")
-    except (OSError, UnicodeDecodeError) as e:
-        problems.append(f"{name}: cannot read {path!r}: {e}")
-        return None
-    if not password:
-        problems.append(f"{name}: {path!r} is empty (its first line is the password)")
-        return None
-    return password
-
-
 def _url_password(url: str) -> str | None:
     try:
         return urlsplit(url).password
@@ -415,183 +712,45 @@ def _url_password(url: str) -> str | None:
         return None
 
 
-def _redacted(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    if "@" not in rest:
-        return url
-    return f"{scheme}{sep}***@{rest.rsplit('@', 1)[1]}"
-
-
-def from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Settings:
-    """Settings from parsed flags and the environment; SettingsError lists every bad value."""
-    env = os.environ if env is None else env
-    raw: dict[str, tuple[str, str]] = {}  # field -> (name for messages, raw value)
-    for flag, var, field, _help in _FLAGS:
-        value = getattr(args, flag[2:].replace("-", "_"))
-        if value is not None:
-            raw[field] = (flag, value)
-        elif env.get(var):
-            raw[field] = (var, env[var])
-    tenant_labels = args.metrics_tenant_labels or env.get("SANDBOXD_METRICS_TENANT_LABELS", "")
-    env_password = env.get(REDIS_PASSWORD_ENV)
+def _check(s: Settings) -> list[str]:
+    """What involves more than one setting."""
     problems: list[str] = []
-    values: dict[str, object] = {}
-    for field, (name, value) in raw.items():
-        if field in ("metrics_port",):
-            values[field] = _int(problems, name, value, 0, 65535)
-        elif field == "warm_workers_per_runtime":
-            values[field] = _int(problems, name, value, 1, 256)
-        elif field == "max_concurrent_executions":
-            values[field] = _int(problems, name, value, 1, 4096)
-        elif field == "max_message_bytes":
-            values[field] = _int(problems, name, value, 4096, 1024 * MIB)
-        elif field == "drain_grace_s":
-            values[field] = _seconds(problems, name, value, 0, 3600)
-        elif field == "result_retention_s":
-            values[field] = _seconds(problems, name, value, 1, 7 * 86400)
-        elif field == "max_queued_jobs":
-            values[field] = _int(problems, name, value, 1, 1_000_000)
-        elif field == "async_max_bytes":
-            values[field] = _int(problems, name, value, 16 * MIB, 1024 * 1024 * MIB)
-        elif field == "max_queued_jobs_per_tenant":
-            values[field] = _int(problems, name, value, 1, 1_000_000)
-        elif field == "async_max_bytes_per_tenant":
-            values[field] = _int(problems, name, value, 1 * MIB, 1024 * 1024 * MIB)
-        elif field == "max_calls_per_tenant":
-            values[field] = _int(problems, name, value, 1, 100_000)
-        elif field == "max_public_calls":
-            values[field] = _int(problems, name, value, 1, 10_000)
-        elif field == "max_streams_per_connection":
-            values[field] = _int(problems, name, value, 1, 100_000)
-        elif field in ("public_call_max_s", "idle_timeout_s"):
-            values[field] = _seconds(problems, name, value, 0.1, 3600)
-        elif field in ("redis_visibility_timeout_s", "redis_lease_s"):
-            values[field] = _seconds(problems, name, value, 1, 3600)
-        elif field == "redis_url":
-            problem = _redis_url_problem(value)
-            if problem is not None:
-                problems.append(
-                    f"{name}: {_redacted(value)!r} is not a Redis URL ({problem}; "
-                    "redis://HOST:PORT/DB, rediss://HOST:PORT/DB or unix:///PATH)"
-                )
-            values[field] = value
-        elif field == "redis_password_file":
-            values[field] = value
-            values["redis_password"] = _password_file(problems, name, value)
-        elif field == "runtimes":
-            names = tuple(r.strip().lower() for r in value.split(",") if r.strip())
-            bad = [r for r in names if r not in ("python", "javascript")]
-            if bad or not names:
-                problems.append(f"{name}: {value!r}: each runtime must be 'python' or 'javascript'")
-            elif len(set(names)) != len(names):
-                problems.append(f"{name}: {value!r}: name each runtime once")
-            values[field] = names
-        elif field == "jail_mode":
-            mode = value.strip().lower()
-            if mode not in ("auto", "root", "subuid"):
-                problems.append(f"{name}: {value!r} is not auto, root or subuid")
-            values[field] = mode
-        elif field == "cgroup_parent":
-            if not PARENT_NAME_PATTERN.fullmatch(value):
-                problems.append(
-                    f"{name}: {value!r} is not one directory name (letters, digits, '_', '.', "
-                    "'-'; at most 64; not starting with '.' or '-'; not 'daemon', the daemon's "
-                    "own cgroup in a delegated one)"
-                )
-            values[field] = value
-        elif field == "log_level":
-            level = value.upper()
-            if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-                problems.append(f"{name}: {value!r} is not DEBUG, INFO, WARNING or ERROR")
-            values[field] = level
-        else:
-            values[field] = value
-    if env_password:
-        if "redis_password_file" in raw:
-            problems.append(
-                f"{REDIS_PASSWORD_ENV} and {raw['redis_password_file'][0]} both give the Redis "
-                "password; give one"
-            )
-        values["redis_password"] = env_password
-    if tenant_labels:
-        if tenant_labels.lower() not in ("true", "false", "1", "0"):
-            problems.append(f"SANDBOXD_METRICS_TENANT_LABELS: {tenant_labels!r} is not true/false")
-        values["metrics_tenant_labels"] = tenant_labels.lower() in ("true", "1")
-    values["sources"] = {field: name for field, (name, _value) in raw.items()}
-    settings = Settings(**values)  # type: ignore[arg-type]
-    problems.extend(_check(settings, raw))
-    if problems:
-        raise SettingsError(problems)
-    return settings
-
-
-def _check(s: Settings, raw: Mapping[str, tuple[str, str]]) -> list[str]:
-    problems: list[str] = []
-    name = raw.get("listen", ("--listen", ""))[0]
-    if s.is_unix_socket:
-        path = s.listen[len("unix:") :]
-        if not path or not os.path.isdir(os.path.dirname(os.path.abspath(path))):
-            problems.append(f"{name}: {s.listen!r}: the socket's directory does not exist")
-    else:
-        host, sep, port = s.listen.rpartition(":")
-        if not sep or not host or not port.isdigit() or int(port) > 65535:
-            problems.append(
-                f"{name}: {s.listen!r} is not HOST:PORT (e.g. 127.0.0.1:50051, [::]:50051) "
-                "or unix:PATH"
-            )
-        elif (problem := _host_problem(s.listen_host)) is not None:
-            problems.append(f"{name}: {s.listen!r}: {problem}")
-    if s.tenants_file is not None and not os.path.isfile(s.tenants_file):
-        problems.append(
-            f"{raw['tenants_file'][0]}: {s.tenants_file!r} does not exist "
-            "(create it with `sandboxd tenants add NAME --file FILE`)"
-        )
-    if (s.tls_cert_file is None) != (s.tls_key_file is None):
+    if ("tls_cert_file" in s.sources) != ("tls_key_file" in s.sources):  # given, bad or not
         problems.append("--tls-cert and --tls-key must be given together")
-    for field in ("tls_cert_file", "tls_key_file"):
-        path = getattr(s, field)
-        if path is not None and not os.path.isfile(path):
-            problems.append(f"{raw[field][0]}: {path!r} does not exist")
     cert, key = s.tls_cert_file, s.tls_key_file
     if cert is not None and key is not None and os.path.isfile(cert) and os.path.isfile(key):
         problem = _tls_problem(cert, key)
         if problem is not None:
-            names = f"{raw['tls_cert_file'][0]}, {raw['tls_key_file'][0]}"
+            names = f"{s.name_of('tls_cert_file')}, {s.name_of('tls_key_file')}"
             problems.append(f"{names}: cannot load the certificate and its key: {problem}")
-    for field in ("python_path", "node_path"):
-        path = getattr(s, field)
-        if path is None:
-            continue
-        if not os.path.isabs(path):
-            problems.append(f"{raw[field][0]}: {path!r} must be an absolute path")
-        elif not os.path.isfile(path) or not os.access(path, os.X_OK):
-            problems.append(f"{raw[field][0]}: {path!r} is not an executable file")
-    for field, problem_of in (
-        ("egress_hosts_file", _egress_hosts_problem),
-        ("egress_ca_bundle_file", _ca_bundle_problem),
-    ):
-        path = getattr(s, field)
-        if path is None:
-            continue
-        if not os.path.isfile(path):
-            problems.append(f"{raw[field][0]}: {path!r} does not exist")
-        elif (problem := problem_of(path)) is not None:
-            problems.append(f"{raw[field][0]}: {path!r}: {problem}")
-    if "metrics_host" in raw:
-        problem = _host_problem(s.metrics_host)
-        if problem is not None:
-            problems.append(f"{raw['metrics_host'][0]}: {s.metrics_host!r}: {problem}")
+    environment_workers = 0
+    if s.environments_file is not None:  # read and checked by its kind already
+        from .environments import load_declarations
+
+        for declaration in load_declarations(s.environments_file).values():
+            environment_workers += declaration.warm_workers
+            if declaration.runtime.value not in s.runtimes:
+                problems.append(
+                    f"{s.name_of('environments_file')}: environment {declaration.name!r} is "
+                    f"for {declaration.runtime.value}, which {s.name_of('runtimes')} does not "
+                    "serve"
+                )
     slots = len(s.runtimes) * s.warm_workers_per_runtime + s.max_concurrent_executions
+    slots += environment_workers
     if slots > MAX_SLOTS:
         problems.append(
             f"{s.name_of('warm_workers_per_runtime')} x {len(s.runtimes)} runtimes + "
-            f"{s.name_of('max_concurrent_executions')} = {slots} workers at once, more than the "
-            f"{MAX_SLOTS} worker slots (uids) the engine has"
+            f"{s.name_of('max_concurrent_executions')}"
+            + (
+                f" + {environment_workers} environments' warm workers"
+                if environment_workers
+                else ""
+            )
+            + f" = {slots} workers at once, more than the {MAX_SLOTS} worker slots (uids) the "
+            "engine has"
         )
     if s.redis_password is not None or s.redis_password_file is not None:
-        where = (
-            raw["redis_password_file"][0] if "redis_password_file" in raw else REDIS_PASSWORD_ENV
-        )
+        where = s.name_of("redis_password_file" if s.redis_password_file else "redis_password")
         if s.redis_url is None:
             problems.append(f"{where}: a Redis password without --redis-url")
         elif _url_password(s.redis_url) is not None:
@@ -601,8 +760,26 @@ def _check(s: Settings, raw: Mapping[str, tuple[str, str]]) -> list[str]:
             )
     if s.tenants_file is None and not s.listens_on_loopback_only:
         problems.append(
-            f"{name}: refusing to serve {s.listen} without a tenants file: anyone who can "
-            "reach it could run code. Create one with `sandboxd tenants add NAME --file "
-            "tenants.toml` and pass `--tenants tenants.toml`, or listen on 127.0.0.1."
+            f"{s.name_of('listen')}: refusing to serve {s.listen} without a tenants file: "
+            "anyone who can reach it could run code. Create one with `sandboxd tenants add "
+            "NAME --file tenants.toml` and pass `--tenants tenants.toml`, or listen on "
+            "127.0.0.1."
         )
     return problems
+
+
+# --------------------------------------------------------------------------- the table
+
+
+def markdown_table() -> str:
+    """The settings table of docs/operations.md."""
+    rows = [
+        "| Flag | Environment | Default | Meaning |",
+        "| --- | --- | --- | --- |",
+    ]
+    for s in SETTINGS:
+        flag = f"`{s.flag}`" if s.flag is not None else "(none)"
+        accepts = f" ({s.kind.accepts})" if s.kind.accepts else ""
+        meaning = (s.help + accepts).replace("|", "\\|")
+        rows.append(f"| {flag} | `{s.env}` | {s.shown} | {meaning} |")
+    return "\n".join(rows) + "\n"

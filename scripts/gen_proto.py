@@ -1,4 +1,4 @@
-"""Generate the committed protobuf/gRPC stubs of `sandboxd_client` from proto/ (DESIGN §3).
+"""Generate the committed protobuf/gRPC stubs of `sandboxd_client` from proto/ (docs/development.md).
 
     python scripts/gen_proto.py            regenerate client/sandboxd_client/proto/
     python scripts/gen_proto.py --check    exit 1 if the committed stubs differ (used by a test)

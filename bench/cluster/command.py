@@ -16,21 +16,20 @@ through Redis on one host, not three machines' worth of CPU."""
 from __future__ import annotations
 
 import argparse
-import sys
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
-from bench.cluster.report import ClusterReport, ThroughputResult, render, write_results
+from bench.cluster.report import ClusterReport, ThroughputResult, render
 from bench.cluster.servers import RedisProcess, start_node, start_redis
+from bench.common import output
 from bench.common.machine import machine_info
+from bench.common.output import log
 from bench.common.runtimes import python_runtime
 from bench.common.servers import ServerProcess
 from bench.common.stats import LatencyStats
 from sandboxd_client import NO_RETRY, Client, Verdict
 
-DEFAULT_RESULTS = Path(__file__).resolve().parents[1] / "RESULTS.md"
 HELLO = "print('hello')"
 PAUSE_S = 0.04  # before each paced call: the pool refills its warm workers
 RPC_TIMEOUT_S = 60.0
@@ -47,21 +46,13 @@ class Settings:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--quick", action="store_true", help="few iterations (a smoke run)")
     parser.add_argument("--iterations", type=int, default=0, help="paced latency rounds (200)")
     parser.add_argument("--jobs", type=int, default=0, help="jobs per throughput run (600)")
     parser.add_argument("--threads", type=int, default=8, help="client threads (8)")
     parser.add_argument("--warm-workers", type=int, default=4, help="per node (4)")
     parser.add_argument("--max-concurrent", type=int, default=4, help="per node (4)")
     parser.add_argument("--python", default=None, help="worker interpreter (default: this one)")
-    parser.add_argument(
-        "--results", type=Path, default=DEFAULT_RESULTS, help="file to record the run in"
-    )
-    parser.add_argument("--no-record", action="store_true", help="do not write RESULTS.md")
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    output.add_arguments(parser)
 
 
 def _check(result_stdout: bytes, verdict: Verdict) -> None:
@@ -206,9 +197,5 @@ def run(args: argparse.Namespace) -> int:
         three_nodes=three,
         three_node_spread=spread,
     )
-    text = render(report)
-    print(text)
-    if not args.no_record:
-        write_results(args.results, text)
-        log(f"recorded in {args.results}")
+    output.publish(args, "cluster", render(report), report)
     return 0

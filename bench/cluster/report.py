@@ -3,15 +3,10 @@ synchronous Execute (p50/p99 and the difference), three nodes against one (jobs/
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from bench.common.stats import LatencyStats
-
-BEGIN = "<!-- bench:cluster:begin -->"
-END = "<!-- bench:cluster:end -->"
 
 
 @dataclass(frozen=True)
@@ -72,15 +67,3 @@ def render(r: ClusterReport) -> str:
         "on this machine (the nodes share its CPUs).",
     ]
     return "\n".join(lines) + "\n"
-
-
-def write_results(path: Path, section: str) -> None:
-    """Replace the cluster section of `path` (append it if absent); the rest is kept."""
-    block = f"{BEGIN}\n{section.rstrip()}\n{END}\n"
-    text = path.read_text() if path.exists() else "# sandboxd benchmark results\n"
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END) + r"\n?", re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: block, text, count=1)
-    else:
-        text = text.rstrip() + "\n\n" + block
-    path.write_text(text)

@@ -12,13 +12,12 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common.servers import ServerFailed, ServerProcess, _spawn
+from bench.common.servers import ServerFailed, ServerProcess, start_daemon
 
 
 def _free_port() -> int:
@@ -100,24 +99,5 @@ def start_redis() -> RedisProcess:
 def start_node(
     redis_url: str, warm_workers: int, max_concurrent: int, python: str, name: str
 ) -> ServerProcess:
-    return _spawn(
-        name,
-        [
-            sys.executable,
-            "-m",
-            "sandboxd",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--redis-url",
-            redis_url,
-            "--warm-workers",
-            str(warm_workers),
-            "--max-concurrent",
-            str(max_concurrent),
-            "--runtimes",
-            "python",
-            "--python",
-            python,
-        ],
-    )
+    settings = ("--redis-url", redis_url, "--max-concurrent", str(max_concurrent))
+    return start_daemon(warm_workers, python, None, *settings, name=name)

@@ -117,24 +117,15 @@ def _spawn(name: str, argv: list[str]) -> ServerProcess:
     return server
 
 
-def start_daemon(warm_workers: int, python: str, node: str | None) -> ServerProcess:
-    argv = [
-        sys.executable,
-        "-m",
-        "sandboxd",
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--warm-workers",
-        str(warm_workers),
-        "--python",
-        python,
-    ]
-    if node:
-        argv += ["--node", node]
-    else:
-        argv += ["--runtimes", "python"]
-    return _spawn("daemon", argv)
+def start_daemon(
+    warm_workers: int, python: str, node: str | None, *settings: str, name: str = "daemon"
+) -> ServerProcess:
+    """`sandboxd serve` on 127.0.0.1:0 with these workers and interpreters (Python only
+    without `node`) and any other settings."""
+    argv = [sys.executable, "-m", "sandboxd", "serve", "--listen", "127.0.0.1:0"]
+    argv += ["--warm-workers", str(warm_workers), "--python", python]
+    argv += ["--node", node] if node else ["--runtimes", "python"]
+    return _spawn(name, [*argv, *settings])
 
 
 def start_bwrap_server(python: str, node: str | None) -> ServerProcess:

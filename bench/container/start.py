@@ -1,5 +1,5 @@
 """Container start to SERVING: how long the image takes from `podman run` until its health
-service answers SERVING (README "Running in a container"). A measurement, not a test (tests
+service answers SERVING (docs/operations.md "Running in a container"). A measurement, not a test (tests
 never assert speed): `python -m bench.container.start -n 5`.
 
 It uses tests/container's podman setup (its own storage, the debootstrap base, the image built

@@ -25,7 +25,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 from bench.common.baselines import bwrap_prefix
 from bench.common.runtimes import BenchRuntime, clean_env, node_runtime, python_runtime
-from sandboxd_pool import ExecutionRequest, InvalidRequest, Outcome, Usage, Verdict
+from sandboxd_pool import (
+    CheckedRequest,
+    ExecutionRequest,
+    InvalidRequest,
+    Outcome,
+    PoolConfig,
+    Usage,
+    Verdict,
+)
 from sandboxd_pool.egress import EgressPolicy
 from sandboxd_pool.types import Mode, Started, Stream
 
@@ -38,13 +46,23 @@ class BwrapEngine:
 
     def __init__(self, runtimes: dict[str, BenchRuntime]) -> None:
         self._runtimes = runtimes
+        self._config = PoolConfig()  # what a CheckedRequest names; nothing else uses it
 
     def argv(self, runtime: BenchRuntime, code: str, args: tuple[str, ...]) -> list[str]:
         return [*bwrap_prefix(runtime), *runtime.code_argv(code), *args]
 
+    def check(self, request: ExecutionRequest) -> CheckedRequest:
+        if request.mode is not Mode.SCRIPT:
+            raise InvalidRequest("mode", "the bwrap baseline runs SCRIPT mode only")
+        if request.files:
+            raise InvalidRequest("files", "the bwrap baseline does not take files")
+        if request.runtime.value not in self._runtimes:
+            raise InvalidRequest("runtime", f"{request.runtime.value} is not served here")
+        return CheckedRequest(request, request.limits, self._config)
+
     def execute(
         self,
-        request: ExecutionRequest,
+        request: ExecutionRequest | CheckedRequest,
         *,
         cancel: threading.Event | None = None,
         on_start: Callable[[Started], None] | None = None,
@@ -56,14 +74,11 @@ class BwrapEngine:
         execution_id = execution_id or uuid.uuid4().hex
         if egress is not None:
             raise InvalidRequest("egress", "the bwrap baseline has no egress")
-        if request.mode is not Mode.SCRIPT:
-            raise InvalidRequest("mode", "the bwrap baseline runs SCRIPT mode only")
-        if request.files:
-            raise InvalidRequest("files", "the bwrap baseline does not take files")
-        runtime = self._runtimes.get(request.runtime.value)
-        if runtime is None:
-            raise InvalidRequest("runtime", f"{request.runtime.value} is not served here")
+        if not isinstance(request, CheckedRequest):
+            request = self.check(request)
         limits = request.limits
+        request = request.request
+        runtime = self._runtimes[request.runtime.value]
         env = {**clean_env(), **request.env}
         started = time.perf_counter_ns()
         proc = subprocess.Popen(
@@ -133,18 +148,15 @@ class BwrapEngine:
 def serve(listen: str, runtimes: dict[str, BenchRuntime]) -> int:
     import grpc
 
+    from sandboxd.api.service import add_sandbox_service, count_errors
     from sandboxd.api.servicer import SandboxServicer
     from sandboxd.metrics import Metrics
     from sandboxd.quotas.local import LocalQuotas
     from sandboxd.tenants.auth import Authenticator
-    from sandboxd_client.proto import sandbox_pb2_grpc
 
-    servicer = SandboxServicer(
-        BwrapEngine(runtimes),
-        Authenticator(None),
-        LocalQuotas(),
-        Metrics(),
-    )
+    auth = Authenticator(None)
+    metrics = Metrics()
+    servicer = SandboxServicer(BwrapEngine(runtimes), auth, LocalQuotas(), metrics)
     server = grpc.server(
         ThreadPoolExecutor(max_workers=2 * MAX_CONCURRENT + 8, thread_name_prefix="bwrap-rpc"),
         options=[
@@ -153,7 +165,7 @@ def serve(listen: str, runtimes: dict[str, BenchRuntime]) -> int:
             ("grpc.so_reuseport", 0),
         ],
     )
-    sandbox_pb2_grpc.add_SandboxServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+    add_sandbox_service(server, servicer, auth, count_errors(metrics))
     port = server.add_insecure_port(listen)
     if not port:
         raise OSError(f"cannot listen on {listen}")

@@ -14,7 +14,6 @@ import argparse
 import contextlib
 import dataclasses
 import itertools
-import json
 import os
 import shutil
 import sys
@@ -22,20 +21,18 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
 
-from bench.common import harness
+from bench.common import harness, output
 from bench.common.machine import _git, machine_info
+from bench.common.output import log
 from bench.common.runtimes import select_runtimes
 from bench.common.servers import ServerProcess, start_bwrap_server, start_daemon
 from bench.common.stats import Attempt, LatencyRun, LatencyStats
-from bench.e2e.report import TARGETS, E2EReport, TargetResult, evaluate, render, write_results
+from bench.e2e.report import TARGETS, E2EReport, TargetResult, evaluate, render
 from bench.e2e.scenarios import Scenario, scenarios
 from sandboxd_client import NO_RETRY, Client, SandboxdError, Verdict
 from sandboxd_client import InvalidRequest as ClientInvalidRequest
 
-DEFAULT_RESULTS = Path(__file__).resolve().parents[1] / "RESULTS.md"
 CLIENT_OPTIONS = (("grpc.use_local_subchannel_pool", 1),)
 RPC_TIMEOUT_S = 60.0
 PAUSE_MS = {"python": 40.0, "javascript": 80.0}
@@ -67,10 +64,6 @@ def settings_from(args: argparse.Namespace) -> Settings:
         floor_iterations=iterations,
         echo=args.echo and not quick,
     )
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 # -- calling a server ----------------------------------------------------------------------
@@ -136,15 +129,20 @@ def execute_call(scenario: Scenario) -> Callable[[Client], Attempt]:
     return call
 
 
+# One label more than a request may carry: refused by the servicer's conversion, in both
+# servers, before any engine work (empty code, the floor's request before, is a valid program).
+FLOOR_LABELS = {f"l{i}": "" for i in range(65)}
+
+
 def floor_call(client: Client) -> Attempt:
-    """Execute with empty code: INVALID_ARGUMENT from the servicer, no engine work."""
+    """Execute with 65 labels: INVALID_ARGUMENT from the servicer, no engine work."""
     try:
-        client.execute("python", "", timeout_s=RPC_TIMEOUT_S)
+        client.execute("python", "print(1)", labels=FLOOR_LABELS, timeout_s=RPC_TIMEOUT_S)
     except ClientInvalidRequest:
         return Attempt(ok=True)
     except SandboxdError as exc:
         return Attempt(ok=False, error=f"{type(exc).__name__}: {exc}"[:200])
-    return Attempt(ok=False, error="empty code was accepted")
+    return Attempt(ok=False, error="a request with 65 labels was accepted")
 
 
 # -- measuring -----------------------------------------------------------------------------
@@ -367,27 +365,8 @@ def run(args: argparse.Namespace) -> int:
         checks=evaluate(results),
         notes=notes,
     )
-    text = render(report)
-    print(text)
-    results_path = args.results
-    if results_path is None and not args.quick:
-        results_path = DEFAULT_RESULTS
-    if results_path is not None and not args.no_results:
-        write_results(Path(results_path), text)
-        log(f"results written to {results_path}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(_as_json(report), indent=2) + "\n")
-        log(f"raw results written to {args.json}")
+    output.publish(args, "e2e", render(report), report)
     return 0
-
-
-def _as_json(report: E2EReport) -> dict[str, Any]:
-    data = dataclasses.asdict(report)
-    data["results"] = {
-        f"{scenario}/{target}": dataclasses.asdict(result)
-        for (scenario, target), result in report.results.items()
-    }
-    return data
 
 
 def _int_list(text: str) -> list[int]:
@@ -428,15 +407,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_false",
         help="skip the sync-vs-aio gRPC echo measurement (always skipped with --quick)",
     )
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="small counts for a smoke run; does not write RESULTS.md unless --results is given",
-    )
     parser.add_argument("--python", help="Python interpreter (default: this one's real binary)")
     parser.add_argument("--node", help="Node interpreter (default: node on PATH)")
-    parser.add_argument(
-        "--results", help=f"Markdown file to record the run in (default {DEFAULT_RESULTS.name})"
-    )
-    parser.add_argument("--no-results", action="store_true", help="do not write RESULTS.md")
-    parser.add_argument("--json", help="also write the raw numbers to this JSON file")
+    output.add_arguments(parser)

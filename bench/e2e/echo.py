@@ -1,4 +1,4 @@
-"""Synchronous vs asyncio gRPC server for a unary echo (the issue's "measure before you choose").
+"""Synchronous vs asyncio gRPC server for a unary echo (docs/benchmarks.md: measured before choosing the daemon's server).
 
 `python -m bench.e2e.echo serve --mode sync|aio` serves `/bench.Echo/Echo`, a generic handler
 returning the request bytes unchanged (no protobuf, no servicer logic), on 127.0.0.1:0 and

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from bench.common.harness import RAMP_FRACTION
 from bench.common.report import TargetCheck, md_table, targets_table
 from bench.common.stats import LatencyRun, ThroughputRun
-
-BEGIN = "<!-- bench:e2e:begin -->"
-END = "<!-- bench:e2e:end -->"
 
 TARGETS = ("daemon", "bwrap")
 TARGET_TITLES = {
@@ -74,7 +69,7 @@ def _fmt(value: float | None, unit: str = " ms") -> str:
 
 
 def evaluate(results: dict[tuple[str, str], TargetResult]) -> list[TargetCheck]:
-    """The issue's targets, on paced sequential latency (a call to an idle warm pool)."""
+    """The e2e targets (docs/benchmarks.md), on paced sequential latency (a call to an idle warm pool)."""
 
     def paced(scenario: str, target: str) -> LatencyRun | None:
         r = results.get((scenario, target))
@@ -220,7 +215,7 @@ def floor_line(report: E2EReport) -> str:
     if not parts:
         return "gRPC round-trip floor: not measured."
     return (
-        "gRPC round-trip floor (Execute with empty code, rejected INVALID_ARGUMENT by the "
+        "gRPC round-trip floor (Execute with 65 labels, rejected INVALID_ARGUMENT by the "
         "servicer before any engine work; same client, sequential): " + "; ".join(parts) + "."
     )
 
@@ -307,15 +302,3 @@ def render(report: E2EReport) -> str:
     if notes:
         lines += ["### Notes", ""] + [f"- {note}" for note in notes] + [""]
     return "\n".join(lines)
-
-
-def write_results(path: Path, section: str) -> None:
-    """Replace the e2e section of `path` (append it if absent); the pool section is kept."""
-    block = f"{BEGIN}\n{section.rstrip()}\n{END}\n"
-    text = path.read_text() if path.exists() else "# sandboxd benchmark results\n"
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END) + r"\n?", re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: block, text, count=1)
-    else:
-        text = text.rstrip() + "\n\n" + block
-    path.write_text(text)

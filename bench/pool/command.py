@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import json
 import os
 import sys
 import time
@@ -21,16 +20,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.common import baselines, harness
+from bench.common import baselines, harness, output
 from bench.common.machine import engine_source, machine_info
+from bench.common.output import log
 from bench.common.runtimes import BenchRuntime, select_runtimes
 from bench.common.stats import PoolMemory, RuntimeMemory, SystemResult
 from bench.pool import engine as pool_bench
 from bench.pool import memory
-from bench.pool.report import Report, render, write_results
+from bench.pool.report import Report, render
 from bench.pool.targets import evaluate
 
-DEFAULT_RESULTS = Path(__file__).resolve().parents[1] / "RESULTS.md"
 POOL_BOOT_TIMEOUT_S = 120.0
 REFILL_TIMEOUT_S = 10.0
 
@@ -58,10 +57,6 @@ def settings_from(args: argparse.Namespace) -> Settings:
         memory_settle_s=0.5 if quick else 1.0,
         memory_samples=args.warm_workers,
     )
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def _brief(result: SystemResult) -> str:
@@ -298,28 +293,8 @@ def run(args: argparse.Namespace) -> int:
         checks=checks,
         notes=notes,
     )
-    text = render(report)
-    print(text)
-
-    results_path = args.results
-    if results_path is None and not args.quick:
-        results_path = DEFAULT_RESULTS
-    if results_path is not None and not args.no_results:
-        write_results(Path(results_path), text)
-        log(f"results written to {results_path}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(_as_json(report), indent=2) + "\n")
-        log(f"raw results written to {args.json}")
+    output.publish(args, "pool", render(report), report)
     return 0
-
-
-def _as_json(report: Report) -> dict[str, Any]:
-    data = dataclasses.asdict(report)
-    data["results"] = {
-        f"{runtime}/{system}": dataclasses.asdict(result)
-        for (runtime, system), result in report.results.items()
-    }
-    return data
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -350,11 +325,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--warm-workers", type=int, default=8, help="warm workers per runtime (default 8)"
     )
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="small counts for a smoke run; does not write RESULTS.md unless --results is given",
-    )
     parser.add_argument("--skip-pool", action="store_true", help="measure the baselines only")
     parser.add_argument(
         "--engine-commit",
@@ -363,8 +333,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--python", help="Python interpreter (default: this one's real binary)")
     parser.add_argument("--node", help="Node interpreter (default: node on PATH)")
-    parser.add_argument(
-        "--results", help=f"Markdown file to record the run in (default {DEFAULT_RESULTS.name})"
-    )
-    parser.add_argument("--no-results", action="store_true", help="do not write RESULTS.md")
-    parser.add_argument("--json", help="also write the raw numbers to this JSON file")
+    output.add_arguments(parser)

@@ -3,7 +3,7 @@
     python -m bench.pool.jail_modes [--mode auto|root|subuid] [--no-template] [-n 200]
 
 Run it once as root (root mode, with and without the Python template) and once as a non-root
-user with /etc/subuid and /etc/subgid lines (subuid mode); README "The two jail modes" has the
+user with /etc/subuid and /etc/subgid lines (subuid mode); docs/architecture.md "The two jail modes" has the
 numbers. Per runtime it reports, over n executions:
   boot     worker_boot_us: spawn request -> the worker's ready byte (clone, map, jail, runtime
            start, warm-up), medians and p90

@@ -2,46 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from bench.common.harness import RAMP_FRACTION
 from bench.common.report import TargetCheck, md_table, targets_table
 from bench.common.stats import LatencyRun, PoolMemory, RuntimeMemory, SystemResult
 from bench.pool.targets import MIB
-
-BEGIN = "<!-- bench:pool:begin -->"
-END = "<!-- bench:pool:end -->"
-RESULTS_HEADER = """# sandboxd benchmark results
-
-Recorded by `python -m bench pool` (code in `bench/`, one module per concern; see
-`bench/__init__.py`). Each run replaces the section between the markers below; the
-command, date, machine, load average and engine revision are part of it. Everything
-above the markers is kept.
-
-How to read it:
-
-- **Latency** is end to end as the caller sees it: the wall time of `Pool.execute()` in
-  the benchmark process, or of `subprocess.run()` for a baseline (spawn, run `hello`,
-  collect stdout, reap). `engine wall` is what the engine reports in `usage.wall_time_us`.
-- **warm** waits (untimed) before each call until every runtime has all its warm workers
-  ready: a dispatch to an idle pre-faulted worker. **back-to-back** issues the calls one
-  after another without waiting, so the replenisher competes for the 2 CPUs.
-- **Throughput** is sustained: N threads call back to back for the duration; the first
-  20 % is ramp-up (where the pool drains the workers it had warmed) and is not counted.
-  Single-use: every pool execution consumes a worker, so this is bounded by how fast
-  the engine boots new ones.
-- **Baselines** start interpreters with an empty environment plus PATH and `python -I -S`
-  (the host's NODE_EXTRA_CA_CERTS and site-packages .pth would add 25-40 ms each).
-- **PSS** is measured with 8 processes of each kind alive at once (8 bare idle
-  interpreters, then 8 warm workers per runtime), so shared pages are split the same way.
-  A worker's PSS is summed over its process tree; processes the engine keeps beside the
-  workers (zygote, templates) are counted as the pool's own, with the caller.
-- `--engine-commit REV` measures `pool/` as committed (exported with `git archive`) so a
-  run is reproducible while the working tree changes; otherwise the installed engine.
-- The VM is shared and noisy: compare rows of the same run, not runs with each other.
-"""
 
 SYSTEM_TITLES = {
     "pool": "sandboxd pool, warm",
@@ -249,15 +215,3 @@ def render(report: Report) -> str:
     if notes:
         lines += ["### Notes", ""] + [f"- {note}" for note in notes] + [""]
     return "\n".join(lines)
-
-
-def write_results(path: Path, section: str) -> None:
-    """Replace the marked section of `path` with `section` (append it if there is none)."""
-    block = f"{BEGIN}\n{section.rstrip()}\n{END}\n"
-    text = path.read_text() if path.exists() else RESULTS_HEADER + "\n"
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END) + r"\n?", re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: block, text, count=1)
-    else:
-        text = text.rstrip() + "\n\n" + block
-    path.write_text(text)

@@ -1,4 +1,4 @@
-"""The performance targets (DESIGN.md §9 and the issue) and their PASS/MISS verdicts.
+"""The pool's performance targets (docs/benchmarks.md) and their PASS/MISS verdicts.
 
 A benchmark, not a test: a MISS is reported, never raised. A target whose inputs were
 not measured is N/A.

@@ -9,7 +9,6 @@ async with AsyncClient("127.0.0.1:50051", api_key=key) as c:
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
@@ -17,14 +16,14 @@ import grpc
 import grpc.aio
 
 from . import _convert, _options
+from ._base import BaseClient, WaitLoop
 from ._options import DEFAULT_RETRY, RetryPolicy, Tls
-from .errors import DeadlineExceeded, SandboxdError
-from .proto import sandbox_pb2 as _proto
+from .errors import SandboxdError
 from .proto import sandbox_pb2_grpc
 from .types import ExecuteResult, Execution, Limits, Mode, Runtime, StreamEvent
 
 
-class AsyncClient:
+class AsyncClient(BaseClient):
     """A connection to one sandboxd endpoint for asyncio code; close() it (or `async with`)."""
 
     def __init__(
@@ -36,16 +35,14 @@ class AsyncClient:
         retry: RetryPolicy = DEFAULT_RETRY,
         channel_options: Sequence[tuple[str, Any]] = (),
     ) -> None:
-        creds = _options.credentials(tls)
-        opts = _options.channel_options(tls, channel_options)
+        super().__init__(api_key=api_key, tls=tls, retry=retry, channel_options=channel_options)
+        creds, opts = self._credentials, self._channel_options
         self._channel = (
             grpc.aio.secure_channel(target, creds, options=opts)
             if creds is not None
             else grpc.aio.insecure_channel(target, options=opts)
         )
         self._stub = sandbox_pb2_grpc.SandboxStub(self._channel)  # type: ignore[no-untyped-call]
-        self._metadata = _options.metadata(api_key)
-        self._retry = retry
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -70,6 +67,7 @@ class AsyncClient:
         event: bytes = b"",
         labels: Mapping[str, str] | None = None,
         egress: Sequence[str] = (),
+        environment: str = "",
         timeout_s: float | None = None,
     ) -> ExecuteResult:
         req = _convert.request(
@@ -84,6 +82,7 @@ class AsyncClient:
             event=event,
             labels=labels,
             egress=egress,
+            environment=environment,
         )
         return _convert.result(await self._unary(self._stub.Execute, req, timeout_s))
 
@@ -100,6 +99,7 @@ class AsyncClient:
         mode: Mode = Mode.SCRIPT,
         event: bytes = b"",
         labels: Mapping[str, str] | None = None,
+        environment: str = "",
         idempotency_key: str = "",
         egress: Sequence[str] = (),
         timeout_s: float | None = None,
@@ -117,6 +117,7 @@ class AsyncClient:
             mode=mode,
             event=event,
             labels=labels,
+            environment=environment,
             idempotency_key=idempotency_key,
             egress=egress,
         )
@@ -127,38 +128,29 @@ class AsyncClient:
         self, execution_id: str, *, wait_ms: int = 0, timeout_s: float | None = None
     ) -> Execution:
         """As Client.get_execution."""
-        req = _proto.GetExecutionRequest(execution_id=execution_id, wait_ms=wait_ms)
+        req = self._get_request(execution_id, wait_ms)
         return _convert.execution(await self._unary(self._stub.GetExecution, req, timeout_s))
 
     async def cancel_execution(
         self, execution_id: str, *, timeout_s: float | None = None
     ) -> Execution:
         """As Client.cancel_execution."""
-        req = _proto.CancelExecutionRequest(execution_id=execution_id)
+        req = self._cancel_request(execution_id)
         msg = await self._unary(self._stub.CancelExecution, req, timeout_s)
         return _convert.execution(msg.execution)
 
     async def wait(self, execution_id: str, timeout_s: float | None = None) -> Execution:
         """As Client.wait."""
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        loop = WaitLoop(execution_id, timeout_s)
         while True:
-            remaining_s = None if deadline is None else deadline - time.monotonic()
-            wait_ms = _options.wait_ms(remaining_s)
-            asked = time.monotonic()
+            wait_ms, call_timeout_s = loop.next_poll()
             execution = await self.get_execution(
-                execution_id,
-                wait_ms=wait_ms,
-                timeout_s=wait_ms / 1000 + _options.WAIT_CALL_MARGIN_S,
+                execution_id, wait_ms=wait_ms, timeout_s=call_timeout_s
             )
-            if execution.finished:
+            pause_s = loop.pause_s(execution)
+            if pause_s is None:
                 return execution
-            if deadline is not None and time.monotonic() >= deadline:
-                raise DeadlineExceeded(
-                    f"execution {execution_id} is still {execution.state.value} after "
-                    f"{timeout_s:g} s"
-                )
-            if time.monotonic() - asked < wait_ms / 2000:  # answered early: do not spin
-                await asyncio.sleep(_options.EARLY_ANSWER_PAUSE_S)
+            await asyncio.sleep(pause_s)
 
     async def _unary(
         self, rpc: Any, req: Any, timeout_s: float | None, *, retry: bool = True
@@ -169,9 +161,7 @@ class AsyncClient:
                 return await rpc(req, timeout=timeout_s, metadata=self._metadata)
             except grpc.aio.AioRpcError as e:
                 err = _convert.error(e.code(), e.details() or "", e.trailing_metadata())
-            if not retry or not _options.retryable(err) or attempt >= self._retry.max_attempts:
-                raise err
-            await asyncio.sleep(self._retry.delay_s(attempt))
+            await asyncio.sleep(self._backoff_s(err, attempt, retry=retry))
             attempt += 1
 
     async def invoke(
@@ -208,7 +198,6 @@ class AsyncClient:
                 )
             finally:
                 call.cancel()
-            if received or not _options.retryable(err) or attempt >= self._retry.max_attempts:
-                raise err
-            await asyncio.sleep(self._retry.delay_s(attempt))
+            # a stream is retried only before its first event
+            await asyncio.sleep(self._backoff_s(err, attempt, retry=not received))
             attempt += 1

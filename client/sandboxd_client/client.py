@@ -16,14 +16,14 @@ from typing import Any
 import grpc
 
 from . import _convert, _options
+from ._base import BaseClient, WaitLoop
 from ._options import DEFAULT_RETRY, RetryPolicy, Tls
-from .errors import DeadlineExceeded, SandboxdError
-from .proto import sandbox_pb2 as _proto
+from .errors import SandboxdError
 from .proto import sandbox_pb2_grpc
 from .types import ExecuteResult, Execution, Limits, Mode, Runtime, StreamEvent
 
 
-class Client:
+class Client(BaseClient):
     """A connection to one sandboxd endpoint. Thread-safe; close() it (or use `with`)."""
 
     def __init__(
@@ -35,16 +35,14 @@ class Client:
         retry: RetryPolicy = DEFAULT_RETRY,
         channel_options: Sequence[tuple[str, Any]] = (),
     ) -> None:
-        creds = _options.credentials(tls)
-        opts = _options.channel_options(tls, channel_options)
+        super().__init__(api_key=api_key, tls=tls, retry=retry, channel_options=channel_options)
+        creds, opts = self._credentials, self._channel_options
         self._channel = (
             grpc.secure_channel(target, creds, options=opts)
             if creds is not None
             else grpc.insecure_channel(target, options=opts)
         )
         self._stub = sandbox_pb2_grpc.SandboxStub(self._channel)  # type: ignore[no-untyped-call]
-        self._metadata = _options.metadata(api_key)
-        self._retry = retry
 
     def __enter__(self) -> Client:
         return self
@@ -69,10 +67,13 @@ class Client:
         event: bytes = b"",
         labels: Mapping[str, str] | None = None,
         egress: Sequence[str] = (),
+        environment: str = "",
         timeout_s: float | None = None,
     ) -> ExecuteResult:
-        """Run `code` and return its result. Raises a SandboxdError subclass only when the
-        request itself fails (bad input, auth, quota, unavailable, deadline)."""
+        """Run `code` and return its result (with the files it left in out/). Raises a
+        SandboxdError subclass only when the request itself fails (bad input, auth, quota,
+        unavailable, deadline). environment: the name of one of the server's environments
+        (its packages importable, its preload list loaded); empty: the bare runtime."""
         req = _convert.request(
             runtime,
             code,
@@ -85,6 +86,7 @@ class Client:
             event=event,
             labels=labels,
             egress=egress,
+            environment=environment,
         )
         return _convert.result(self._unary(self._stub.Execute, req, timeout_s))
 
@@ -101,6 +103,7 @@ class Client:
         mode: Mode = Mode.SCRIPT,
         event: bytes = b"",
         labels: Mapping[str, str] | None = None,
+        environment: str = "",
         idempotency_key: str = "",
         egress: Sequence[str] = (),
         timeout_s: float | None = None,
@@ -124,6 +127,7 @@ class Client:
             mode=mode,
             event=event,
             labels=labels,
+            environment=environment,
             idempotency_key=idempotency_key,
             egress=egress,
         )
@@ -136,39 +140,28 @@ class Client:
         """The execution's state; with `wait_ms`, the server waits up to that long (at most
         30000, and not past this call's deadline) for it to finish. NotFound for an id that
         is unknown, another tenant's, or whose result has expired."""
-        req = _proto.GetExecutionRequest(execution_id=execution_id, wait_ms=wait_ms)
+        req = self._get_request(execution_id, wait_ms)
         return _convert.execution(self._unary(self._stub.GetExecution, req, timeout_s))
 
     def cancel_execution(self, execution_id: str, *, timeout_s: float | None = None) -> Execution:
         """Cancel it: a queued execution becomes CANCELLED and never runs; a running one's
         worker is killed (DONE, verdict KILLED). A finished one is returned unchanged, so
         cancelling twice is harmless."""
-        req = _proto.CancelExecutionRequest(execution_id=execution_id)
+        req = self._cancel_request(execution_id)
         msg = self._unary(self._stub.CancelExecution, req, timeout_s)
         return _convert.execution(msg.execution)
 
     def wait(self, execution_id: str, timeout_s: float | None = None) -> Execution:
         """Long-poll until the execution is DONE or CANCELLED and return it; DeadlineExceeded
         if `timeout_s` passes first (the execution goes on: cancel it if it is not wanted)."""
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        loop = WaitLoop(execution_id, timeout_s)
         while True:
-            remaining_s = None if deadline is None else deadline - time.monotonic()
-            wait_ms = _options.wait_ms(remaining_s)
-            asked = time.monotonic()
-            execution = self.get_execution(
-                execution_id,
-                wait_ms=wait_ms,
-                timeout_s=wait_ms / 1000 + _options.WAIT_CALL_MARGIN_S,
-            )
-            if execution.finished:
+            wait_ms, call_timeout_s = loop.next_poll()
+            execution = self.get_execution(execution_id, wait_ms=wait_ms, timeout_s=call_timeout_s)
+            pause_s = loop.pause_s(execution)
+            if pause_s is None:
                 return execution
-            if deadline is not None and time.monotonic() >= deadline:
-                raise DeadlineExceeded(
-                    f"execution {execution_id} is still {execution.state.value} after "
-                    f"{timeout_s:g} s"
-                )
-            if time.monotonic() - asked < wait_ms / 2000:  # answered early: do not spin
-                time.sleep(_options.EARLY_ANSWER_PAUSE_S)
+            time.sleep(pause_s)
 
     def _unary(self, rpc: Any, req: Any, timeout_s: float | None, *, retry: bool = True) -> Any:
         """One unary call, retried per the RetryPolicy (when `retry`); typed errors."""
@@ -178,9 +171,7 @@ class Client:
                 return rpc(req, timeout=timeout_s, metadata=self._metadata)
             except grpc.RpcError as e:
                 err = _convert.rpc_error(e)
-            if not retry or not _options.retryable(err) or attempt >= self._retry.max_attempts:
-                raise err
-            time.sleep(self._retry.delay_s(attempt))
+            time.sleep(self._backoff_s(err, attempt, retry=retry))
             attempt += 1
 
     def invoke(
@@ -203,8 +194,9 @@ class Client:
         timeout_s: float | None = None,
         **kwargs: Any,
     ) -> Iterator[StreamEvent]:
-        """Run `code`, yielding Started, then Output chunks as produced, then the final
-        ExecuteResult (whose stdout/stderr are empty: they came as chunks)."""
+        """Run `code`, yielding Started, then Output chunks as produced, then an OutputFile
+        per file it left in out/, then the final ExecuteResult (whose stdout, stderr and
+        files are empty: they came as events)."""
         req = _convert.request(runtime, code, **kwargs)
         attempt = 1
         while True:
@@ -219,7 +211,6 @@ class Client:
                 err: SandboxdError = _convert.rpc_error(e)
             finally:
                 call.cancel()
-            if received or not _options.retryable(err) or attempt >= self._retry.max_attempts:
-                raise err
-            time.sleep(self._retry.delay_s(attempt))
+            # a stream is retried only before its first event
+            time.sleep(self._backoff_s(err, attempt, retry=not received))
             attempt += 1

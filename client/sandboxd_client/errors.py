@@ -1,4 +1,4 @@
-"""Exceptions of the client library: one per gRPC status the service returns (DESIGN §6).
+"""Exceptions of the client library: one per gRPC status the service returns (docs/api.md, "Errors").
 
 A program that fails is NOT an exception: it is an ExecuteResult with a Verdict. These are
 for the request itself.

@@ -1,7 +1,7 @@
 """sandboxd_pool: the embeddable engine of sandboxd.
 
 A warm pool of pre-isolated, single-use worker processes running untrusted Python and
-JavaScript. See README.md ("Embedding the pool") and ../shared DESIGN.md.
+JavaScript. See docs/embedding.md and docs/architecture.md.
 """
 
 from .config import Environment, PoolConfig
@@ -29,11 +29,13 @@ from .types import (
     Usage,
     Verdict,
 )
+from .validation import CheckedRequest
 
 __all__ = [
     "CEILING_LIMITS",
     "DEFAULT_LIMITS",
     "Cancelled",
+    "CheckedRequest",
     "Environment",
     "ExecutionRequest",
     "InvalidRequest",

@@ -96,7 +96,7 @@ class PoolConfig:
     readonly_binds: tuple[str, ...] = ()  # extra host paths bound read-only (a package layer)
     # "auto": "root" when the engine holds CAP_SYS_ADMIN and CAP_SETUID in the initial user
     # namespace, else "subuid" (workers map to the daemon user's /etc/subuid and /etc/subgid
-    # ranges through newuidmap/newgidmap). See jail/mode.py and README "The two jail modes".
+    # ranges through newuidmap/newgidmap). See jail/mode.py and docs/architecture.md "The two jail modes".
     jail_mode: str = "auto"
     uid_base: int = 3_000_000  # root mode: outside uid (and gid) of worker slot n is uid_base + n
     cpu_cores_per_worker: float = 1.0  # cgroup CPU quota of one worker; 0: unlimited

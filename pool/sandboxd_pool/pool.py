@@ -31,7 +31,7 @@ from .jail import mode as jail_mode
 from .jail.cgroups import CgroupSetup
 from .replenisher import Replenisher, RuntimeState, WarmKey, alive
 from .types import ExecutionRequest, Outcome, Runtime, RuntimeHealth, Started, Stream, Verdict
-from .validation import validate
+from .validation import CheckedRequest, check, validate
 from .worker import Worker
 from .zygote import ZygoteClient
 
@@ -168,9 +168,14 @@ class Pool:
                     return False
                 self._lock.wait(left)
 
+    def check(self, request: ExecutionRequest) -> CheckedRequest:
+        """Validate `request` for this pool (InvalidRequest naming the field); `execute` runs
+        the result without validating it again."""
+        return check(request, self.config)
+
     def execute(
         self,
-        request: ExecutionRequest,
+        request: ExecutionRequest | CheckedRequest,
         *,
         cancel: threading.Event | None = None,
         on_start: Callable[[Started], None] | None = None,
@@ -180,6 +185,8 @@ class Pool:
         egress: EgressPolicy | None = None,
     ) -> Outcome:
         """Run one request on a fresh worker; user code failing is a Verdict, never a raise.
+
+        request: validated first (InvalidRequest), unless it is this pool's `check` result.
 
         cancel: set from any thread. While the request waits for a slot or a worker, execute
         raises Cancelled (noticed within CANCEL_POLL_S); while the code runs, the worker is
@@ -204,7 +211,12 @@ class Pool:
         arrived = time.monotonic()
         if self._closed:
             raise PoolClosed("the pool is closed")
-        limits = validate(request, self.config)
+        if isinstance(request, CheckedRequest) and request.config is self.config:
+            request, limits = request.request, request.limits
+        else:
+            if isinstance(request, CheckedRequest):  # checked under another configuration
+                request = request.request
+            limits = validate(request, self.config)
         if egress is not None:
             if not isinstance(egress, EgressPolicy):
                 raise InvalidRequest(

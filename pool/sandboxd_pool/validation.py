@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from .config import PoolConfig
 from .errors import InvalidRequest
@@ -34,6 +35,23 @@ MAX_ENV_ENTRIES = 1024
 # proto says so; it keeps events within what the runtimes' parsers read).
 MAX_EVENT_VALUES = 1_000_000
 MAX_EVENT_DEPTH = 512
+
+
+@dataclass(frozen=True)
+class CheckedRequest:
+    """A request `check` accepted under one pool configuration, with its effective limits.
+    `Pool.execute` runs it without checking it again (under that same configuration only), so
+    a caller that must refuse bad requests before spending anything on them (the daemon's
+    admission) pays for the check once."""
+
+    request: ExecutionRequest
+    limits: Limits
+    config: PoolConfig
+
+
+def check(request: ExecutionRequest, config: PoolConfig) -> CheckedRequest:
+    """`validate`, keeping what it found; InvalidRequest as `validate`."""
+    return CheckedRequest(request, validate(request, config), config)
 
 
 def validate(request: ExecutionRequest, config: PoolConfig) -> Limits:

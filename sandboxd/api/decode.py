@@ -1,7 +1,7 @@
 """Requests that do not decode: which field is at fault.
 
 grpcio's own answer to a request its deserializer rejects is INTERNAL ("Exception
-deserializing request!"), which DESIGN §6 reserves for server bugs, plus an ERROR log with a
+deserializing request!"), which docs/api.md reserves for server bugs, plus an ERROR log with a
 traceback, for anyone who can reach the port and before any API key is checked. Found by
 tests/fuzz: a string field holding invalid UTF-8 (which the protobuf library refuses to parse)
 or a truncated message. So the Sandbox service is registered (service.py) with a deserializer

@@ -1,16 +1,17 @@
-"""The `sandboxd.v1.Sandbox` servicer: authenticate, admit, run on the engine, answer.
+"""The `sandboxd.v1.Sandbox` servicer: admit, run on the engine, answer.
 
-Runs in the gRPC server's threads, for calls call_guard.py admitted (key checked, open calls
-counted). Each call: tenant from the key (sandboxd.tenants.auth), the runtime allowed, the tenant's rate
-and CPU quotas and (Execute, ExecuteStream) a concurrency slot (sandboxd.quotas), and only
-then the work that grows with the request: converted, limits clamped to the tenant's
-ceilings (convert.py), validated, run on the engine. A client that cancels or whose
+Runs in the gRPC server's threads, for calls call_guard.py let in (key checked, open calls
+counted), through the handler table of service.py (which turns whatever a method raises into
+its status, status.py, and counts it). Execute, ExecuteStream and Submit admit a request
+through the same steps in the same order (admission.py: authenticate, authorise, convert,
+clamp, validate, then spend quota); Execute and ExecuteStream then hold one of the tenant's
+concurrency slots while the request runs on the engine. A client that cancels or whose
 deadline passes has its worker killed (the call's termination callback sets the engine's
-cancel event). Errors leave through status.py.
+cancel event).
 
-Submit / GetExecution / CancelExecution admit a request the same way, then hand it to the
-async backend (sandboxd.jobs.contract; the embedded one is sandboxd.jobs.embedded), which runs it through
-`run_job` below: the same engine call, metrics and logs as Execute."""
+Submit hands the admitted request to the async backend (sandboxd.jobs.contract), which runs it
+through `run_job` below: the same engine call, metrics and logs as Execute. GetExecution and
+CancelExecution authenticate and ask the backend."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import logging
 import queue
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -26,18 +27,17 @@ import grpc
 
 from sandboxd_client.proto import sandbox_pb2 as pb
 from sandboxd_client.proto import sandbox_pb2_grpc as pb_grpc
-from sandboxd_pool import ExecutionRequest, Outcome
+from sandboxd_pool import CheckedRequest, ExecutionRequest, Outcome
 from sandboxd_pool.egress import EgressPolicy
 from sandboxd_pool.types import Started, Stream
 
-from ..errors import PermissionDenied, QuotaExceeded, Unavailable, Unimplemented
+from ..errors import Unimplemented
 from ..jobs.contract import MAX_WAIT_MS, JobBackend, JobSpec, RunJob, TenantJobLimits
 from ..metrics import Metrics
 from ..quotas.protocol import Quotas
 from ..tenants.auth import Authenticator
-from ..tenants.model import Tenant
 from . import convert
-from .status import translate_errors
+from .admission import Admission
 
 log = logging.getLogger("sandboxd.executions")
 
@@ -45,9 +45,11 @@ log = logging.getLogger("sandboxd.executions")
 class Engine(Protocol):
     """What the servicer needs from the pool (sandboxd_pool.Pool, or a bench baseline)."""
 
+    def check(self, request: ExecutionRequest) -> CheckedRequest: ...
+
     def execute(
         self,
-        request: ExecutionRequest,
+        request: ExecutionRequest | CheckedRequest,
         *,
         cancel: threading.Event | None = None,
         on_start: Callable[[Started], None] | None = None,
@@ -68,6 +70,9 @@ CANCEL_WAIT_S = 5.0  # CancelExecution waits this long for a running job's kill 
 
 
 class SandboxServicer(pb_grpc.SandboxServicer):
+    """The RPCs. Each raises what it refuses (sandboxd.errors, sandboxd_pool's InvalidRequest):
+    service.py's handler table translates and counts it, once for all of them."""
+
     def __init__(
         self,
         engine: Engine,
@@ -76,21 +81,20 @@ class SandboxServicer(pb_grpc.SandboxServicer):
         metrics: Metrics,
         *,
         jobs: Callable[[RunJob], JobBackend] | None = None,
-        validate: Callable[[ExecutionRequest], object] | None = None,
         tenant_jobs: TenantJobLimits | None = None,
+        environments: Collection[str] = (),
     ) -> None:
         """jobs: builds the async backend from the function that runs one job (without it
-        the async RPCs are UNIMPLEMENTED). validate: the engine's request validation, run at
-        Submit so that a bad request is INVALID_ARGUMENT there, not a failed job later.
-        tenant_jobs: a tenant's share of the async backend unless its tenants-file entry
-        says otherwise."""
+        the async RPCs are UNIMPLEMENTED). tenant_jobs: a tenant's share of the async backend
+        unless its tenants-file entry says otherwise. environments: the names of the engine's
+        environments (PoolConfig.environments)."""
         self._engine = engine
         self._auth = auth
         self._quotas = quotas
         self._metrics = metrics
-        self._validate = validate
         self._tenant_jobs = tenant_jobs or TenantJobLimits()
         self._draining = threading.Event()
+        self._admission = Admission(auth, quotas, engine.check, self._draining, environments)
         self.jobs = jobs(self.run_job) if jobs is not None else None
 
     def start_draining(self) -> None:
@@ -103,106 +107,97 @@ class SandboxServicer(pb_grpc.SandboxServicer):
     def Execute(
         self, request: pb.ExecuteRequest, context: grpc.ServicerContext
     ) -> pb.ExecuteResponse:
-        with self._errors(context):
-            tenant = self._tenant(request, context)
-            cancel = _cancel_on_termination(context)
-            with self._quotas.slot(tenant.name, tenant.max_concurrent_executions):
-                req = convert.execution_request(request, tenant)
-                egress = convert.egress_policy(tenant, convert.requested_egress(request, tenant))
-                outcome = self._run(tenant.name, req, request.labels, cancel, egress=egress)
-            return convert.response(outcome)
-        raise AssertionError("unreachable: _errors aborts")
+        admitted = self._admission.admit(request, context.invocation_metadata(), submit=False)
+        tenant = admitted.tenant
+        cancel = _cancel_on_termination(context)
+        with self._quotas.slot(tenant.name, tenant.max_concurrent_executions):
+            egress = convert.egress_policy(tenant, admitted.egress)
+            outcome = self._run(
+                tenant.name, admitted.request, admitted.labels, cancel, egress=egress
+            )
+        return convert.response(outcome)
 
     def ExecuteStream(
         self, request: pb.ExecuteRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.ExecuteEvent]:
-        with self._errors(context):
-            tenant = self._tenant(request, context)
-            cancel = _cancel_on_termination(context)
-            with self._quotas.slot(tenant.name, tenant.max_concurrent_executions):
-                req = convert.execution_request(request, tenant)
-                egress = convert.egress_policy(tenant, convert.requested_egress(request, tenant))
-                backlog = _Backlog()
+        admitted = self._admission.admit(request, context.invocation_metadata(), submit=False)
+        tenant = admitted.tenant
+        cancel = _cancel_on_termination(context)
+        with self._quotas.slot(tenant.name, tenant.max_concurrent_executions):
+            egress = convert.egress_policy(tenant, admitted.egress)
+            backlog = _Backlog()
 
-                def run() -> None:
-                    try:
-                        outcome = self._run(
-                            tenant.name,
-                            req,
-                            request.labels,
-                            cancel,
-                            on_start=lambda s: backlog.put(convert.started_event(s)),
-                            on_output=backlog.output,
-                            output_paused=backlog.full,
-                            egress=egress,
-                        )
-                        backlog.put((_DONE, outcome))
-                    except BaseException as e:
-                        backlog.put((_DONE, e))
-
-                runner = threading.Thread(target=run, name="sandboxd-stream", daemon=True)
-                runner.start()
+            def run() -> None:
                 try:
-                    while True:
-                        item = backlog.get()
-                        if isinstance(item, tuple):
-                            result = item[1]
-                            if isinstance(result, BaseException):
-                                raise result
-                            yield pb.ExecuteEvent(
-                                response=convert.response(result, with_output=False)
-                            )
-                            return
-                        yield item
-                finally:
-                    cancel.set()  # no-op once finished; kills the worker if the client left
-                    runner.join()
+                    outcome = self._run(
+                        tenant.name,
+                        admitted.request,
+                        admitted.labels,
+                        cancel,
+                        on_start=lambda s: backlog.put(convert.started_event(s)),
+                        on_output=backlog.output,
+                        output_paused=backlog.full,
+                        egress=egress,
+                    )
+                    backlog.put((_DONE, outcome))
+                except BaseException as e:
+                    backlog.put((_DONE, e))
+
+            runner = threading.Thread(target=run, name="sandboxd-stream", daemon=True)
+            runner.start()
+            try:
+                while True:
+                    item = backlog.get()
+                    if isinstance(item, tuple):
+                        result = item[1]
+                        if isinstance(result, BaseException):
+                            raise result
+                        for file in result.files:  # before the final response
+                            yield convert.file_event(file)
+                        yield pb.ExecuteEvent(response=convert.response(result, with_output=False))
+                        return
+                    yield item
+            finally:
+                cancel.set()  # no-op once finished; kills the worker if the client left
+                runner.join()
 
     def Submit(
         self, request: pb.ExecuteRequest, context: grpc.ServicerContext
     ) -> pb.SubmitResponse:
-        with self._errors(context):
-            jobs = self._jobs(context)
-            tenant = self._tenant(request, context)
-            req = convert.execution_request(request, tenant, submit=True)
-            if self._validate is not None:
-                self._validate(req)
-            spec = JobSpec(
-                tenant=tenant.name,
-                max_concurrent_executions=tenant.max_concurrent_executions,
-                request=req,
-                labels=dict(request.labels),
-                idempotency_key=request.idempotency_key,
-                max_queued_jobs=tenant.max_queued_jobs or self._tenant_jobs.max_queued_jobs,
-                max_async_bytes=tenant.max_async_bytes or self._tenant_jobs.max_async_bytes,
-                egress=convert.requested_egress(request, tenant),
-            )
-            return pb.SubmitResponse(execution_id=jobs.submit(spec))
-        raise AssertionError("unreachable")
+        jobs = self._jobs(context)
+        admitted = self._admission.admit(request, context.invocation_metadata(), submit=True)
+        tenant = admitted.tenant
+        spec = JobSpec(
+            tenant=tenant.name,
+            max_concurrent_executions=tenant.max_concurrent_executions,
+            request=admitted.request.request,
+            labels=admitted.labels,
+            idempotency_key=request.idempotency_key,
+            max_queued_jobs=tenant.max_queued_jobs or self._tenant_jobs.max_queued_jobs,
+            max_async_bytes=tenant.max_async_bytes or self._tenant_jobs.max_async_bytes,
+            egress=admitted.egress,
+        )
+        return pb.SubmitResponse(execution_id=jobs.submit(spec))
 
     def GetExecution(
         self, request: pb.GetExecutionRequest, context: grpc.ServicerContext
     ) -> pb.Execution:
-        with self._errors(context):
-            jobs = self._jobs(context)
-            tenant = self._auth.tenant(context.invocation_metadata())
-            execution_id = convert.execution_id_of(request)
-            wait_s = _wait_s(min(request.wait_ms, MAX_WAIT_MS) / 1000, context)
-            job = jobs.get(tenant.name, execution_id, wait_s, _cancel_on_termination(context))
-            return convert.execution(job)
-        raise AssertionError("unreachable")
+        jobs = self._jobs(context)
+        tenant = self._auth.tenant(context.invocation_metadata())
+        execution_id = convert.execution_id_of(request)
+        wait_s = _wait_s(min(request.wait_ms, MAX_WAIT_MS) / 1000, context)
+        job = jobs.get(tenant.name, execution_id, wait_s, _cancel_on_termination(context))
+        return convert.execution(job)
 
     def CancelExecution(
         self, request: pb.CancelExecutionRequest, context: grpc.ServicerContext
     ) -> pb.CancelExecutionResponse:
-        with self._errors(context):
-            jobs = self._jobs(context)
-            tenant = self._auth.tenant(context.invocation_metadata())
-            execution_id = convert.execution_id_of(request)
-            wait_s = _wait_s(CANCEL_WAIT_S, context)
-            job = jobs.cancel(tenant.name, execution_id, wait_s, _cancel_on_termination(context))
-            return pb.CancelExecutionResponse(execution=convert.execution(job))
-        raise AssertionError("unreachable")
+        jobs = self._jobs(context)
+        tenant = self._auth.tenant(context.invocation_metadata())
+        execution_id = convert.execution_id_of(request)
+        wait_s = _wait_s(CANCEL_WAIT_S, context)
+        job = jobs.cancel(tenant.name, execution_id, wait_s, _cancel_on_termination(context))
+        return pb.CancelExecutionResponse(execution=convert.execution(job))
 
     def run_job(
         self,
@@ -212,8 +207,10 @@ class SandboxServicer(pb_grpc.SandboxServicer):
         on_start: Callable[[Started], None],
         queued_us: int,
     ) -> Outcome:
-        """jobs.RunJob: one async job on the engine, with the metrics and logs of Execute. Its
-        egress is the tenant's rules as they are now (narrowed as the request asked)."""
+        """jobs.RunJob: one async job on the engine, with the metrics and logs of Execute.
+        The engine checks the request again: with Redis it may run on another node, under
+        that node's configuration. Its egress is the tenant's rules as they are now (narrowed
+        as the request asked)."""
         return self._run(
             spec.tenant,
             spec.request,
@@ -233,25 +230,10 @@ class SandboxServicer(pb_grpc.SandboxServicer):
             raise Unimplemented(_ASYNC_UNIMPLEMENTED)
         return self.jobs
 
-    def _tenant(self, request: pb.ExecuteRequest, context: grpc.ServicerContext) -> Tenant:
-        """The caller, allowed to run `request`'s runtime, its rate and CPU quotas spent:
-        all before any work that grows with the request (conversion, validation)."""
-        if self._draining.is_set():
-            raise Unavailable("the node is draining (shutting down); retry on another node")
-        tenant = self._auth.tenant(context.invocation_metadata())
-        runtime = convert.runtime_of(request)
-        if runtime not in tenant.runtimes:
-            raise PermissionDenied(
-                f"tenant {tenant.name!r} may not use runtime {runtime.value} "
-                f"(allowed: {', '.join(sorted(r.value for r in tenant.runtimes)) or 'none'})"
-            )
-        self._quotas.admit(tenant)
-        return tenant
-
     def _run(
         self,
         tenant: str,
-        req: ExecutionRequest,
+        request: ExecutionRequest | CheckedRequest,
         labels: Mapping[str, str],
         cancel: threading.Event,
         on_start: Callable[[Started], None] | None = None,
@@ -261,11 +243,12 @@ class SandboxServicer(pb_grpc.SandboxServicer):
         output_paused: Callable[[], bool] | None = None,
         egress: EgressPolicy | None = None,
     ) -> Outcome:
+        req = request.request if isinstance(request, CheckedRequest) else request
         execution_id = execution_id or uuid.uuid4().hex
         self._metrics.in_flight.inc()
         try:
             outcome = self._engine.execute(
-                req,
+                request,
                 cancel=cancel,
                 on_start=on_start,
                 on_output=on_output,
@@ -286,6 +269,7 @@ class SandboxServicer(pb_grpc.SandboxServicer):
                     "execution_id": outcome.execution_id,
                     "tenant": tenant,
                     "runtime": req.runtime.value,
+                    "environment": req.environment,
                     "mode": req.mode.value,
                     "verdict": outcome.verdict.value,
                     "exit_code": outcome.exit_code,
@@ -295,6 +279,7 @@ class SandboxServicer(pb_grpc.SandboxServicer):
                     "peak_memory_bytes": outcome.usage.peak_memory_bytes,
                     "queue_wait_us": outcome.queue_wait_us,
                     "cold_start": outcome.cold_start,
+                    "files": len(outcome.files),
                     "labels": dict(labels),
                     "egress": [
                         {
@@ -312,16 +297,6 @@ class SandboxServicer(pb_grpc.SandboxServicer):
             },
         )
         return outcome
-
-    def _errors(self, context: grpc.ServicerContext) -> Any:
-        return translate_errors(context, on_error=self.count_error)
-
-    def count_error(self, code: grpc.StatusCode, exc: BaseException) -> None:
-        """Metrics of a refused call (also for refusals before the servicer: call_guard.py,
-        service.py)."""
-        self._metrics.rejections.labels(code.name).inc()
-        if isinstance(exc, QuotaExceeded):
-            self._metrics.quota_rejections.labels(exc.subject.rsplit(":", 1)[-1]).inc()
 
 
 _ASYNC_UNIMPLEMENTED = (

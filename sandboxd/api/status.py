@@ -1,4 +1,4 @@
-"""The one seam where errors become gRPC status (DESIGN §6; the table is in errors.py).
+"""The one seam where errors become gRPC status (docs/api.md "Errors"; the table is in errors.py).
 
 `to_status(exc)` builds the status; `translate_errors(context)` wraps a servicer method so that
 whatever it raises leaves as the right status with its standard details.

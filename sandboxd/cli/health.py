@@ -1,7 +1,6 @@
 """`sandboxd health`: ask a daemon's grpc.health.v1 service; exit 0 only if SERVING.
 
-The container image's HEALTHCHECK runs it (no grpc_health_probe binary needed). Registered into
-the main parser by `sandboxd.cli` with `register(subparsers)`."""
+The container image's HEALTHCHECK runs it (no grpc_health_probe binary needed)."""
 
 from __future__ import annotations
 
@@ -10,25 +9,22 @@ import os
 import sys
 from typing import Any
 
+from .parser import Subparsers, add_target
+
 __all__ = ["register"]
 
 _EXIT_NOT_SERVING = 1
 _EXIT_UNREACHABLE = 2
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
         "health",
         help="check a daemon's health (exit 0 only if SERVING)",
         description="Call grpc.health.v1.Health/Check on a daemon and print the status. Exit 0 "
         "if SERVING, 1 if it answered anything else, 2 if it could not be reached in time.",
     )
-    parser.add_argument(
-        "--target",
-        default=os.environ.get("SANDBOXD_TARGET", "127.0.0.1:50051"),
-        help="daemon address, HOST:PORT or unix:PATH [env SANDBOXD_TARGET; default "
-        "127.0.0.1:50051]",
-    )
+    add_target(parser)
     parser.add_argument(
         "--service",
         default="",
@@ -50,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "(e.g. the certificate names the service, the check dials 127.0.0.1) [env "
         "SANDBOXD_HEALTH_TLS_SERVER_NAME]",
     )
-    parser.set_defaults(func=_health)
+    parser.set_defaults(handler=_health)
 
 
 def _health(args: argparse.Namespace) -> int:

@@ -1,7 +1,6 @@
 """`sandboxd seccomp-profile`: print the container seccomp profile the daemon needs.
 
-Registered into the main parser by `sandboxd.cli` with `register(subparsers)`. The logic is in
-sandboxd.container_seccomp; see README.md "Running in a container"."""
+The logic is in sandboxd.container_seccomp; see docs/operations.md "Running in a container"."""
 
 from __future__ import annotations
 
@@ -10,13 +9,14 @@ import os
 import sys
 
 from ..container_seccomp import JAIL_SYSCALLS, ProfileError, derive_file
+from .parser import Subparsers
 
 __all__ = ["register"]
 
 PODMAN_DEFAULT = "/usr/share/containers/seccomp.json"
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
         "seccomp-profile",
         help="print a container seccomp profile: your runtime's default plus the jail",
@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "CRI-O's; docker's and containerd's is moby's profiles/seccomp/default.json)",
     )
     parser.add_argument("--output", "-o", help="write here instead of standard output")
-    parser.set_defaults(func=_seccomp_profile)
+    parser.set_defaults(handler=_seccomp_profile)
 
 
 def _seccomp_profile(args: argparse.Namespace) -> int:

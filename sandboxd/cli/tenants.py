@@ -1,9 +1,7 @@
 """`sandboxd tenants add|list|remove`: manage the tenants file (see sandboxd.tenants).
 
-Registered into the main parser by `sandboxd.cli` with `register(subparsers)`. Every
-subcommand sets `func`, a callable taking the parsed namespace and returning the exit code:
-0 on success, 2 for a usage or file error (message on stderr as `sandboxd: error: ...`, file
-unchanged).
+Each subcommand's handler returns 0 on success, 2 for a usage or file error (message on
+stderr as `sandboxd: error: ...`, file unchanged).
 """
 
 from __future__ import annotations
@@ -17,6 +15,7 @@ from typing import Any
 from sandboxd_pool.types import Runtime
 
 from .. import tenants
+from .parser import Subparsers
 
 __all__ = ["ENV_FILE", "register"]
 
@@ -29,7 +28,7 @@ class _UsageError(Exception):
     pass
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: Subparsers) -> None:
     """Add the `tenants` command and its subcommands."""
     parser = subparsers.add_parser(
         "tenants",
@@ -93,6 +92,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="memory for the tenant's asynchronous requests and results, bytes (default: the "
         "daemon's --async-max-bytes-per-tenant)",
     )
+    add.add_argument(
+        "--environments",
+        metavar="LIST",
+        help="comma-separated environments (the daemon's --environments file) the tenant may "
+        "name in its requests (default: none)",
+    )
     limit_fields = ", ".join(tenants.LIMIT_FIELDS)
     add.add_argument(
         "--default",
@@ -125,16 +130,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="a loopback, link-local or private range the egress proxy may connect to for this "
         "tenant (repeatable; refused otherwise)",
     )
-    add.set_defaults(func=_add)
-
+    add.set_defaults(handler=_add)
     list_ = commands.add_parser(
         "list",
         help="list the tenants (never keys)",
         description="One line per tenant: name, runtimes, max concurrent executions, rate and "
-        "CPU-time quotas and the open-call and async shares when set, key hash prefix.",
+        "CPU-time quotas, the open-call and async shares and the environments when set, key "
+        "hash prefix.",
     )
     list_.add_argument("--file", metavar="F", help=file_help)
-    list_.set_defaults(func=_list)
+    list_.set_defaults(handler=_list)
 
     remove = commands.add_parser(
         "remove",
@@ -143,7 +148,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     remove.add_argument("name", metavar="NAME", help="the tenant to remove")
     remove.add_argument("--file", metavar="F", help=file_help)
-    remove.set_defaults(func=_remove)
+    remove.set_defaults(handler=_remove)
 
 
 def _error(message: str) -> int:
@@ -169,6 +174,7 @@ _FLAGS = {  # tenant field -> (flag, argparse dest)
     "max_open_calls": ("--max-open-calls", "max_open_calls"),
     "max_queued_jobs": ("--max-queued-jobs", "max_queued_jobs"),
     "max_async_bytes": ("--max-async-bytes", "max_async_bytes"),
+    "environments": ("--environments", "environments"),
     "default_limits": ("--default", "default"),
     "ceiling_limits": ("--ceiling", "ceiling"),
     "egress": ("--egress", "egress"),
@@ -233,6 +239,7 @@ def _add(args: argparse.Namespace) -> int:
             max_open_calls=_optional(args.max_open_calls),
             max_queued_jobs=_optional(args.max_queued_jobs),
             max_async_bytes=_optional(args.max_async_bytes),
+            environments=_runtimes(args.environments) if args.environments is not None else None,
             default_limits=_limits("--default", args.default),
             ceiling_limits=_limits("--ceiling", args.ceiling),
             egress=args.egress,
@@ -282,6 +289,8 @@ def _list(args: argparse.Namespace) -> int:
             if tenant.egress.headers:
                 names = ",".join(f"{h.host}:{h.name}" for h in tenant.egress.headers)
                 quotas += f"egress_headers={names}  "
+        if tenant.environments:
+            quotas += f"environments={','.join(sorted(tenant.environments))}  "
         print(
             f"{name:<{width}}  runtimes={runtimes}  "
             f"max_concurrent={tenant.max_concurrent_executions}  {quotas}"

@@ -8,48 +8,42 @@ with the fewest jobs running on the node (the oldest waiting job first among equ
 tenant's backlog never delays another tenant's jobs beyond its own share, and a tenant at its
 limit does not hold up the others. Unlike a synchronous call, a job over its tenant's limit
 waits instead of getting RESOURCE_EXHAUSTED; only a full queue or memory budget, the
-tenant's or the node's, refuses a Submit (store.py). A started job runs in its own thread through `RunJob`; it is QUEUED until a
-worker takes it (it may still wait in the engine for a node slot or a warm worker), then
-RUNNING, then DONE. Its queue time counts into its `queue_wait_us`.
+tenant's or the node's, refuses a Submit (store.py). A started job runs in its own thread
+through `RunJob`; it is QUEUED until a worker takes it (it may still wait in the engine for a
+node slot or a warm worker), then RUNNING, then DONE. Its queue time counts into its
+`queue_wait_us`.
 
-Long-polls wait on an event set when the job finishes or the call ends; at most
-`max_waiters` wait at once (each holds one gRPC thread), further ones get the current state
-at once. Drain: `start_draining` refuses new jobs and cancels every job not started yet
-(CANCELLED, nothing ran); `close(grace_s)` gives running jobs the grace to finish, then
-kills them (DONE, verdict KILLED) and joins every thread. Results are lost at exit."""
+Running a job, dispatch, long-polls and the end of a drain are core.py's (shared with the
+Redis backend); this module keeps the jobs: the store, the queues, the node's slots.
+`start_draining` refuses new jobs and cancels every job not started yet (CANCELLED, nothing
+ran); `close(grace_s)` gives running jobs the grace to finish, then kills them (DONE, verdict
+KILLED). Results are lost at exit."""
 
 from __future__ import annotations
 
-import logging
-import threading
-import time
-import uuid
 from collections import Counter, OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from sandboxd_pool import Cancelled, Outcome, PoolClosed, RuntimeUnavailable, Started, Verdict
+from sandboxd_pool import Outcome
 
 from ..errors import Unavailable
 from ..quotas.concurrency import ConcurrencyQuota
 from .contract import Job, JobSpec, JobState, RunJob
+from .core import Held, JobsCore
 from .store import JobRecord, JobStore, StoreLimits
 
-log = logging.getLogger("sandboxd.jobs")
 
-JOIN_AFTER_KILL_S = 10.0  # a killed job's thread returns within milliseconds; this is a bound
+@dataclass(eq=False)
+class _Held(Held):
+    record: JobRecord | None = None
 
-
-@dataclass
-class _Live:
-    """A dispatched, unfinished job: its thread and the engine's cancel event."""
-
-    record: JobRecord
-    spec: JobSpec
-    cancel: threading.Event = field(default_factory=threading.Event)
-    thread: threading.Thread | None = None
+    @property
+    def rec(self) -> JobRecord:
+        assert self.record is not None
+        return self.record
 
 
-class EmbeddedJobs:
+class EmbeddedJobs(JobsCore[_Held]):
     """Implements jobs.JobBackend for one node."""
 
     def __init__(
@@ -61,19 +55,12 @@ class EmbeddedJobs:
         max_running: int,
         max_waiters: int,
     ) -> None:
-        self._run_job = run
+        super().__init__(run, max_running=max_running, max_waiters=max_waiters, poll_s=None)
         self._quota = quota
-        self._max_running = max_running
-        self._max_waiters = max_waiters
-        self._lock = threading.Lock()
         self._store = JobStore(limits)
         # not dispatched: tenant -> its jobs, FIFO (a tenant is here while it has one)
-        self._waiting: dict[str, OrderedDict[str, JobRecord]] = {}
-        self._live: dict[str, _Live] = {}  # dispatched, not finished
-        self._watchers: dict[str, set[threading.Event]] = {}  # unfinished id -> waiters
-        self._waiters = 0
-        self._draining = False
-        quota.on_release(self._on_slot_freed)
+        self._waiting: dict[str, OrderedDict[str, _Held]] = {}
+        quota.on_release(lambda _tenant: self._dispatch())
 
     # -- JobBackend ------------------------------------------------------------------------------
 
@@ -83,74 +70,12 @@ class EmbeddedJobs:
                 raise Unavailable("the node is draining (shutting down); submit to another node")
             record, created = self._store.add(spec)
             if created:
-                self._waiting.setdefault(spec.tenant, OrderedDict())[record.execution_id] = record
-                self._watchers[record.execution_id] = set()
-                self._dispatch_locked()
-        log.info(
-            "execution submitted",
-            extra={
-                "fields": {
-                    "execution_id": record.execution_id,
-                    "tenant": spec.tenant,
-                    "runtime": spec.request.runtime.value,
-                    "mode": spec.request.mode.value,
-                    "deduplicated": not created,
-                    "labels": dict(spec.labels),
-                }
-            },
-        )
+                held = _Held(record.execution_id, spec, record=record)
+                self._waiting.setdefault(spec.tenant, OrderedDict())[record.execution_id] = held
+        self._log_submitted(spec, record.execution_id, deduplicated=not created)
+        if created:
+            self._dispatch()
         return record.execution_id
-
-    def get(
-        self,
-        tenant: str,
-        execution_id: str,
-        wait_s: float = 0.0,
-        wake: threading.Event | None = None,
-    ) -> Job:
-        """`wake`: also ends the wait when set (the servicer passes its call-ended event)."""
-        with self._lock:
-            record = self._store.get(tenant, execution_id)
-            if record.state.finished or wait_s <= 0 or self._waiters >= self._max_waiters:
-                return _snapshot(record)
-            event = wake if wake is not None else threading.Event()
-            self._watchers[execution_id].add(event)
-            self._waiters += 1
-        try:
-            event.wait(wait_s)
-        finally:
-            with self._lock:
-                self._waiters -= 1
-                self._watchers.get(execution_id, set()).discard(event)
-        with self._lock:
-            return _snapshot(record)
-
-    def cancel(
-        self,
-        tenant: str,
-        execution_id: str,
-        wait_s: float = 0.0,
-        wake: threading.Event | None = None,
-    ) -> Job:
-        with self._lock:
-            record = self._store.get(tenant, execution_id)
-            if record.state.finished:
-                return _snapshot(record)
-            log.info(
-                "execution cancel requested",
-                extra={
-                    "fields": {
-                        "execution_id": execution_id,
-                        "tenant": tenant,
-                        "state": record.state.value,
-                    }
-                },
-            )
-            if self._unqueue_locked(record):
-                self._finish_locked(record, JobState.CANCELLED, None)
-                return _snapshot(record)
-            self._live[execution_id].cancel.set()
-        return self.get(tenant, execution_id, wait_s, wake)
 
     def queued(self) -> int:
         with self._lock:
@@ -160,144 +85,84 @@ class EmbeddedJobs:
         with self._lock:
             self._draining = True
             for jobs in self._waiting.values():
-                for record in jobs.values():
-                    self._finish_locked(record, JobState.CANCELLED, None)
+                for held in jobs.values():
+                    self._finish_locked(held.rec, JobState.CANCELLED, None)
             self._waiting.clear()
             for live in self._live.values():
-                if live.record.state is JobState.QUEUED:
+                if live.rec.state is JobState.QUEUED:
                     live.cancel.set()  # waiting in the engine for a worker: Cancelled, nothing ran
 
-    def close(self, grace_s: float) -> None:
-        self.start_draining()
-        deadline = time.monotonic() + grace_s
-        for thread in self._threads():
-            thread.join(max(0.0, deadline - time.monotonic()))
+    # -- storage primitives (core.py) ------------------------------------------------------------
+
+    def _read(self, tenant: str, execution_id: str) -> Job:
         with self._lock:
-            left = list(self._live)
-            for live in self._live.values():
-                live.cancel.set()
-        if left:
-            log.warning(
-                "drain grace over: killing running asynchronous executions",
-                extra={"fields": {"execution_ids": left}},
-            )
-        for thread in self._threads():
-            thread.join(JOIN_AFTER_KILL_S)
-            if thread.is_alive():
-                log.error("an asynchronous execution's thread did not end after its kill")
+            return _snapshot(self._store.get(tenant, execution_id))
 
-    # -- scheduling ------------------------------------------------------------------------------
-
-    def _on_slot_freed(self, tenant: str) -> None:
+    def _cancel(self, tenant: str, execution_id: str) -> Job | None:
+        """A waiting job is CANCELLED here; a running one's worker is killed (then waited for)."""
         with self._lock:
-            self._dispatch_locked()
+            record = self._store.get(tenant, execution_id)
+            if record.state.finished:
+                return _snapshot(record)
+            self._log_cancel_requested(tenant, execution_id, record.state.value)
+            if self._unqueue_locked(tenant, execution_id) is not None:
+                self._finish_locked(record, JobState.CANCELLED, None)
+                return _snapshot(record)
+            self._live[execution_id].cancel.set()
+        return None
 
-    def _dispatch_locked(self) -> None:
-        """Start every waiting job that may start now: each free node slot goes to the tenant
-        with the fewest jobs running here (then the oldest waiting job), skipping tenants at
-        their concurrency limit."""
-        if self._draining:
-            return
-        blocked: set[str] = set()
-        while len(self._live) < self._max_running:
-            running = Counter(live.spec.tenant for live in self._live.values())
-            candidates = [t for t in self._waiting if t not in blocked]
-            if not candidates:
-                return
-            tenant = min(
-                candidates,
-                key=lambda t: (running[t], next(iter(self._waiting[t].values())).submitted_at_s),
-            )
-            execution_id, record = next(iter(self._waiting[tenant].items()))
-            spec = record.spec
-            assert spec is not None
-            if not self._quota.try_acquire(tenant, spec.max_concurrent_executions):
-                blocked.add(tenant)
-                continue
-            self._unqueue_locked(record)
-            live = _Live(record, spec)
-            live.thread = threading.Thread(
-                target=self._run,
-                args=(record, live),
-                name=f"sandboxd-job-{execution_id[:8]}",
-                daemon=True,  # close() joins them; a crash must not hang the exit
-            )
-            self._live[execution_id] = live
-            live.thread.start()
+    def _next_waiting(self, blocked: set[str]) -> _Held | None:
+        """The oldest waiting job of the tenant with the fewest jobs running here."""
+        candidates = [t for t in self._waiting if t not in blocked]
+        if not candidates:
+            return None
+        running = Counter(live.spec.tenant for live in self._live.values())
+        tenant = min(
+            candidates,
+            key=lambda t: (running[t], next(iter(self._waiting[t].values())).rec.submitted_at_s),
+        )
+        return next(iter(self._waiting[tenant].values()))
 
-    def _unqueue_locked(self, record: JobRecord) -> bool:
-        """Take a job out of its tenant's queue; False if it was not waiting there."""
-        jobs = self._waiting.get(record.tenant)
-        if jobs is None or jobs.pop(record.execution_id, None) is None:
+    def _take_waiting(self, held: _Held) -> bool:
+        if self._unqueue_locked(held.spec.tenant, held.execution_id) is None:
             return False
-        if not jobs:
-            del self._waiting[record.tenant]
+        submitted = held.rec.submitted_at_s
+        held.queued_us = int(max(0.0, self._store.now() - submitted) * 1e6)
         return True
 
-    def _run(self, record: JobRecord, live: _Live) -> None:
-        spec = live.spec
-        dispatched = time.monotonic()
-        queued_us = int(max(0.0, self._store.now() - record.submitted_at_s) * 1e6)
+    def _try_slot(self, held: _Held) -> bool:
+        return self._quota.try_acquire(held.spec.tenant, held.spec.max_concurrent_executions)
 
-        def on_start(_started: Started) -> None:
-            with self._lock:
-                self._store.mark_running(record)
+    def _release_slot(self, held: _Held, took_s: float | None) -> None:
+        self._quota.release(held.spec.tenant, took_s)  # its listener dispatches
 
-        outcome: Outcome | None = None
-        state = JobState.DONE
-        try:
-            outcome = self._run_job(spec, record.execution_id, live.cancel, on_start, queued_us)
-        except (Cancelled, PoolClosed):
-            state = JobState.CANCELLED  # no worker was taken: nothing ran
-        except RuntimeUnavailable as e:
-            outcome = _internal_error(record.execution_id, f"sandboxd: {e}\n")
-        except Exception:
-            request_id = uuid.uuid4().hex
-            log.exception(
-                "internal error running an asynchronous execution",
-                extra={
-                    "fields": {
-                        "execution_id": record.execution_id,
-                        "tenant": spec.tenant,
-                        "request_id": request_id,
-                    }
-                },
-            )
-            outcome = _internal_error(
-                record.execution_id, f"sandboxd: internal error (request id {request_id})\n"
-            )
-        finally:
-            with self._lock:
-                self._finish_locked(record, state, outcome)
-                del self._live[record.execution_id]
-            self._quota.release(spec.tenant, time.monotonic() - dispatched)  # dispatches
+    def _on_started(self, held: _Held) -> None:
+        with self._lock:
+            self._store.mark_running(held.rec)
+
+    def _finish(self, held: _Held, state: JobState, outcome: Outcome | None) -> None:
+        with self._lock:
+            self._finish_locked(held.rec, state, outcome)
+
+    def _after_run(self, held: _Held) -> None:
+        self._dispatch()
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _unqueue_locked(self, tenant: str, execution_id: str) -> _Held | None:
+        """Take a job out of its tenant's queue; None if it was not waiting there."""
+        jobs = self._waiting.get(tenant)
+        held = None if jobs is None else jobs.pop(execution_id, None)
+        if jobs is not None and not jobs:
+            del self._waiting[tenant]
+        return held
 
     def _finish_locked(self, record: JobRecord, state: JobState, outcome: Outcome | None) -> None:
         self._store.finish(record, state, outcome)
-        for event in self._watchers.pop(record.execution_id, ()):
-            event.set()
+        self.waiters.wake(record.execution_id)
         if state is JobState.CANCELLED:
-            log.info(
-                "execution cancelled",
-                extra={
-                    "fields": {
-                        "execution_id": record.execution_id,
-                        "tenant": record.tenant,
-                        "draining": self._draining,
-                    }
-                },
-            )
-
-    def _threads(self) -> list[threading.Thread]:
-        with self._lock:
-            return [live.thread for live in self._live.values() if live.thread is not None]
+            self._log_cancelled(record.execution_id, record.tenant)
 
 
 def _snapshot(record: JobRecord) -> Job:
     return Job(record.execution_id, record.tenant, record.state, record.outcome)
-
-
-def _internal_error(execution_id: str, message: str) -> Outcome:
-    return Outcome(
-        verdict=Verdict.INTERNAL_ERROR, stderr=message.encode(), execution_id=execution_id
-    )

@@ -55,14 +55,16 @@ class ConcurrencyQuota:
             self._running[tenant] = running + 1
             return None
 
-    def release(self, tenant: str, took_s: float) -> None:
-        """Give back a slot held for `took_s` seconds (the retry hint learns from it)."""
+    def release(self, tenant: str, took_s: float | None) -> None:
+        """Give back a slot held for `took_s` seconds (the retry hint learns from it; None: a
+        slot taken for a job that was gone by then, which ran nothing)."""
         with self._lock:
             self._running[tenant] -= 1
             if not self._running[tenant]:
                 del self._running[tenant]
-            old = self._typical_s.get(tenant, took_s)
-            self._typical_s[tenant] = old + EWMA_WEIGHT * (took_s - old)
+            if took_s is not None:
+                old = self._typical_s.get(tenant, took_s)
+                self._typical_s[tenant] = old + EWMA_WEIGHT * (took_s - old)
             listeners = list(self._listeners)
         for listener in listeners:
             listener(tenant)

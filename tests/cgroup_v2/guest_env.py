@@ -14,7 +14,7 @@ GUEST_ENV = {
     "PYTHONUNBUFFERED": "1",
     "PYTHONDONTWRITEBYTECODE": "1",  # the checkout is a read-only share
     # The three distributions straight from the checkout (the engine's zygote is started with
-    # this copy's own import path, see README "How the engine works").
+    # this copy's own import path, see docs/architecture.md, "The engine").
     "PYTHONPATH": ":".join(f"{CHECKOUT_MOUNT}/{d}" for d in ("pool", "client", ".")),
     GUEST_MARKER: "1",
 }

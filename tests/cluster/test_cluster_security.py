@@ -1,4 +1,4 @@
-"""Issue 19 with --redis-url (items 4, 5 and 6): one tenant cannot lock the others out of the
+"""SECURITY.md "Service attack review" with --redis-url (async lock-out, ids, long-polls): one tenant cannot lock the others out of the
 cluster's async executions, execution ids never reach Redis key names, a long-poll returns
 early only with the finished state, and the Redis password can stay out of the process list.
 Each test has its own real redis-server (free port) and daemons (port 0)."""
@@ -33,7 +33,9 @@ from .redis_server import RedisServer
 
 MIB = 1024 * 1024
 SLEEPER = "import time; time.sleep(300)"
-LONG = Limits(wall_time_ms=300_000, max_output_bytes=1)
+LONG = Limits(
+    wall_time_ms=300_000, max_output_bytes=1, max_output_files=1, max_output_files_bytes=1
+)
 DEFAULT_MAX_QUEUED_JOBS_PER_TENANT = 100  # settings.Settings.max_queued_jobs_per_tenant
 START_TIME = "import time; print(repr(time.time()), flush=True)"
 PASSWORD = "pw-only-in-a-file-9f2c"

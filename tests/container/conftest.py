@@ -1,4 +1,4 @@
-"""The sandboxd image under podman, run as README.md "Running in a container" says (no
+"""The sandboxd image under podman, run as docs/operations.md "Running in a container" says (no
 --privileged), on published loopback ports. Session-scoped: one build, one container."""
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def podman() -> Podman:
 
 @pytest.fixture(scope="session")
 def seccomp_profile(podman: Podman) -> str:
-    """The profile README.md says to make: `sandboxd seccomp-profile` from podman's default."""
+    """The profile docs/operations.md says to make: `sandboxd seccomp-profile` from podman's default."""
     path = os.path.join(CACHE_DIR, "sandboxd-seccomp.json")
     subprocess.run(
         [sys.executable, "-m", "sandboxd", "seccomp-profile", "--base", PODMAN_SECCOMP, "-o", path],
@@ -59,7 +59,7 @@ def seccomp_profile(podman: Podman) -> str:
 
 @pytest.fixture(scope="session")
 def run_flags(seccomp_profile: str) -> tuple[str, ...]:
-    """Exactly the flags README.md documents (besides the ports and the tenants mount)."""
+    """Exactly the flags docs/operations.md documents (besides the ports and the tenants mount)."""
     return (
         "--security-opt", "systempaths=unconfined",
         "--security-opt", f"seccomp={seccomp_profile}",

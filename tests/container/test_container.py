@@ -121,7 +121,7 @@ def test_the_tenants_file_is_there_for_the_daemon(podman: Podman, container: Run
 
 def test_memory_balloon_is_a_memory_error_under_the_rlimit(container: Running) -> None:
     # No memory cgroup in the container: RLIMIT_DATA makes the allocation fail inside the
-    # program (RUNTIME_ERROR with MemoryError), never an OOM kill (README "cgroups").
+    # program (RUNTIME_ERROR with MemoryError), never an OOM kill (docs/architecture.md "cgroups").
     with client(container) as c:
         r = c.execute(
             "python",

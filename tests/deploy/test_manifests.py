@@ -1,6 +1,6 @@
 """deploy/kubernetes parsed and cross-checked: kinds, selectors against labels, ports between
 the image, the Deployment, the Service, the probes and the settings, the security context
-the README documents, and the settings the Deployment passes as the daemon would read them.
+docs/operations.md documents, and the settings the Deployment passes as the daemon would read them.
 Nothing here talks to a cluster (there is none); test_metric_names.py checks the metrics
 against a live daemon, test_pod_in_podman.py runs the pod's security context under podman."""
 

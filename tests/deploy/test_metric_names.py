@@ -37,7 +37,7 @@ TARGET_LABELS = {"namespace", "pod", "instance", "job"}
 # Bursts wider than the warm pool until one request found no worker ready (a cold start):
 # bounded, and the test fails if none ever did, so every name the queries use has samples.
 MAX_BURSTS = 20
-# What issue 4 asks the dashboard to show, as the daemon names it.
+# What the dashboard shows (docs/operations.md "Metrics and logs"), as the daemon names it.
 DASHBOARD_MUST_SHOW = {
     "sandboxd_executions_total",  # executions by verdict
     "sandboxd_execution_duration_seconds_bucket",  # latency

@@ -15,7 +15,7 @@ its podman flag, read from the parsed manifest (not restated here):
 
 It must serve both runtimes, each worker as uid 1000 with no capability, and a hostile basic
 (the tenants file) must stay out of reach. What it cannot show: the kubelet, Pod Security
-admission, the ProcMountType feature gate (README "Kubernetes", what is not tested).
+admission, the ProcMountType feature gate (docs/operations.md "Kubernetes", what is not tested).
 The image, its podman storage and the seccomp profile are tests/container's (same fixtures).
 """
 

@@ -1,4 +1,4 @@
-"""What the service-security tests (issue 19) do to a daemon, and how they measure it.
+"""What the service-security tests (SECURITY.md "Service attack review") do to a daemon, and how they measure it.
 
 `Attack`: raw gRPC calls an attacker would make: calls whose request body never arrives,
 reflection streams that never ask anything. `PeakRss`: the largest RSS of a process while

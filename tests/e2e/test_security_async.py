@@ -1,4 +1,4 @@
-"""Issue 19, item 4, embedded backend: one tenant's asynchronous executions cannot lock the
+"""SECURITY.md "Service attack review", async lock-out, embedded backend: one tenant's asynchronous executions cannot lock the
 others out (the node's queue, its async memory, its running slots). A hog and a victim
 against a real daemon (port 0); the Redis backend's twin is tests/cluster/test_cluster_security.py."""
 
@@ -22,7 +22,9 @@ from .daemon import Daemon, start, tenants_file
 
 MIB = 1024 * 1024
 SLEEPER = "import time; time.sleep(300)"
-LONG = Limits(wall_time_ms=300_000, max_output_bytes=1)
+LONG = Limits(
+    wall_time_ms=300_000, max_output_bytes=1, max_output_files=1, max_output_files_bytes=1
+)
 DEFAULT_MAX_QUEUED_JOBS_PER_TENANT = 100  # settings.Settings.max_queued_jobs_per_tenant
 START_TIME = "import time; print(repr(time.time()), flush=True)"
 

@@ -1,4 +1,4 @@
-"""Issue 19, items 1 and 2: callers without a valid key, and idle calls, cannot take what
+"""SECURITY.md "Service attack review", starvation and memory before authentication: callers without a valid key, and idle calls, cannot take what
 tenants need (server threads, memory). Each test starts its own daemon (port 0)."""
 
 from __future__ import annotations

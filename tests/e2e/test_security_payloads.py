@@ -1,4 +1,4 @@
-"""Issue 19, items 3 and 6: what one tenant's request makes the daemon itself hold or compute
+"""SECURITY.md "Service attack review", JSON events, slow readers and file names: what one tenant's request makes the daemon itself hold or compute
 (JSON events, streamed output), and file names. Each test starts its own daemon (port 0);
 memory is the daemon process's RSS (psutil), compared with a baseline taken in the test."""
 
@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from sandboxd_client import (
@@ -20,6 +21,7 @@ from sandboxd_client import (
     Limits,
     Mode,
     Output,
+    PermissionDenied,
     QuotaExceeded,
     Started,
     Verdict,
@@ -56,6 +58,7 @@ def tenant_daemon(tmp_path: Path) -> Iterator[tuple[Daemon, dict[str, str]]]:
             "victim": {},
             "mallory": {},
             "metered": {"max_executions_per_second": 0.001},  # one call, then none for long
+            "jsonly": {"runtimes": ["javascript"]},
         },
     )
     daemon = start(["--tenants", path])
@@ -120,17 +123,42 @@ def test_a_json_amplification_event_costs_what_any_refused_payload_costs(
         assert all("has more than 1000000 values" in m for m in refusals), refusals
 
 
-def test_quotas_are_spent_before_the_request_is_checked(
+def daemon_cpu_s(daemon: Daemon) -> float:
+    times = psutil.Process(daemon.proc.pid).cpu_times()
+    return float(times.user + times.system)
+
+
+def test_an_invalid_event_spends_no_quota_and_little_cpu(
     tenant_daemon: tuple[Daemon, dict[str, str]],
 ) -> None:
-    """A tenant allowed one execution for a long time sends two expensive bad Submits: the
-    first is checked (INVALID_ARGUMENT), the second is refused by its rate quota before any
-    checking (before the fix, validation came first and both were checked)."""
+    """The order of admission (docs/architecture.md): a request is checked before it spends
+    quota, so a bad one spends none; what the check costs is bounded. A tenant allowed one
+    execution for a long time sends two 64 MiB amplifier Submits: both are refused
+    INVALID_ARGUMENT, the daemon's CPU for them stays within three times that of two 64 MiB
+    Submits refused before any check (a runtime the tenant may not use: receiving and decoding
+    only), and the tenant's one execution is still there for a valid Submit (the next is
+    refused by the rate quota). The attack review had put quota first: there the second amplifier was
+    refused by the quota and the valid Submit too."""
     daemon, keys = tenant_daemon
-    with Client(daemon.address, api_key=keys["metered"], retry=NO_RETRY) as metered:
-        refused_event(metered, AMPLIFIER)
+    with (
+        Client(daemon.address, api_key=keys["metered"], retry=NO_RETRY) as metered,
+        Client(daemon.address, api_key=keys["jsonly"], retry=NO_RETRY) as jsonly,
+    ):
+        before = daemon_cpu_s(daemon)
+        for _ in range(2):
+            with pytest.raises(PermissionDenied):
+                jsonly.submit("python", HANDLER, mode=Mode.HANDLER, event=AMPLIFIER, timeout_s=120)
+        decoding_s = daemon_cpu_s(daemon) - before
+        before = daemon_cpu_s(daemon)
+        refusals = [refused_event(metered, AMPLIFIER).message for _ in range(2)]
+        checking_s = daemon_cpu_s(daemon) - before
+        assert all("has more than 1000000 values" in m for m in refusals), refusals
+        assert checking_s <= 3 * decoding_s, (checking_s, decoding_s)
+        execution_id = metered.submit("python", HANDLER, mode=Mode.HANDLER, event=b"[1]")
+        done = metered.wait(execution_id, timeout_s=120).result
+        assert done is not None and done.verdict is Verdict.OK and done.result == b"1", done
         with pytest.raises(QuotaExceeded) as info:
-            metered.submit("python", HANDLER, mode=Mode.HANDLER, event=AMPLIFIER, timeout_s=120)
+            metered.submit("python", HANDLER, mode=Mode.HANDLER, event=b"[1]", timeout_s=120)
         assert [v.subject for v in info.value.violations] == [
             "tenant:metered:executions_per_second"
         ]

@@ -1,6 +1,6 @@
 """kill -9 of a worker from outside the sandbox (an operator, the OOM killer of the host).
 
-Mid-execution the verdict is KILLED (a signal the parent did not send, DESIGN §4: kernel facts,
+Mid-execution the verdict is KILLED (a signal the parent did not send, docs/architecture.md: kernel facts,
 not the worker's word), the call answers at once, and the pool refills. An idle warm worker
 killed the same way is noticed and replaced: no execution is ever given to it."""
 

@@ -1,5 +1,5 @@
 """kill -9 of the zygote (every worker's parent): its workers die with it (parent-death
-signal), the execution in flight ends INTERNAL_ERROR with the reason on stderr (README: not a
+signal), the execution in flight ends INTERNAL_ERROR with the reason on stderr (docs/api.md: not a
 hang, not a gRPC error), the pool starts a new zygote, which sweeps the dead one's worker
 cgroups, and later work succeeds in both runtimes."""
 

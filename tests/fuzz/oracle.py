@@ -1,6 +1,6 @@
 """What the daemon must answer to a well-formed ExecuteRequest, written from the contract alone:
 the comments of proto/sandboxd/v1/sandbox.proto (the admission order, each field's rules, how
-a violation names its field) and README "Errors" (gRPC's own RESOURCE_EXHAUSTED over the
+a violation names its field) and docs/api.md "Errors" (gRPC's own RESOURCE_EXHAUSTED over the
 message limit). Nothing here imports the daemon's or the engine's conversion or validation
 code, or their constants: a validation bug must show up as a disagreement, not be computed on
 both sides. Every number below is quoted from the proto.
@@ -43,6 +43,8 @@ LIMITS = {
     "max_output_bytes": (1_048_576, 67_108_864, 1),
     "max_processes": (64, 1024, 4),
     "tmpfs_bytes": (67_108_864, 1_073_741_824, 1_048_576),
+    "max_output_files": (100, 10_000, 1),
+    "max_output_files_bytes": (16_777_216, 67_108_864, 1),
     "max_egress_connections": (16, 1024, 1),
     "max_egress_sent_bytes": (16_777_216, 1_073_741_824, 1),
     "max_egress_received_bytes": (67_108_864, 1_073_741_824, 1),

@@ -1,6 +1,6 @@
 """What an answer of the daemon may be, and the checks every fuzz example makes on it.
 
-Our servicer's answers (README "Errors"): OK with a verdict, or INVALID_ARGUMENT carrying
+Our servicer's answers (docs/api.md "Errors"): OK with a verdict, or INVALID_ARGUMENT carrying
 google.rpc.BadRequest field violations, UNAUTHENTICATED, PERMISSION_DENIED,
 RESOURCE_EXHAUSTED carrying QuotaFailure and RetryInfo, NOT_FOUND, UNAVAILABLE. Never
 INTERNAL: its message would be "internal error (request id ...)" and the daemon would log

@@ -1,5 +1,5 @@
 """Hostile programs against the jail's filesystem: host files, other processes, /sys, devices,
-system directories and symlink tricks (DESIGN §2 "escape to the host", §5 mount namespace).
+system directories and symlink tricks (SECURITY.md "escape to the host", docs/architecture.md mount namespace).
 
 Every program reports what it saw as JSON on stdout; the test asserts the exact verdict and the
 exact errno of each attempt, and that no byte of a host secret appears in stdout or stderr.
@@ -28,7 +28,7 @@ RUNTIMES = pytest.mark.parametrize(
     "runtime", [Runtime.PYTHON, Runtime.JAVASCRIPT], ids=["py", "js"]
 )
 
-# The entries of the jail's /dev (DESIGN §5: null, zero, random, urandom; plus the usual
+# The entries of the jail's /dev (docs/architecture.md: null, zero, random, urandom; plus the usual
 # fd symlinks and the scratch-backed shm directory).
 JAIL_DEV = {"null", "zero", "random", "urandom", "fd", "stdin", "stdout", "stderr", "shm"}
 JAIL_ENV_KEYS = {

@@ -1,4 +1,4 @@
-"""Hostile programs against other executions and against their own verdict (DESIGN §2: no
+"""Hostile programs against other executions and against their own verdict (SECURITY.md, "Threat model": no
 execution can observe or influence another; the verdict is decided by the parent from kernel
 facts, never from what the worker says).
 """

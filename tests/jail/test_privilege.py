@@ -1,4 +1,4 @@
-"""Hostile programs against the privilege boundary (DESIGN §5: user namespace with one
+"""Hostile programs against the privilege boundary (docs/architecture.md, the jail: user namespace with one
 unprivileged uid, no capabilities, no_new_privs, seccomp last).
 
 Denied syscalls are made raw (`ctypes.CDLL(None).syscall(nr, ...)` in Python; JavaScript has

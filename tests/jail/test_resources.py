@@ -1,4 +1,4 @@
-"""Hostile programs against the resource limits (DESIGN §2: no execution exceeds its limits by
+"""Hostile programs against the resource limits (SECURITY.md, "Threat model": no execution exceeds its limits by
 more than the stated slack; it cannot exhaust CPU, memory, pids, disk or output, nor outlive its
 execution; the daemon survives anything the code does).
 
@@ -25,7 +25,7 @@ from hostile_programs import FORK_LIMITS, PY_FORK_BOMB
 from sandboxd_pool import Limits, Outcome, Pool, Runtime, Verdict
 
 # ---------------------------------------------------------------------------- stated slack
-# The promise (README "Verdicts", "Limits and their slack"): past its limit, an execution runs
+# The promise (docs/api.md "Verdicts", "Limits and their slack"): past its limit, an execution runs
 # at most this much more, plus the delay with which the host schedules the supervisor.
 CPU_SLACK_US = 300_000  # CPU time may pass cpu_time_ms by this much before the kill lands
 WALL_SLACK_US = 250_000  # wall time may pass wall_time_ms by this much before the kill lands

@@ -1,4 +1,4 @@
-"""No execution can observe or influence another (DESIGN §2), same tenant or not.
+"""No execution can observe or influence another (SECURITY.md, "Threat model"), same tenant or not.
 
 Execution A pollutes everything a shared runtime would carry over — builtins, globals,
 prototypes, module caches, env, files in /tmp, /work and /dev/shm — and B, run after it on

@@ -1,4 +1,4 @@
-"""Subuid jail mode, for real: a Pool run by a NON-ROOT user on this host (DESIGN §5).
+"""Subuid jail mode, for real: a Pool run by a NON-ROOT user on this host (docs/architecture.md, "The two jail modes").
 
 The test (run as root, like the rest of the suite) creates a throwaway system user with its own
 /etc/subuid and /etc/subgid lines and runs a small driver (SUBUID_DRIVER below) under that uid

@@ -8,16 +8,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from bench.common.output import markers, write_section
 from bench.common.stats import LatencyRun, LatencyStats, ThroughputRun
 from bench.e2e.report import (
-    BEGIN,
-    END,
     E2EReport,
     EchoResult,
     TargetResult,
     evaluate,
     render,
-    write_results,
 )
 from bench.e2e.scenarios import json_document, json_payloads, scenarios
 
@@ -120,13 +118,22 @@ def test_render_has_ratios_floor_echo_and_targets() -> None:
     assert "### Targets" in text and "- a note" in text
 
 
-def test_write_results_keeps_the_pool_section(tmp_path: Path) -> None:
+def test_write_section_keeps_the_other_sections(tmp_path: Path) -> None:
     path = tmp_path / "RESULTS.md"
     pool = "<!-- bench:pool:begin -->\npool numbers\n<!-- bench:pool:end -->\n"
     path.write_text("# header\n\n" + pool)
-    write_results(path, "first run")
-    write_results(path, "second run")
+    write_section(path, "e2e", "first run")
+    write_section(path, "e2e", "second run")
     text = path.read_text()
-    assert pool in text
-    assert text.count(BEGIN) == 1 and text.count(END) == 1
+    begin, end = markers("e2e")
+    assert pool in text and text.startswith("# header\n")
+    assert text.count(begin) == 1 and text.count(end) == 1
     assert "second run" in text and "first run" not in text
+
+
+def test_write_section_starts_a_missing_file_with_its_header(tmp_path: Path) -> None:
+    path = tmp_path / "RESULTS.md"
+    write_section(path, "cluster", "numbers")
+    text = path.read_text()
+    assert text.startswith("# sandboxd benchmark results\n")
+    assert text.endswith("<!-- bench:cluster:begin -->\nnumbers\n<!-- bench:cluster:end -->\n")

@@ -1,4 +1,4 @@
-"""The embedded async store's per-tenant shares (issue 19): a tenant's unfinished jobs and
+"""The embedded async store's per-tenant shares (SECURITY.md "Service attack review"): a tenant's unfinished jobs and
 its bytes are bounded by its JobSpec, before the node's bounds, and freed as its jobs end."""
 
 from __future__ import annotations

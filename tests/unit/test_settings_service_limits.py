@@ -1,4 +1,4 @@
-"""The settings of issue 19 (service limits, per-tenant async shares, the Redis password kept
+"""The settings of the service attack review (SECURITY.md; service limits, per-tenant async shares, the Redis password kept
 out of the URL): defaults, flags and environment variables, one message per bad value."""
 
 from __future__ import annotations

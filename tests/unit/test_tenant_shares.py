@@ -1,4 +1,4 @@
-"""The tenants-file fields of issue 19: a tenant's open calls, async queue and async memory
+"""The tenants-file fields of the service attack review (SECURITY.md): a tenant's open calls, async queue and async memory
 (`max_open_calls`, `max_queued_jobs`, `max_async_bytes`), each optional, an integer >= 1."""
 
 from __future__ import annotations

@@ -1,29 +1,19 @@
-"""`sandboxd tenants add|list|remove`, through a parser built the way sandboxd.cli.main builds it."""
+"""`sandboxd tenants add|list|remove`, through the command line's own parser."""
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import pytest
 
 from sandboxd.cli import tenants as tenants_cli
+from sandboxd.cli.main import main
 from sandboxd.tenants import TenantDirectory, TenantsFileError, hash_key, load_tenants
 from sandboxd_pool.types import Runtime
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="sandboxd")
-    sp = p.add_subparsers(dest="command", required=True)
-    tenants_cli.register(sp)
-    return p
-
-
 def run(*argv: str) -> int:
-    args = parser().parse_args(list(argv))
-    rc = args.func(args)
-    assert isinstance(rc, int)
-    return rc
+    return main(list(argv))
 
 
 @pytest.fixture
@@ -258,12 +248,12 @@ def test_invalid_file_is_reported_by_every_command(
 def test_every_subcommand_has_help(capsys: pytest.CaptureFixture[str]) -> None:
     for argv in (["tenants"], ["tenants", "add"], ["tenants", "list"], ["tenants", "remove"]):
         with pytest.raises(SystemExit) as info:
-            parser().parse_args([*argv, "--help"])
+            main([*argv, "--help"])
         assert info.value.code == 0
         out = capsys.readouterr().out
         assert out.startswith("usage: sandboxd tenants")
     with pytest.raises(SystemExit):
-        parser().parse_args(["tenants", "add", "--help"])
+        main(["tenants", "add", "--help"])
     help_text = capsys.readouterr().out
     for option in (
         "--file",
@@ -280,5 +270,5 @@ def test_every_subcommand_has_help(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_tenants_requires_a_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
-        parser().parse_args(["tenants"])
+        main(["tenants"])
     assert info.value.code == 2

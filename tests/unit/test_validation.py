@@ -164,7 +164,8 @@ class TestFiles:
 
     @pytest.mark.parametrize("path", ["..data", "...", "a/..b", "..x/y", "a/.../b", "./..data"])
     def test_names_that_only_start_with_two_dots_are_files(self, path: str) -> None:
-        # Issue 19: the proto forbids only `..` components; these were INVALID_ARGUMENT.
+        # SECURITY.md "Service attack review": the proto forbids only `..` components; these were
+        # INVALID_ARGUMENT.
         assert validate(request(files={path: b"x"}), CONFIG) == DEFAULT_LIMITS
 
     @pytest.mark.parametrize("path", ["main.py", "./main.py", "a/../main.py"])
@@ -265,7 +266,8 @@ class TestEvent:
         assert validate(self.handler(b"[" * 50 + b"]" * 50), CONFIG) == DEFAULT_LIMITS
 
     def test_a_json_amplification_event_is_refused_without_being_built(self) -> None:
-        # Issue 19: 64 MiB of `[[],[],...]` made json.loads build 22 million lists (+1.8 GB).
+        # SECURITY.md "Service attack review": 64 MiB of `[[],[],...]` made json.loads build
+        # 22 million lists (+1.8 GB).
         event = b"[" + b"[]," * 22_369_000 + b"[]]"
         with pytest.raises(InvalidRequest, match=f"has more than {MAX_EVENT_VALUES} values"):
             validate(self.handler(event), CONFIG)

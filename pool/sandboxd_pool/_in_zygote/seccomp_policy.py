@@ -1,6 +1,6 @@
 """The seccomp policy for workers, compiled once (in the zygote) to raw classic BPF.
 
-Default ALLOW with a deny list (DESIGN §5; a per-runtime allowlist is the goal). Three
+Default ALLOW with a deny list (docs/architecture.md, the jail; a per-runtime allowlist is the goal). Three
 outcomes for a denied call:
 
 * NOTIFY: the worker blocks in the call and the supervisor holding the listener fd (see

@@ -4,7 +4,7 @@ default capabilities, subuid jail mode), with the cgroup filesystem mounted read
 (delegated: real limits) or read-only (every runtime's default: the rlimit fallback, loudly).
 
 Podman itself is not run here: in the emulated guest its start, the image's transfer into the
-VM and its storage would cost minutes (README "cgroup v2 in the test suite"); the namespaces,
+VM and its storage would cost minutes (docs/development.md, "cgroup v2 in the test suite"); the namespaces,
 ids, capabilities and mounts below are what it sets up for `podman run --userns=auto --user 0
 --security-opt unmask=/sys/fs/cgroup`.
 """

@@ -1,6 +1,6 @@
 """Cost of putting a new process into its cgroup on cgroup v2: CLONE_INTO_CGROUP vs cgroup.procs.
 
-    python -m bench.cgroup_entry [--root /sys/fs/cgroup] [-n 100] [--gap-ms 50]
+    python -m bench.pool.cgroup_entry [--root /sys/fs/cgroup] [-n 100] [--gap-ms 50]
 
 Run as root on a cgroup v2 hierarchy (by default the cgroup2 mount of this process; on a
 hybrid v1 host, /sys/fs/cgroup/unified). In a fresh cgroup each time, it makes a process the
