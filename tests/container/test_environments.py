@@ -94,10 +94,9 @@ def test_the_baked_environment_runs_in_the_container(with_environments: Running)
         r = c.execute("python", PROGRAM, environment="tables")
     assert r.verdict is Verdict.OK, r.stderr.decode()
     assert r.stdout == b"True /opt/environment/tabulate/__init__.py\n"
-    # The program wrote out/table.txt, but in subuid mode (this container) the pool cannot
-    # read it back: /work is 0700 and owned by the worker's subordinate uid, and the non-root
-    # pool has no capability over it (an engine finding, docs/environments.md "Files out").
-    assert r.files == ()
+    # Subuid mode (this container): the worker's init opened out/ to the non-root pool.
+    expected = "  n  name\n---  ------\n  1  one\n  2  two"
+    assert [(f.path, f.data.decode()) for f in r.files] == [("table.txt", expected)]
     assert health(with_environments.target, "sandboxd.v1.Sandbox/python/tables") == "SERVING"
 
 
