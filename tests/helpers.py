@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from sandboxd_pool import ExecutionRequest, Limits, Outcome, Pool, Runtime
 
+# The processes of a sandbox before the program starts any: its init (PID 1), the program (2)
+# and, in Python, the exit helper the bootstrap clones (3: it shares the program's memory and
+# nothing else, so the program's exit does not wait for that memory's teardown; python_boot.py).
+SANDBOX_PIDS = {Runtime.PYTHON: [1, 2, 3], Runtime.JAVASCRIPT: [1, 2]}
+
 
 def run(
     pool: Pool,

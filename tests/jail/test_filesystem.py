@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import run
+from helpers import SANDBOX_PIDS, run
 
 import sandboxd_pool
 from sandboxd_pool import Limits, Outcome, Pool, PoolConfig, Runtime, Verdict
@@ -311,9 +311,10 @@ def test_proc_shows_only_the_workers_own_processes(pool: Pool, runtime: Runtime)
             """
         )
     seen = _report(run(pool, runtime, code, limits=LIMITS))
-    # PID 1 is the worker's init (jail/init.py); the program is its child, PID 2.
+    # PID 1 is the worker's init (jail/init.py); the program is its child, PID 2 (and in
+    # Python, PID 3 its exit helper).
     assert seen["self"] == 2
-    assert seen["pids"] == sorted([1, 2, seen["child"]])
+    assert seen["pids"] == sorted([*SANDBOX_PIDS[runtime], seen["child"]])
     # The program is this worker's own runtime: a fork of the Python template, or node itself
     boot = (
         "/opt/sandboxd/python_template.py"

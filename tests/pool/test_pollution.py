@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import psutil
 import pytest
+from helpers import SANDBOX_PIDS
 from pollution_programs import CHECK, CLEAN_ENV, EXPECTED, HELPER, JS, POLLUTE, PY
 
 from sandboxd_pool import ExecutionRequest, Limits, Outcome, Pool, Runtime, Verdict
@@ -139,7 +140,7 @@ def run_victim(pool: Pool, secret: str) -> Outcome:
 def assert_victim_alone(victim: Outcome, token: str) -> None:
     assert victim.verdict is Verdict.OK, victim
     got = json.loads(victim.stdout)
-    assert got["pids"] == [1, 2], got  # the worker's init and the program
+    assert got["pids"] == SANDBOX_PIDS[PY], got  # the init, the program, its exit helper
     assert token not in json.dumps(got["cmds"])
     assert got["secret_len"] == 38
 

@@ -178,6 +178,7 @@ print(json.dumps({
     "pids": sorted(int(d) for d in os.listdir("/proc") if d.isdigit()),
     "fds": sorted(os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
                   if os.path.exists(f"/proc/self/fd/{fd}")),
+    "helper_fds": os.listdir("/proc/3/fd"),
 }))
 """
 
@@ -478,7 +479,9 @@ def test_the_worker_is_the_sandbox_user_with_nothing_left(report: dict) -> None:
     assert (me["uid"], me["gid"], me["groups"]) == (1000, 1000, "")
     assert me["cap_eff"] == me["cap_bnd"] == "0000000000000000"
     assert (me["no_new_privs"], me["seccomp"]) == ("1", "2")
-    assert me["pids"] == [1, 2], me  # its init (PID 1) and itself, nothing else visible
+    # Its init (PID 1), itself and its exit helper (python_boot.py), which holds no fd.
+    assert me["pids"] == [1, 2, 3], me
+    assert me["helper_fds"] == [], me
     # Neither the seccomp listener nor the scratch fs context stayed in the worker: only
     # stdin, stdout and stderr, three pipes.
     assert [fd.split(":")[0] for fd in me["fds"]] == ["pipe"] * 3, me["fds"]

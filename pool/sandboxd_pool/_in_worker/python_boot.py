@@ -17,6 +17,7 @@ Everything the parent decides (verdict, usage) comes from kernel facts, not from
 from __future__ import annotations
 
 import atexit
+import contextlib
 import gc
 import marshal
 import os
@@ -104,6 +105,66 @@ def _seed_matplotlib_cache(path: str, config_dir: str) -> None:
     for name in names:
         with open(f"{cache}/{name}", "rb") as src, open(f"{config_dir}/{name}", "wb") as dst:
             dst.write(src.read())
+
+
+# The exit helper: a task made with clone(CLONE_VM) that shares the program's address space and
+# nothing else, blocked for good, so that the program's exit does not tear that address space
+# down (a page-table walk over every page the program shares with its template: ~0.4 ms for
+# the bare runtime here, ~2 ms with pandas imported). The exit is then reported at once; the
+# helper dies with the sandbox when the init exits, and its exit does the teardown, after the
+# answer. It runs no Python: clone starts it in libc's setcontext on a context (makecontext)
+# that calls close_range(0, ~0, 0), so that it holds none of the program's descriptors (the
+# pool waits for EOF on the pipes), then links to one that calls pause() with every signal
+# blocked (getcontext saved that mask), forever. Exit signal 0: the program's own wait()
+# never sees it. It is one of the sandbox's tasks (max_processes counts it). Only where the
+# offsets below are known (glibc on x86-64 and aarch64); anywhere else, or if a step fails, there
+# is no helper and the exit pays for its teardown as before.
+_CLONE_VM = 0x00000100
+_UCONTEXT_BYTES = 4096  # sizeof(ucontext_t) is under 1 KiB on x86-64 and aarch64
+_UC_LINK, _UC_STACK_SP, _UC_STACK_SIZE = 8, 16, 32  # offsets, the same on both
+_HELPER_STACK_BYTES = 64 * 1024
+_exit_helper_memory: list[object] = []  # kept alive: the helper runs on it
+
+
+def _start_exit_helper() -> None:
+    if os.uname().machine not in ("x86_64", "aarch64"):
+        return
+    with contextlib.suppress(Exception):  # no helper: only the exit's speed depends on it
+        _clone_exit_helper()
+
+
+def _clone_exit_helper() -> None:
+    import ctypes
+    import signal
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if not hasattr(libc, "gnu_get_libc_version") or not hasattr(libc, "close_range"):
+        return
+    stacks = [ctypes.create_string_buffer(_HELPER_STACK_BYTES) for _ in range(3)]
+    contexts = [ctypes.create_string_buffer(_UCONTEXT_BYTES) for _ in range(2)]
+    _exit_helper_memory.extend((stacks, contexts))
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+    try:
+        for context, stack in zip(contexts, stacks, strict=False):
+            if libc.getcontext(context) != 0:
+                return
+            address = ctypes.addressof(context)
+            ctypes.c_void_p.from_address(address + _UC_STACK_SP).value = ctypes.addressof(stack)
+            ctypes.c_size_t.from_address(address + _UC_STACK_SIZE).value = _HELPER_STACK_BYTES
+        close_all, wait = (ctypes.addressof(c) for c in contexts)
+        ctypes.c_void_p.from_address(close_all + _UC_LINK).value = wait
+        ctypes.c_void_p.from_address(wait + _UC_LINK).value = None
+        make = libc.makecontext
+        make.restype = None
+        make(ctypes.c_void_p(close_all), ctypes.cast(libc.close_range, ctypes.c_void_p),
+             ctypes.c_int(3), ctypes.c_int(0), ctypes.c_int(-1), ctypes.c_int(0))  # fmt: skip
+        make(ctypes.c_void_p(wait), ctypes.cast(libc.pause, ctypes.c_void_p), ctypes.c_int(0))
+        clone = libc.clone
+        clone.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
+        top = ctypes.addressof(stacks[2]) + _HELPER_STACK_BYTES - 64
+        clone(ctypes.cast(libc.setcontext, ctypes.c_void_p), top, _CLONE_VM, close_all)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _fresh_seeds() -> None:
@@ -279,6 +340,7 @@ def serve_one_request() -> None:
     """Say ready, run the one request, exit. Never returns."""
     _fresh_seeds()
     _prefault()
+    _start_exit_helper()
     _fast_exit(_run(*_receive_request()))
 
 
