@@ -14,11 +14,11 @@
 # Installs are remembered by stamp files under .make/ (one set per interpreter), so a second
 # `make test` skips pip entirely unless a lock or a pyproject.toml changed, or
 # the editable installs no longer point at this checkout (scripts/editable_installed.py).
-# `make test`/`make lint` also `npm ci` the e2e Node.js client (tests/e2e/node_client) when its
-# package-lock.json changes.
+# `make test`/`make lint` also `npm ci` the e2e Node.js client (tests/e2e/node_client) and the
+# npm packages of the egress tests (tests/egress/node_packages) when a package-lock.json changes.
 # `make test` runs, as root, every suite; tests/cgroup_v2 boots a cgroup v2 VM (qemu) whose
 # kernel and root filesystem it builds from Debian's packages on first use and caches under
-# /var/cache/sandboxd-test/cgroup-v2 (README "cgroup v2 in the test suite").
+# /var/cache/sandboxd-test/cgroup-v2 (docs/development.md, "cgroup v2 in the test suite").
 
 PYTHON ?= python3
 PIP := $(PYTHON) -m pip --disable-pip-version-check
@@ -32,6 +32,7 @@ STAMPS := .make/$(PY_ENV_ID)
 
 DISTRIBUTIONS := pool/pyproject.toml client/pyproject.toml pyproject.toml
 NODE_CLIENT := tests/e2e/node_client
+EGRESS_NODE := tests/egress/node_packages
 
 # Reinstall the distributions if they are missing or installed from another checkout.
 ifneq ($(shell $(PYTHON) -I scripts/editable_installed.py 2>/dev/null && echo ok),ok)
@@ -41,6 +42,9 @@ endif
 # Reinstall the e2e Node.js client's npm dependencies if node_modules was removed.
 ifeq ($(wildcard $(NODE_CLIENT)/node_modules/@grpc/grpc-js/package.json),)
 $(STAMPS)/node-client: FORCE
+endif
+ifeq ($(wildcard $(EGRESS_NODE)/node_modules/axios/package.json),)
+$(STAMPS)/egress-node: FORCE
 endif
 
 .PHONY: demo test lint bench lock system-deps install install-dev clean FORCE
@@ -64,7 +68,7 @@ system-deps:
 	bash scripts/install-system-deps.sh
 
 install: $(STAMPS)/packages
-install-dev: system-deps $(STAMPS)/packages $(STAMPS)/dev-locked $(STAMPS)/node-client
+install-dev: system-deps $(STAMPS)/packages $(STAMPS)/dev-locked $(STAMPS)/node-client $(STAMPS)/egress-node
 
 # The locked third-party packages, then the three distributions, editable, without resolving
 # anything (their dependencies and their build backend are all in requirements.lock).
@@ -89,6 +93,11 @@ lock:
 # The e2e Node.js client's npm dependencies, exactly as locked (tests/e2e/test_node_client.py).
 $(STAMPS)/node-client: $(NODE_CLIENT)/package-lock.json $(NODE_CLIENT)/package.json | system-deps
 	npm ci --no-audit --no-fund --prefix $(NODE_CLIENT)
+	@mkdir -p $(@D) && touch $@
+
+# The npm clients (axios) a program brings in its request files in tests/egress, as locked.
+$(STAMPS)/egress-node: $(EGRESS_NODE)/package-lock.json $(EGRESS_NODE)/package.json | system-deps
+	npm ci --no-audit --no-fund --prefix $(EGRESS_NODE)
 	@mkdir -p $(@D) && touch $@
 
 FORCE:

@@ -1,4 +1,4 @@
-"""sandboxd benchmark harness: `python -m bench pool|e2e|cluster`.
+"""sandboxd benchmark harness: `python -m bench pool|e2e|cluster|egress`.
 
 `python -m bench pool` measures the warm pool side by side with what people build
 instead (bare interpreter spawn, per-request bubblewrap, per-request `unshare`) in one
@@ -21,4 +21,7 @@ Redis. One subpackage per command, one module per concern:
                 service) and `echo.py` (sync vs aio gRPC)
 - `cluster/`    `command.py`, `servers.py` (redis-server and nodes), `report.py`
 - `container/`  `start.py`: container start to SERVING
+- `egress/`     `command.py` (the proxy against a direct connection, worker boot with egress
+                on and off), `servers.py` (the download server and the measuring client, each
+                a process of its own)
 """

@@ -7,6 +7,7 @@ import sys
 
 from bench.cluster import command as cluster_command
 from bench.e2e import command as e2e_command
+from bench.egress import command as egress_command
 from bench.pool import command as pool_command
 
 COMMANDS = (
@@ -25,6 +26,12 @@ COMMANDS = (
         "cluster",
         cluster_command,
         "Submit->result over Redis vs synchronous Execute (p50/p99); three nodes vs one (jobs/s)",
+    ),
+    (
+        "egress",
+        egress_command,
+        "the egress proxy: a 1 MiB HTTPS download direct vs through it (passthrough, opened), "
+        "from a sandbox; worker boot with egress on and off",
     ),
 )
 

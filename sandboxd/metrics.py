@@ -123,6 +123,20 @@ class Metrics:
             ("kind",),
             registry=r,
         )
+        egress_labels = ("decision", "tenant") if tenant_labels else ("decision",)
+        self.egress_connections = Counter(
+            "sandboxd_egress_connections",
+            "Connections through the egress proxy, by decision (allowed, refused).",
+            egress_labels,
+            registry=r,
+        )
+        self.egress_bytes = Counter(
+            "sandboxd_egress_bytes",
+            "Bytes the egress proxy relayed, by direction (sent towards destinations, received "
+            "back) and decision.",
+            ("direction", *egress_labels),
+            registry=r,
+        )
         self._boot_failures_seen: dict[str, int] = {}
 
     def record(self, runtime: str, tenant: str, outcome: Outcome) -> None:
@@ -137,6 +151,13 @@ class Metrics:
             self.worker_boot.labels(runtime).observe(outcome.worker_boot_us / 1e6)
         if outcome.cold_start:
             self.cold_starts.labels(runtime).inc()
+        for entry in outcome.egress:
+            egress: dict[str, str] = {"decision": "allowed" if entry.allowed else "refused"}
+            if self.tenant_labels:
+                egress["tenant"] = tenant
+            self.egress_connections.labels(**egress).inc(entry.connections)
+            self.egress_bytes.labels(direction="sent", **egress).inc(entry.sent_bytes)
+            self.egress_bytes.labels(direction="received", **egress).inc(entry.received_bytes)
 
     def observe_pool(self, health: Mapping[Any, RuntimeHealth]) -> None:
         """Gauges from a pool health snapshot; boot failures counted from the streaks seen."""

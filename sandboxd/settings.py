@@ -224,6 +224,32 @@ def _password_file(text: str) -> str:
     return text
 
 
+def _egress_hosts(text: str) -> str:
+    """A hosts file (`IP NAME...` per line) the egress proxy can load."""
+    from sandboxd_pool.egress.hosts import load_hosts_file
+
+    if not os.path.isfile(text):
+        raise ValueError(f"{text!r} does not exist")
+    try:
+        load_hosts_file(text)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{text!r}: {e}") from None
+    return text
+
+
+def _ca_bundle(text: str) -> str:
+    """A file of PEM CA certificates the egress proxy can load."""
+    if not os.path.isfile(text):
+        raise ValueError(f"{text!r} does not exist")
+    try:
+        ssl.create_default_context().load_verify_locations(cafile=text)
+    except ssl.SSLError as e:
+        raise ValueError(f"{text!r}: not PEM CA certificates ({e.reason or e})") from None
+    except OSError as e:
+        raise ValueError(f"{text!r}: cannot read it ({e.strerror or e})") from None
+    return text
+
+
 def _boolean(text: str) -> bool:
     if text.lower() not in ("true", "false", "1", "0"):
         raise ValueError(f"{text!r} is not true/false")
@@ -505,6 +531,21 @@ class Settings:
         "--redis-lease-s",
         "seconds after which the concurrency slots of a node that died are free again",
         seconds(1, 3600),
+    )
+    # -- egress (docs/operations.md "Egress"): what the proxy resolves and trusts
+    egress_hosts_file: str | None = setting(
+        None,
+        "--egress-hosts",
+        "hosts file (`IP NAME...` per line, `#` comments) the egress proxy resolves names from "
+        "before DNS (tests, air-gapped sites); its addresses are checked like any other",
+        Kind(_egress_hosts),
+    )
+    egress_ca_bundle_file: str | None = setting(
+        None,
+        "--egress-ca-bundle",
+        "PEM CA certificates the egress proxy trusts for the destinations' TLS, beside the "
+        "system store",
+        Kind(_ca_bundle),
     )
     # field -> the flag or environment variable it came from, for messages after startup
     sources: Mapping[str, str] = dataclasses.field(default_factory=dict, compare=False, hash=False)

@@ -34,6 +34,7 @@ from sandboxd_pool import (
     Usage,
     Verdict,
 )
+from sandboxd_pool.egress import EgressPolicy
 from sandboxd_pool.types import Mode, Started, Stream
 
 STOP_GRACE_S = 5.0
@@ -68,8 +69,11 @@ class BwrapEngine:
         on_output: Callable[[Stream, bytes], None] | None = None,
         execution_id: str | None = None,
         output_paused: Callable[[], bool] | None = None,  # not honoured: it reads everything
+        egress: EgressPolicy | None = None,
     ) -> Outcome:
         execution_id = execution_id or uuid.uuid4().hex
+        if egress is not None:
+            raise InvalidRequest("egress", "the bwrap baseline has no egress")
         if not isinstance(request, CheckedRequest):
             request = self.check(request)
         limits = request.limits

@@ -30,6 +30,7 @@ from .errors import (
     Unimplemented,
 )
 from .types import (
+    EgressEntry,
     ExecuteResult,
     Execution,
     ExecutionState,
@@ -51,6 +52,7 @@ __all__ = [
     "Cancelled",
     "Client",
     "DeadlineExceeded",
+    "EgressEntry",
     "ExecuteResult",
     "Execution",
     "ExecutionState",

@@ -10,6 +10,7 @@ import grpc
 from . import _status_details, errors
 from .proto import sandbox_pb2 as pb
 from .types import (
+    EgressEntry,
     ExecuteResult,
     Execution,
     ExecutionState,
@@ -63,6 +64,7 @@ def request(
     event: bytes = b"",
     labels: Mapping[str, str] | None = None,
     idempotency_key: str = "",
+    egress: Sequence[str] = (),
 ) -> pb.ExecuteRequest:
     lim = limits or Limits()
     return pb.ExecuteRequest(
@@ -79,11 +81,15 @@ def request(
             max_output_bytes=lim.max_output_bytes,
             max_processes=lim.max_processes,
             tmpfs_bytes=lim.tmpfs_bytes,
+            max_egress_connections=lim.max_egress_connections,
+            max_egress_sent_bytes=lim.max_egress_sent_bytes,
+            max_egress_received_bytes=lim.max_egress_received_bytes,
         ),
         mode=_MODE[mode],
         event=event,
         labels=dict(labels or {}),
         idempotency_key=idempotency_key,
+        egress=list(egress),
     )
 
 
@@ -107,6 +113,18 @@ def result(msg: pb.ExecuteResponse) -> ExecuteResult:
         queue_wait_us=msg.queue_wait_us,
         cold_start=msg.cold_start,
         worker_boot_us=msg.worker_boot_us,
+        egress=tuple(
+            EgressEntry(
+                host=e.host,
+                port=e.port,
+                allowed=e.allowed,
+                connections=e.connections,
+                sent_bytes=e.sent_bytes,
+                received_bytes=e.received_bytes,
+                reason=e.reason,
+            )
+            for e in msg.egress
+        ),
     )
 
 

@@ -66,6 +66,7 @@ class AsyncClient(BaseClient):
         mode: Mode = Mode.SCRIPT,
         event: bytes = b"",
         labels: Mapping[str, str] | None = None,
+        egress: Sequence[str] = (),
         timeout_s: float | None = None,
     ) -> ExecuteResult:
         req = _convert.request(
@@ -79,6 +80,7 @@ class AsyncClient(BaseClient):
             mode=mode,
             event=event,
             labels=labels,
+            egress=egress,
         )
         return _convert.result(await self._unary(self._stub.Execute, req, timeout_s))
 
@@ -96,6 +98,7 @@ class AsyncClient(BaseClient):
         event: bytes = b"",
         labels: Mapping[str, str] | None = None,
         idempotency_key: str = "",
+        egress: Sequence[str] = (),
         timeout_s: float | None = None,
     ) -> str:
         """As Client.submit: UNAVAILABLE is retried only when an idempotency_key is given
@@ -112,6 +115,7 @@ class AsyncClient(BaseClient):
             event=event,
             labels=labels,
             idempotency_key=idempotency_key,
+            egress=egress,
         )
         msg = await self._unary(self._stub.Submit, req, timeout_s, retry=bool(idempotency_key))
         return str(msg.execution_id)

@@ -66,6 +66,7 @@ class Client(BaseClient):
         mode: Mode = Mode.SCRIPT,
         event: bytes = b"",
         labels: Mapping[str, str] | None = None,
+        egress: Sequence[str] = (),
         timeout_s: float | None = None,
     ) -> ExecuteResult:
         """Run `code` and return its result. Raises a SandboxdError subclass only when the
@@ -81,6 +82,7 @@ class Client(BaseClient):
             mode=mode,
             event=event,
             labels=labels,
+            egress=egress,
         )
         return _convert.result(self._unary(self._stub.Execute, req, timeout_s))
 
@@ -98,6 +100,7 @@ class Client(BaseClient):
         event: bytes = b"",
         labels: Mapping[str, str] | None = None,
         idempotency_key: str = "",
+        egress: Sequence[str] = (),
         timeout_s: float | None = None,
     ) -> str:
         """Queue `code` for asynchronous execution; its execution id, at once. Fetch the
@@ -120,6 +123,7 @@ class Client(BaseClient):
             event=event,
             labels=labels,
             idempotency_key=idempotency_key,
+            egress=egress,
         )
         retry = bool(idempotency_key)
         return str(self._unary(self._stub.Submit, req, timeout_s, retry=retry).execution_id)

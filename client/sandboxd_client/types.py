@@ -43,6 +43,23 @@ class Limits:
     max_output_bytes: int = 0  # per stream
     max_processes: int = 0
     tmpfs_bytes: int = 0
+    # Egress through the proxy (a tenant with egress rules): connections, bytes each way.
+    max_egress_connections: int = 0
+    max_egress_sent_bytes: int = 0
+    max_egress_received_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class EgressEntry:
+    """One destination the program asked the egress proxy for (ExecuteResponse.egress)."""
+
+    host: str
+    port: int
+    allowed: bool  # False: refused before any byte went out (`reason` says why)
+    connections: int = 0
+    sent_bytes: int = 0
+    received_bytes: int = 0
+    reason: str = ""  # why it was refused or cut; empty when nothing was
 
 
 @dataclass(frozen=True)
@@ -70,6 +87,7 @@ class ExecuteResult:
     queue_wait_us: int = 0
     cold_start: bool = False
     worker_boot_us: int = 0
+    egress: tuple[EgressEntry, ...] = ()  # what went through the egress proxy
 
     @property
     def ok(self) -> bool:

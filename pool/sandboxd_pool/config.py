@@ -8,6 +8,7 @@ import shutil
 import sys
 from dataclasses import dataclass, field
 
+from .egress.trust import JAIL_CA_BUNDLE, jail_bundle
 from .jail.cgroups import PARENT_NAME_PATTERN, CgroupSetup
 from .jail.elf_runpath import runpath
 from .jail.mode import MAX_SLOTS, MODES, JailMode
@@ -111,6 +112,16 @@ class PoolConfig:
     template_max_forks: int = 250
     template_max_age_s: float = 300.0
     environments: tuple[Environment, ...] = ()  # built package sets requests may name
+    # Egress (docs/egress.md): every worker brings its loopback up and opens the proxy's
+    # listening socket in its own network namespace (jail/network.py), which the pool serves
+    # for a request with an egress policy (Pool.execute(egress=...)). False: workers keep a
+    # down loopback and egress policies are refused.
+    egress_proxy: bool = True
+    # Names the proxy resolves from this file (hosts-file format) before DNS: tests,
+    # air-gapped sites. "": none.
+    egress_hosts_file: str = ""
+    # PEM CA certificates the proxy trusts for the destinations' TLS, beside the system store.
+    egress_ca_file: str = ""
 
     def __post_init__(self) -> None:
         if self.warm_workers_per_runtime < 1:
@@ -230,9 +241,20 @@ _PASSWD = (
 _GROUP = f"root:x:0:\nsandbox:x:{SANDBOX_UID}:\n"
 
 
-def build_jail_plan(config: PoolConfig, cgroups: CgroupSetup, mode: JailMode) -> JailPlan:
+def build_jail_plan(
+    config: PoolConfig, cgroups: CgroupSetup, mode: JailMode, egress_ca_pem: str = ""
+) -> JailPlan:
+    """The jail of this pool's workers; with `egress_ca_pem` (the pool's egress CA), its trust
+    bundle holds that CA (egress/trust.py)."""
     common = [Bind(p) for p in ("/usr/bin", "/usr/lib", "/usr/lib64", "/usr/share/zoneinfo")]
-    common += [Bind(p) for p in ("/etc/ssl", "/etc/alternatives") if os.path.isdir(p)]
+    etc_files: dict[str, str] = {}
+    bundle = jail_bundle(egress_ca_pem) if egress_ca_pem else ""
+    if os.path.isdir("/etc/ssl"):
+        in_layer = JAIL_CA_BUNDLE.removeprefix("/etc/ssl/")
+        common.append(Bind("/etc/ssl", files=((in_layer, bundle),) if bundle else ()))
+    elif bundle:
+        etc_files[JAIL_CA_BUNDLE.removeprefix("/etc/")] = bundle
+    common += [Bind(p) for p in ("/etc/alternatives",) if os.path.isdir(p)]
     common += [Bind(p, is_dir=os.path.isdir(p)) for p in config.readonly_binds]
     symlinks = {}
     for top in ("bin", "lib", "lib64", "sbin"):
@@ -259,6 +281,7 @@ def build_jail_plan(config: PoolConfig, cgroups: CgroupSetup, mode: JailMode) ->
         jail_dir=JAIL_DIR,
         python_template=config.python_template and mode.mode == "root",
         etc_files={
+            **etc_files,
             "passwd": _PASSWD,
             "group": _GROUP,
             "hosts": "127.0.0.1 localhost sandbox\n::1 localhost\n",
@@ -283,4 +306,5 @@ def build_jail_plan(config: PoolConfig, cgroups: CgroupSetup, mode: JailMode) ->
         gid_base=mode.gid_base,
         template_max_forks=config.template_max_forks,
         template_max_age_s=config.template_max_age_s,
+        egress_proxy=config.egress_proxy,
     )

@@ -22,9 +22,11 @@ import uuid
 import weakref
 from collections.abc import Callable
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from .config import PoolConfig, build_jail_plan
-from .errors import Cancelled, PoolClosed, RuntimeUnavailable
+from .egress.policy import EgressPolicy
+from .errors import Cancelled, InvalidRequest, PoolClosed, RuntimeUnavailable
 from .jail import mode as jail_mode
 from .jail.cgroups import CgroupSetup
 from .replenisher import Replenisher, RuntimeState, WarmKey, alive
@@ -32,6 +34,9 @@ from .types import ExecutionRequest, Outcome, Runtime, RuntimeHealth, Started, S
 from .validation import CheckedRequest, check, validate
 from .worker import Worker
 from .zygote import ZygoteClient
+
+if TYPE_CHECKING:  # imports cryptography: loaded only by a pool that serves egress
+    from .egress.service import EgressService
 
 log = logging.getLogger("sandboxd_pool")
 
@@ -69,7 +74,13 @@ class Pool:
                 "sandboxd: subuid mode: the Python template is off (it needs host root to "
                 "build its jail root); Python workers are exec'd one by one like Node"
             )
-        self._plan = build_jail_plan(self.config, self.cgroups, self.jail_mode)
+        self._egress = _egress_service(self.config)
+        self._plan = build_jail_plan(
+            self.config,
+            self.cgroups,
+            self.jail_mode,
+            egress_ca_pem=self._egress.ca.cert_pem if self._egress else "",
+        )
         self._zygote = ZygoteClient(self.config, self._plan)
         self._zygote.start()
         self._lock = threading.Condition()
@@ -171,6 +182,7 @@ class Pool:
         on_output: Callable[[Stream, bytes], None] | None = None,
         execution_id: str | None = None,
         output_paused: Callable[[], bool] | None = None,
+        egress: EgressPolicy | None = None,
     ) -> Outcome:
         """Run one request on a fresh worker; user code failing is a Verdict, never a raise.
 
@@ -192,6 +204,9 @@ class Pool:
         exception propagates out of execute (no Outcome).
         execution_id: used as Outcome.execution_id (default: a new uuid4 hex); the handler's
         context sees it too.
+        egress: what the program may reach through the proxy (the tenant's rules, narrowed by
+        the request; docs/egress.md); None: nothing (connections to the proxy are refused).
+        Outcome.egress says what went through.
         """
         arrived = time.monotonic()
         if self._closed:
@@ -202,6 +217,15 @@ class Pool:
             if isinstance(request, CheckedRequest):  # checked under another configuration
                 request = request.request
             limits = validate(request, self.config)
+        if egress is not None:
+            if not isinstance(egress, EgressPolicy):
+                raise InvalidRequest(
+                    "egress", f"must be an EgressPolicy, not {type(egress).__name__}"
+                )
+            if self._egress is None:
+                raise InvalidRequest(
+                    "egress", "this pool serves no egress (PoolConfig.egress_proxy is off)"
+                )
         execution_id = execution_id or uuid.uuid4().hex
         self._acquire_slot(cancel)
         try:
@@ -224,6 +248,8 @@ class Pool:
                             on_output=on_output,
                             execution_id=execution_id,
                             output_paused=output_paused,
+                            egress=egress,
+                            egress_service=self._egress,
                         )
                         outcome = result.outcome
                         callback_error = result.callback_error
@@ -286,6 +312,8 @@ class Pool:
         self._janitor.put(None)
         self._janitor_thread.join(timeout=10)
         self._zygote.close()
+        if self._egress is not None:
+            self._egress.close()
         for parent in self.cgroups.parents.values():
             with contextlib.suppress(OSError):
                 os.rmdir(parent)
@@ -335,6 +363,17 @@ class Pool:
             finally:
                 if cold:
                     state.waiting -= 1
+
+
+def _egress_service(config: PoolConfig) -> EgressService | None:
+    """The egress service (its CA, resolver and hosts map), when the pool serves egress."""
+    if not config.egress_proxy:
+        return None
+    from .egress.hosts import load_hosts_file
+    from .egress.service import EgressService
+
+    hosts = load_hosts_file(config.egress_hosts_file) if config.egress_hosts_file else {}
+    return EgressService(hosts, config.egress_ca_file)
 
 
 def _close_at_exit(ref: weakref.WeakMethod) -> None:  # type: ignore[type-arg]

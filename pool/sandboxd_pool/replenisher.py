@@ -217,6 +217,11 @@ class Replenisher:
                 )
 
     def _boot_succeeded(self, state: RuntimeState, worker: Worker) -> None:
+        try:
+            worker.prepare(self._config.default_limits)
+        except OSError as e:
+            self._fail_boot(state, worker, f"applying the default limits: {e}")
+            return
         with self._lock:
             if self._closed():
                 worker.kill()

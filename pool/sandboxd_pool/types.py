@@ -53,6 +53,12 @@ class Limits:
     tmpfs_bytes: int = 0  # /work, /tmp and /dev/shm together
     max_output_files: int = 0  # files returned from the program's out/ folder
     max_output_files_bytes: int = 0  # their total size
+    # Egress through the proxy (a request with an egress policy; see sandboxd_pool/egress/):
+    # connections the program opens to the proxy (and each further destination one plain-HTTP
+    # connection switches to), and bytes relayed towards destinations and back from them.
+    max_egress_connections: int = 0
+    max_egress_sent_bytes: int = 0
+    max_egress_received_bytes: int = 0
 
     def merged_over(self, defaults: Limits) -> Limits:
         """These limits with every zero field taken from `defaults`."""
@@ -73,6 +79,9 @@ DEFAULT_LIMITS = Limits(
     tmpfs_bytes=64 * 1024 * 1024,
     max_output_files=100,
     max_output_files_bytes=16 * 1024 * 1024,
+    max_egress_connections=16,
+    max_egress_sent_bytes=16 * 1024 * 1024,
+    max_egress_received_bytes=64 * 1024 * 1024,
 )
 
 CEILING_LIMITS = Limits(
@@ -84,6 +93,9 @@ CEILING_LIMITS = Limits(
     tmpfs_bytes=1024 * 1024 * 1024,
     max_output_files=10_000,
     max_output_files_bytes=64 * 1024 * 1024,
+    max_egress_connections=1024,
+    max_egress_sent_bytes=1024 * 1024 * 1024,
+    max_egress_received_bytes=1024 * 1024 * 1024,
 )
 
 
@@ -138,6 +150,29 @@ class Outcome:
     # to it, sorted), within max_output_files and max_output_files_bytes.
     files: tuple[OutputFile, ...] = ()
     files_truncated: bool = False  # some file (or part of one) was left out by those limits
+    # What went through the egress proxy, one entry per (destination, port, decision), in the
+    # order first seen; empty when the request had no egress policy.
+    egress: tuple[EgressEntry, ...] = ()
+
+
+@dataclass(frozen=True)
+class EgressEntry:
+    """One destination the program asked the egress proxy for, and what became of it.
+
+    `host` is the name (or address) the program asked for, `port` its port. `allowed`: the
+    proxy connected (or would have, had a limit not stopped it: see `reason`); False: refused
+    by the rules, the address check, or a limit before any byte went out. Bytes are those the
+    proxy relayed: towards the destination (`sent_bytes`) and back (`received_bytes`); inside a
+    TLS tunnel the proxy does not open, the encrypted bytes. `reason`: why it was refused or
+    cut, empty when nothing was."""
+
+    host: str
+    port: int
+    allowed: bool
+    connections: int = 0
+    sent_bytes: int = 0
+    received_bytes: int = 0
+    reason: str = ""
 
 
 @dataclass(frozen=True)

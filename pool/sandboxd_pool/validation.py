@@ -21,6 +21,9 @@ MIN_LIMITS = Limits(
     tmpfs_bytes=1024 * 1024,
     max_output_files=1,
     max_output_files_bytes=1,
+    max_egress_connections=1,
+    max_egress_sent_bytes=1,
+    max_egress_received_bytes=1,
 )
 MAX_PATH_BYTES = 1024
 NAME_MAX = 255  # bytes of one path component (Linux)

@@ -5,6 +5,11 @@ stderr up to the cap, enforces the wall and CPU deadlines by killing the worker'
 whole PID namespace dies with it), then takes the zygote's exit report (wait status, rusage,
 cgroup facts, blocked syscall) and classifies. A worker runs exactly one request.
 
+Egress: a request with an egress policy gets a proxy session on the worker's listening socket
+(egress/service.py) before its frame is sent, closed once the program has exited (its ledger
+is Outcome.egress); a request without one closes that socket first, so connections to the
+proxy's port are refused.
+
 HANDLER mode: the worker keeps its control socket open after reading the frame and sends the
 handler's JSON return value on it (raw bytes; its close is the end), which is drained like
 stdout, with the same cap. The user's code could write to that socket itself: that only
@@ -23,16 +28,30 @@ import time
 from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import files_out, request_frame
+from . import files_out, pidfd_exit, request_frame
 from .jail import mounts, rlimits
 from .jail.policy import WORK_DIR
 from .json_bounds import check_json
-from .types import ExecutionRequest, Limits, Mode, Outcome, OutputFile, Stream, Usage, Verdict
+from .types import (
+    EgressEntry,
+    ExecutionRequest,
+    Limits,
+    Mode,
+    Outcome,
+    OutputFile,
+    Stream,
+    Usage,
+    Verdict,
+)
 from .verdict import ExitFacts, KillReason, classify
 from .zygote import SpawnedWorker, ZygoteDied
 from .zygote_protocol import Exited, Rusage
+
+if TYPE_CHECKING:  # the service imports cryptography: loaded by the pool only when used
+    from .egress.policy import EgressPolicy
+    from .egress.service import EgressService, EgressSession
 
 READ_CHUNK = 256 * 1024
 CPU_POLL_S = 0.02
@@ -83,7 +102,10 @@ class Worker:
         self._closed = False
         self._stdin_closed = False
         self.mount_ns_fd = -1
+        self.program_pidfd = -1
         self.work_fd = -1
+        self.applied: Limits | None = None  # what _set_limits last wrote (prepare)
+        self.egress_listener = spawned.egress_listener  # -1 once handed to a session or closed
         self._lock = threading.Lock()
 
     # -- boot -----------------------------------------------------------------------------------
@@ -105,6 +127,10 @@ class Worker:
         # The pool closes this fd after the outcome is built (see Pool._janitor).
         with contextlib.suppress(OSError):
             self.mount_ns_fd = os.open(f"/proc/{self.pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+        # The program's own pidfd: its exit status from the kernel (pidfd_exit.py). It has just
+        # said it is ready, so the pid is still its own.
+        with contextlib.suppress(OSError):
+            self.program_pidfd = os.pidfd_open(self.program_pid)
         # The working directory, kept open: files out are read from it once the program has
         # exited, when its namespace is gone (files_out.py).
         with contextlib.suppress(OSError):
@@ -158,8 +184,13 @@ class Worker:
         on_output: OutputCallback | None = None,
         execution_id: str = "",
         output_paused: Callable[[], bool] | None = None,
+        egress: EgressPolicy | None = None,
+        egress_service: EgressService | None = None,
     ) -> RunResult:
         """Run the one request. The caller must close() the worker afterwards.
+
+        egress: the request's policy, served by `egress_service` on the worker's proxy socket
+        while the program runs; None: the socket is closed before the code is sent.
 
         on_output(stream, chunk) is called in this thread with each captured chunk (only
         what is kept under the cap, in order). If it raises, the worker is killed (verdict
@@ -167,27 +198,67 @@ class Worker:
         output_paused(): while it returns True, stdout and stderr are not read (the program
         blocks once a pipe is full); the limits are enforced all the same.
         """
+        session = None
         try:
-            return self._run(request, limits, cancel, on_output, execution_id, output_paused)
+            if egress is not None and egress_service is not None and self.egress_listener >= 0:
+                listener, self.egress_listener = self.egress_listener, -1
+                session = egress_service.open(listener, egress, limits)
+            else:
+                self._close_egress_listener()
+            return self._run(
+                request,
+                limits,
+                cancel,
+                on_output,
+                execution_id,
+                output_paused,
+                session,
+                egress_service.ca.cert_pem if session is not None and egress_service else "",
+            )
         finally:
             self.kill()
+            if session is not None:
+                session.close()  # no-op when _run closed it
+
+    def prepare(self, limits: Limits) -> None:
+        """Apply a request's likely limits (the pool's defaults) while the worker waits for its
+        request, off the execution's path: _apply_limits then writes only what differs."""
+        self._set_limits(limits, self.applied)
+        self.applied = limits
 
     def _apply_limits(self, limits: Limits) -> tuple[int, int]:
         """Per-request limits on the running worker. Returns CPU baselines (cgroup ns, proc us)."""
+        if limits != self.applied:
+            self._set_limits(limits, self.applied)
+            self.applied = limits
         cg = self.spawned.cgroup
         if cg is not None:
+            return cg.cpu_time_ns(), 0
+        return 0, _proc_cpu_us(self.program_pid)
+
+    def _set_limits(self, limits: Limits, applied: Limits | None) -> None:
+        """Write the limits that differ from `applied` (all of them when None): the cgroup's,
+        the scratch tmpfs's size, and the program's rlimits (its CPU time counted from its
+        start: the time spent so far, a second's rounding and a second of grace)."""
+        cg = self.spawned.cgroup
+
+        def changed(*names: str) -> bool:
+            return applied is None or any(getattr(limits, n) != getattr(applied, n) for n in names)
+
+        if cg is not None and changed("memory_bytes", "max_processes"):
             cg.set_limits(limits.memory_bytes, limits.max_processes, self.cpu_cores)
-        mounts.resize_scratch(self.pid, limits.tmpfs_bytes, self.spawned.scratch_fs)
-        proc_cpu_us = _proc_cpu_us(self.program_pid)
-        cpu_s = (proc_cpu_us // 1_000_000) + (limits.cpu_time_ms + 999) // 1000 + 1
-        rlimits.limit_running_worker(
-            self.program_pid,
-            cpu_s,
-            limits.max_processes,
-            0 if cg else limits.memory_bytes,
-            acting_as=self.acting_as,
-        )
-        return (cg.cpu_time_ns() if cg else 0), proc_cpu_us
+        if changed("tmpfs_bytes"):
+            mounts.resize_scratch(self.pid, limits.tmpfs_bytes, self.spawned.scratch_fs)
+        if changed("cpu_time_ms", "max_processes", "memory_bytes"):
+            proc_cpu_us = _proc_cpu_us(self.program_pid)
+            cpu_s = (proc_cpu_us // 1_000_000) + (limits.cpu_time_ms + 999) // 1000 + 1
+            rlimits.limit_running_worker(
+                self.program_pid,
+                cpu_s,
+                limits.max_processes,
+                0 if cg else limits.memory_bytes,
+                acting_as=self.acting_as,
+            )
 
     def _run(
         self,
@@ -197,11 +268,13 @@ class Worker:
         on_output: OutputCallback | None,
         execution_id: str,
         output_paused: Callable[[], bool] | None,
+        session: EgressSession | None,
+        egress_ca_pem: str,
     ) -> RunResult:
         cpu_base_ns, proc_cpu_base_us = self._apply_limits(limits)
         started = time.monotonic()
         deadline = started + limits.wall_time_ms / 1000
-        self._send_frame(request, limits, execution_id, deadline)
+        self._send_frame(request, limits, execution_id, deadline, egress_ca_pem)
         watch = _Watch(
             limits=limits,
             started=started,
@@ -212,7 +285,8 @@ class Worker:
         )
         self._supervise(watch, request.stdin, cancel, on_output, output_paused)
         self._close_stdin()
-        return self._outcome(watch, execution_id)
+        egress = session.close() if session is not None else ()
+        return self._outcome(watch, execution_id, egress)
 
     def _supervise(
         self,
@@ -316,7 +390,9 @@ class Worker:
             watch.kill_reason = reason
             watch.killed_at = time.monotonic()
 
-    def _outcome(self, watch: _Watch, execution_id: str) -> RunResult:
+    def _outcome(
+        self, watch: _Watch, execution_id: str, egress: tuple[EgressEntry, ...] = ()
+    ) -> RunResult:
         """The verdict and usage from the kernel's facts (the program's wait status and rusage
         as its init read them, the cgroup's counters; or the zygote's exit report when the init
         did not report, or the program died of SIGKILL or SIGSYS, which the zygote may have
@@ -410,6 +486,7 @@ class Worker:
             result=result.data() if result_complete else b"",
             files=files,
             files_truncated=files_truncated,
+            egress=egress,
         )
         return RunResult(outcome=outcome, exit_report=report, callback_error=watch.callback_error)
 
@@ -421,6 +498,12 @@ class Worker:
         if program_exit is None or watch.kill_reason is not KillReason.NONE:
             return None
         status, utime_us, stime_us, maxrss_kb = program_exit
+        # The kernel's own account of the status, where it gives one (the init reaped the
+        # program before it reported): that decides, not the init's word.
+        if self.program_pidfd >= 0:
+            kernel_status = pidfd_exit.exit_status(self.program_pidfd)
+            if kernel_status is not None:
+                status = kernel_status
         if os.WIFSIGNALED(status) and os.WTERMSIG(status) in (signal.SIGKILL, signal.SIGSYS):
             return None
         facts = None
@@ -440,12 +523,20 @@ class Worker:
         )
 
     def _send_frame(
-        self, request: ExecutionRequest, limits: Limits, execution_id: str, deadline: float
+        self,
+        request: ExecutionRequest,
+        limits: Limits,
+        execution_id: str,
+        deadline: float,
+        egress_ca_pem: str = "",
     ) -> None:
         sock = socket.socket(fileno=os.dup(self.spawned.control))
+        parts = request_frame.encode(
+            request, execution_id=execution_id, limits=limits, egress_ca_pem=egress_ca_pem
+        )
         try:
             sock.settimeout(max(deadline - time.monotonic(), 0.001))
-            for part in request_frame.encode(request, execution_id=execution_id, limits=limits):
+            for part in parts:
                 sock.sendall(part)
         except OSError:
             pass  # the worker died or stalled; the wait below reports what happened
@@ -460,8 +551,16 @@ class Worker:
                 os.close(self.spawned.stdin)
         return False
 
+    def _close_egress_listener(self) -> None:
+        """No egress for this worker (any more): connections to the proxy's port are refused."""
+        listener, self.egress_listener = self.egress_listener, -1
+        if listener >= 0:
+            with contextlib.suppress(OSError):
+                os.close(listener)
+
     def close(self) -> None:
         self._close_stdin()
+        self._close_egress_listener()
         with self._lock:
             if self._closed:
                 return
@@ -474,6 +573,7 @@ class Worker:
             sp.control,
             sp.exit_pipe,
             self.mount_ns_fd,
+            self.program_pidfd,
             self.work_fd,
             sp.scratch_fs,
         ):

@@ -80,6 +80,9 @@ class SpawnedWorker:
     exit_pipe: int  # the worker's init writes the program's exit here (jail/init.py)
     exit_report: Future[proto.Exited]
     scratch_fs: int = -1  # subuid mode: fs context of the worker's scratch tmpfs (resize)
+    # The egress proxy's listening socket in the worker's network namespace (jail/network.py);
+    # -1 when the pool serves no egress.
+    egress_listener: int = -1
     # Host pid of the program, the child of the worker's init (PID 1, `pid`); 0 if unknown.
     program_pid: int = 0
 
@@ -253,6 +256,7 @@ class ZygoteClient:
         with self._lock:
             self._exits[message.pid] = exit_future
             future = self._pending.pop(message.id, None)
+        handed = dict(zip(message.handed, fds[6:], strict=False))
         worker = SpawnedWorker(
             pid=message.pid,
             runtime=message.runtime,
@@ -267,7 +271,8 @@ class ZygoteClient:
             control=fds[4],
             exit_pipe=fds[5],
             exit_report=exit_future,
-            scratch_fs=fds[6] if len(fds) > 6 else -1,
+            scratch_fs=handed.get("scratch", -1),
+            egress_listener=handed.get("proxy", -1),
             program_pid=message.program_pid,
         )
         if future is None or not future.set_running_or_notify_cancel():

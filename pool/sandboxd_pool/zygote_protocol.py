@@ -5,7 +5,8 @@ dataclass here, tagged on the wire by its "op".
 pool -> zygote            zygote -> pool
   Spawn                     Hello (once, first)
   Shutdown (or EOF)         Spawned + fds: pidfd, stdin, stdout, stderr, control, the init's
-                              exit pipe, and (subuid mode) the scratch fs context
+                              exit pipe, then those named in Spawned.handed: the egress
+                              proxy's listening socket, (subuid mode) the scratch fs context
                             SpawnFailed
                             Exited (a worker's PID 1 was reaped: the kernel's facts)
 """
@@ -22,7 +23,9 @@ from typing import Any
 from .jail.cgroups import CgroupFacts
 
 MAX_MESSAGE_BYTES = 64 * 1024
-MAX_FDS = 8
+MAX_FDS = 10
+# Descriptors a worker's init may hand the pool after the fixed six, in this order.
+HANDED_NAMES = ("proxy", "scratch")
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class Spawned:
     runtime: str
     cgroup: dict[str, str]  # controller (or "unified") -> path; empty without cgroups
     program_pid: int  # the program, the init's child; 0 if it was not found
+    handed: tuple[str, ...] = ()  # names (HANDED_NAMES) of the fds after the fixed six
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,8 @@ def decode(raw: dict[str, Any]) -> Message:
     cls = _BY_OP[raw.pop("op")]
     if cls is Hello:
         raw["swept"] = tuple(raw["swept"])
+    elif cls is Spawned:
+        raw["handed"] = tuple(raw["handed"])
     elif cls is Exited:
         raw["rusage"] = Rusage(**raw["rusage"])
         raw["facts"] = None if raw["facts"] is None else CgroupFacts(**raw["facts"])

@@ -5,7 +5,8 @@
                         call_guard.py has already refused a missing or unknown key
     2  authorise        the tenant may use the request's runtime, else PERMISSION_DENIED
     3  convert          the message as an engine request (convert.py): INVALID_ARGUMENT for
-                        what the message itself gets wrong (mode, labels, duplicate paths)
+                        what the message itself gets wrong (mode, labels, duplicate paths,
+                        an egress destination outside the tenant's rules)
     4  clamp            zero limits take the tenant's defaults, larger ones its ceilings
     5  validate         the engine's own check (`Engine.check`): INVALID_ARGUMENT naming the
                         field; the checked request then runs without a second check
@@ -43,11 +44,13 @@ Metadata = Iterable[tuple[str, str | bytes]] | None
 @dataclass(frozen=True)
 class Admitted:
     """A request that passed every step: its tenant (whose quota it spent), the checked
-    engine request and its labels."""
+    engine request, its labels and the egress destinations it asked for (() for all the
+    tenant's rules)."""
 
     tenant: Tenant
     request: CheckedRequest
     labels: dict[str, str]
+    egress: tuple[str, ...] = ()
 
 
 class Admission:
@@ -71,7 +74,8 @@ class Admission:
                 f"(allowed: {', '.join(sorted(r.value for r in tenant.runtimes)) or 'none'})"
             )
         request = convert.execution_request(msg, tenant.name, submit=submit)
+        egress = convert.requested_egress(msg, tenant)
         request = replace(request, limits=tenant.effective_limits(request.limits))
         checked = self._check(request)
         self._quotas.admit(tenant)
-        return Admitted(tenant, checked, dict(msg.labels))
+        return Admitted(tenant, checked, dict(msg.labels), egress)

@@ -3,16 +3,21 @@ sandboxd_pool). Bad fields raise sandboxd_pool.InvalidRequest naming the proto f
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sandboxd_client.proto import sandbox_pb2 as pb
 from sandboxd_pool import ExecutionRequest, InvalidRequest, Limits, Outcome, Runtime, Verdict
-from sandboxd_pool.types import Mode, Started
+from sandboxd_pool.egress import EgressPolicy, EgressRule
+from sandboxd_pool.types import EgressEntry, Mode, Started
 
 from ..errors import NotFound
 from ..jobs.contract import MAX_IDEMPOTENCY_KEY_BYTES, Job, JobState, is_execution_id
+from ..tenants.model import Tenant
 
 MAX_LABELS = 64
 MAX_LABEL_KEY_BYTES = 128
 MAX_LABEL_VALUE_BYTES = 1024
+MAX_EGRESS_ENTRIES = 64
 
 _RUNTIME = {pb.RUNTIME_PYTHON: Runtime.PYTHON, pb.RUNTIME_JAVASCRIPT: Runtime.JAVASCRIPT}
 _MODE = {
@@ -44,6 +49,49 @@ def limits_of(msg: pb.Limits) -> Limits:
         max_output_bytes=msg.max_output_bytes,
         max_processes=msg.max_processes,
         tmpfs_bytes=msg.tmpfs_bytes,
+        max_egress_connections=msg.max_egress_connections,
+        max_egress_sent_bytes=msg.max_egress_sent_bytes,
+        max_egress_received_bytes=msg.max_egress_received_bytes,
+    )
+
+
+def requested_egress(msg: pb.ExecuteRequest, tenant: Tenant) -> tuple[str, ...]:
+    """The request's own egress list, checked against the tenant's rules (INVALID_ARGUMENT
+    naming the entry); () for all the tenant's rules."""
+    wanted = tuple(msg.egress)
+    if not wanted:
+        return ()
+    if len(wanted) > MAX_EGRESS_ENTRIES:
+        raise InvalidRequest("egress", f"more than {MAX_EGRESS_ENTRIES} entries")
+    if tenant.egress is None:
+        raise InvalidRequest(
+            "egress", f"tenant {tenant.name!r} has no egress rules: nothing can be reached"
+        )
+    for i, entry in enumerate(wanted):
+        try:
+            tenant.egress.narrowed([entry])
+        except ValueError as e:
+            raise InvalidRequest(f"egress[{i}]", str(e)) from None
+    return wanted
+
+
+def egress_policy(tenant: Tenant | None, requested: Sequence[str]) -> EgressPolicy | None:
+    """What an execution of `tenant` may reach: its rules, narrowed to `requested` when the
+    request named destinations. A destination no longer within the rules (the tenants file
+    was reloaded since an async job was admitted) is dropped; None: no egress at all."""
+    if tenant is None or tenant.egress is None:
+        return None
+    if not requested:
+        return tenant.egress
+    kept = []
+    for entry in requested:
+        rule = EgressRule.parse(entry)
+        if any(r.covers(rule) for r in tenant.egress.rules):
+            kept.append(rule)
+    return EgressPolicy(
+        rules=tuple(kept),
+        private_ranges=tenant.egress.private_ranges,
+        headers=tenant.egress.headers,
     )
 
 
@@ -112,12 +160,25 @@ def response(outcome: Outcome, *, with_output: bool = True) -> pb.ExecuteRespons
         queue_wait_us=outcome.queue_wait_us,
         cold_start=outcome.cold_start,
         worker_boot_us=outcome.worker_boot_us,
+        egress=[egress_entry(e) for e in outcome.egress],
     )
     if outcome.exit_code is not None:
         msg.exit_code = outcome.exit_code
     if outcome.signal is not None:
         msg.signal = outcome.signal
     return msg
+
+
+def egress_entry(entry: EgressEntry) -> pb.EgressEntry:
+    return pb.EgressEntry(
+        host=entry.host,
+        port=entry.port,
+        allowed=entry.allowed,
+        connections=entry.connections,
+        sent_bytes=entry.sent_bytes,
+        received_bytes=entry.received_bytes,
+        reason=entry.reason,
+    )
 
 
 def started_event(started: Started) -> pb.ExecuteEvent:

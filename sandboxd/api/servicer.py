@@ -28,6 +28,7 @@ import grpc
 from sandboxd_client.proto import sandbox_pb2 as pb
 from sandboxd_client.proto import sandbox_pb2_grpc as pb_grpc
 from sandboxd_pool import CheckedRequest, ExecutionRequest, Outcome
+from sandboxd_pool.egress import EgressPolicy
 from sandboxd_pool.types import Started, Stream
 
 from ..errors import Unimplemented
@@ -55,6 +56,7 @@ class Engine(Protocol):
         on_output: Callable[[Stream, bytes], None] | None = None,
         execution_id: str | None = None,
         output_paused: Callable[[], bool] | None = None,
+        egress: EgressPolicy | None = None,
     ) -> Outcome: ...
 
 
@@ -106,8 +108,11 @@ class SandboxServicer(pb_grpc.SandboxServicer):
         admitted = self._admission.admit(request, context.invocation_metadata(), submit=False)
         tenant = admitted.tenant
         cancel = _cancel_on_termination(context)
+        egress = convert.egress_policy(tenant, admitted.egress)
         with self._quotas.slot(tenant.name, tenant.max_concurrent_executions):
-            outcome = self._run(tenant.name, admitted.request, admitted.labels, cancel)
+            outcome = self._run(
+                tenant.name, admitted.request, admitted.labels, cancel, egress=egress
+            )
         return convert.response(outcome)
 
     def ExecuteStream(
@@ -116,6 +121,7 @@ class SandboxServicer(pb_grpc.SandboxServicer):
         admitted = self._admission.admit(request, context.invocation_metadata(), submit=False)
         tenant = admitted.tenant
         cancel = _cancel_on_termination(context)
+        egress = convert.egress_policy(tenant, admitted.egress)
         with self._quotas.slot(tenant.name, tenant.max_concurrent_executions):
             backlog = _Backlog()
 
@@ -129,6 +135,7 @@ class SandboxServicer(pb_grpc.SandboxServicer):
                         on_start=lambda s: backlog.put(convert.started_event(s)),
                         on_output=backlog.output,
                         output_paused=backlog.full,
+                        egress=egress,
                     )
                     backlog.put((_DONE, outcome))
                 except BaseException as e:
@@ -164,6 +171,7 @@ class SandboxServicer(pb_grpc.SandboxServicer):
             idempotency_key=request.idempotency_key,
             max_queued_jobs=tenant.max_queued_jobs or self._tenant_jobs.max_queued_jobs,
             max_async_bytes=tenant.max_async_bytes or self._tenant_jobs.max_async_bytes,
+            egress=admitted.egress,
         )
         return pb.SubmitResponse(execution_id=jobs.submit(spec))
 
@@ -197,7 +205,8 @@ class SandboxServicer(pb_grpc.SandboxServicer):
     ) -> Outcome:
         """jobs.RunJob: one async job on the engine, with the metrics and logs of Execute.
         The engine checks the request again: with Redis it may run on another node, under
-        that node's configuration."""
+        that node's configuration. Its egress is the tenant's rules as they are now (narrowed
+        as the request asked)."""
         return self._run(
             spec.tenant,
             spec.request,
@@ -206,6 +215,7 @@ class SandboxServicer(pb_grpc.SandboxServicer):
             on_start=on_start,
             execution_id=execution_id,
             queued_us=queued_us,
+            egress=convert.egress_policy(self._auth.by_name(spec.tenant), spec.egress),
         )
 
     # -- steps ---------------------------------------------------------------------------------
@@ -227,6 +237,7 @@ class SandboxServicer(pb_grpc.SandboxServicer):
         execution_id: str | None = None,
         queued_us: int = 0,
         output_paused: Callable[[], bool] | None = None,
+        egress: EgressPolicy | None = None,
     ) -> Outcome:
         req = request.request if isinstance(request, CheckedRequest) else request
         execution_id = execution_id or uuid.uuid4().hex
@@ -239,6 +250,7 @@ class SandboxServicer(pb_grpc.SandboxServicer):
                 on_output=on_output,
                 execution_id=execution_id,
                 output_paused=output_paused,
+                egress=egress,
             )
         finally:
             self._metrics.in_flight.dec()
@@ -263,6 +275,18 @@ class SandboxServicer(pb_grpc.SandboxServicer):
                     "queue_wait_us": outcome.queue_wait_us,
                     "cold_start": outcome.cold_start,
                     "labels": dict(labels),
+                    "egress": [
+                        {
+                            "host": e.host,
+                            "port": e.port,
+                            "allowed": e.allowed,
+                            "connections": e.connections,
+                            "sent_bytes": e.sent_bytes,
+                            "received_bytes": e.received_bytes,
+                            "reason": e.reason,
+                        }
+                        for e in outcome.egress
+                    ],
                 }
             },
         )

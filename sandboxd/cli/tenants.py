@@ -107,6 +107,24 @@ def register(subparsers: Subparsers) -> None:
         default=[],
         help="a ceiling limit: larger requests are clamped to it (repeatable; same fields)",
     )
+    add.add_argument(
+        "--egress",
+        metavar="HOST:PORT",
+        action="append",
+        default=[],
+        help="a destination the tenant's programs may reach through the egress proxy "
+        "(repeatable; HOST:PORT, *.DOMAIN:PORT, ADDRESS[/BITS]:PORT; docs/operations.md "
+        "'Egress'). Headers with secrets are added to the file by hand "
+        "([[tenants.NAME.egress_headers]])",
+    )
+    add.add_argument(
+        "--egress-private-range",
+        metavar="CIDR",
+        action="append",
+        default=[],
+        help="a loopback, link-local or private range the egress proxy may connect to for this "
+        "tenant (repeatable; refused otherwise)",
+    )
     add.set_defaults(handler=_add)
 
     list_ = commands.add_parser(
@@ -153,6 +171,8 @@ _FLAGS = {  # tenant field -> (flag, argparse dest)
     "max_async_bytes": ("--max-async-bytes", "max_async_bytes"),
     "default_limits": ("--default", "default"),
     "ceiling_limits": ("--ceiling", "ceiling"),
+    "egress": ("--egress", "egress"),
+    "egress_private_ranges": ("--egress-private-range", "egress_private_range"),
 }
 
 
@@ -187,8 +207,13 @@ def _flag_value(args: argparse.Namespace, field: str) -> str:
     """The flag and what was given to it, for an error about tenant field `field`
     (`runtimes`, `ceiling_limits.wall_time_ms`, ...)."""
     table, _, limit = field.partition(".")
+    table, _, index = table.partition("[")
     flag, dest = _FLAGS[table]
     given = getattr(args, dest)
+    if index:  # --egress, repeatable: the one refused
+        return f"{flag} {given[int(index.rstrip(']'))]!r}"
+    if table in ("egress", "egress_private_ranges"):
+        return f"{flag} {given!r}"
     if isinstance(given, list):  # --default/--ceiling FIELD=VALUE, repeatable
         mine = [item for item in given if item.partition("=")[0].strip() == limit]
         return f"{flag} {mine[0]!r}" if mine else flag
@@ -210,10 +235,13 @@ def _add(args: argparse.Namespace) -> int:
             max_async_bytes=_optional(args.max_async_bytes),
             default_limits=_limits("--default", args.default),
             ceiling_limits=_limits("--ceiling", args.ceiling),
+            egress=args.egress,
+            egress_private_ranges=args.egress_private_range,
         )
     except tenants.TenantsFileError as e:
-        if e.field and e.field.partition(".")[0] in _FLAGS and e.tenant == args.name:
-            return _error(f"{_flag_value(args, e.field)}: {e.reason}")
+        field = e.field or ""
+        if field.partition(".")[0].partition("[")[0] in _FLAGS and e.tenant == args.name:
+            return _error(f"{_flag_value(args, field)}: {e.reason}")
         return _error(str(e))
     except (_UsageError, OSError) as e:
         return _error(str(e))
@@ -247,6 +275,13 @@ def _list(args: argparse.Namespace) -> int:
         for field in ("max_open_calls", "max_queued_jobs", "max_async_bytes"):
             if getattr(tenant, field) is not None:
                 quotas += f"{field}={getattr(tenant, field)}  "
+        if tenant.egress is not None:  # never a header's value
+            quotas += f"egress={','.join(str(r) for r in tenant.egress.rules)}  "
+            if tenant.egress.private_ranges:
+                quotas += f"egress_private_ranges={','.join(tenant.egress.private_ranges)}  "
+            if tenant.egress.headers:
+                names = ",".join(f"{h.host}:{h.name}" for h in tenant.egress.headers)
+                quotas += f"egress_headers={names}  "
         print(
             f"{name:<{width}}  runtimes={runtimes}  "
             f"max_concurrent={tenant.max_concurrent_executions}  {quotas}"

@@ -12,7 +12,7 @@ import struct
 from typing import Any
 
 from sandboxd_pool import ExecutionRequest, Limits, Outcome, Runtime, Verdict
-from sandboxd_pool.types import Mode, Usage
+from sandboxd_pool.types import EgressEntry, Mode, Usage
 
 from ..jobs.contract import JobSpec
 
@@ -63,6 +63,7 @@ def encode_spec(spec: JobSpec) -> bytes:
         "limits": {name: getattr(r.limits, name) for name in r.limits.__dataclass_fields__},
         "request_tenant": r.tenant,
         "files": paths,
+        "egress": list(spec.egress),
     }
     blobs = [r.code.encode(), r.stdin, r.event, *(r.files[p] for p in paths)]
     return _pack(SPEC_MAGIC, header, blobs)
@@ -89,6 +90,7 @@ def decode_spec(data: bytes) -> JobSpec:
         request=request,
         labels=h["labels"],
         idempotency_key=h["idempotency_key"],
+        egress=tuple(h.get("egress", ())),
     )
 
 
@@ -109,6 +111,10 @@ def encode_outcome(outcome: Outcome) -> bytes:
         "queue_wait_us": outcome.queue_wait_us,
         "worker_boot_us": outcome.worker_boot_us,
         "execution_id": outcome.execution_id,
+        "egress": [
+            [e.host, e.port, e.allowed, e.connections, e.sent_bytes, e.received_bytes, e.reason]
+            for e in outcome.egress
+        ],
     }
     return _pack(OUTCOME_MAGIC, header, [outcome.stdout, outcome.stderr, outcome.result])
 
@@ -131,4 +137,5 @@ def decode_outcome(data: bytes) -> Outcome:
         worker_boot_us=h["worker_boot_us"],
         execution_id=h["execution_id"],
         result=result,
+        egress=tuple(EgressEntry(*fields) for fields in h.get("egress", ())),
     )

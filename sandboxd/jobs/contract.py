@@ -60,6 +60,9 @@ class JobSpec:
     # not finished, and the bytes they and its kept results count (store.py).
     max_queued_jobs: int = DEFAULT_MAX_QUEUED_JOBS_PER_TENANT
     max_async_bytes: int = DEFAULT_ASYNC_MAX_BYTES_PER_TENANT
+    # The request's own egress destinations (ExecuteRequest.egress; () all the tenant's). The
+    # policy itself (with the tenant's secrets) is made when the job runs, never stored.
+    egress: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

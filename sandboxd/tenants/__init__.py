@@ -13,7 +13,13 @@ file, the tenant and the field, and the daemon refuses to start rather than gues
     max_open_calls = 32                      # optional, default --max-calls-per-tenant
     max_queued_jobs = 100                    # optional, default --max-queued-jobs-per-tenant
     max_async_bytes = 268435456              # optional, default --async-max-bytes-per-tenant
-    network_allowed = false                  # optional; true is refused (workers have no network)
+    network_allowed = false                  # optional; true is refused (use egress rules)
+    egress = ["api.example.com:443"]         # optional: where the egress proxy may connect
+    egress_private_ranges = ["10.0.0.0/8"]   # optional: private ranges opened for egress
+    [[tenants.acme.egress_headers]]          # optional, repeated: a header the proxy sets
+    host = "api.example.com"
+    name = "Authorization"
+    value = "Bearer ..."
     [tenants.acme.default_limits]            # optional: used when a request leaves a limit at 0
     wall_time_ms = 5000
     [tenants.acme.ceiling_limits]            # optional: the most a request may ask for

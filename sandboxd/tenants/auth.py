@@ -46,6 +46,14 @@ class Authenticator:
             raise ValueError("a zero-config daemon has no tenants file to reload")
         self._directory = directory  # one reference swap: a call sees the old or the new
 
+    def by_name(self, name: str) -> Tenant | None:
+        """The tenant called `name` as the tenants file has it now (None once removed): an
+        async job's egress follows the rules in force when it runs."""
+        if self._default is not None:
+            return self._default if name == self._default.name else None
+        assert self._directory is not None
+        return self._directory.get(name)
+
     def tenant(self, metadata: Iterable[tuple[str, str | bytes]] | None) -> Tenant:
         key = api_key(metadata)
         if self._default is not None:

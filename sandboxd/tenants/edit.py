@@ -38,13 +38,25 @@ FILE_HEADER = """\
 #                                    executions accepted and not finished
 #   max_async_bytes = 268435456      optional, default --async-max-bytes-per-tenant: memory
 #                                    for the tenant's async requests and results
-#   network_allowed = false          optional; true is refused: workers have no network
+#   network_allowed = false          optional; true is refused: use egress rules instead
+#   egress = ["api.example.com:443", "*.example.org:443"]
+#                                    optional, default none: where the egress proxy may
+#                                    connect (HOST:PORT, *.DOMAIN:PORT, ADDRESS[/BITS]:PORT)
+#   egress_private_ranges = ["10.0.0.0/8"]
+#                                    optional: loopback, link-local or private ranges the
+#                                    proxy may connect to for this tenant (refused otherwise)
+#   [[tenants.NAME.egress_headers]]  optional, repeated: a header the proxy sets on requests
+#   host = "api.example.com"         to this host (exact name or *.DOMAIN; it must be within
+#   name = "Authorization"           `egress`); the program never sees the value. Edit the
+#   value = "Bearer ..."             file by hand: a secret does not belong on a command line
 #   [tenants.NAME.default_limits]    optional: used when a request leaves a limit at 0
 #   [tenants.NAME.ceiling_limits]    optional: the most a request may ask for (larger
 #                                    requests are clamped); at most the built-in ceilings
 #
 # Limit fields (integers; omit a field to use the built-in value): wall_time_ms,
-# cpu_time_ms, memory_bytes, max_output_bytes (per stream), max_processes, tmpfs_bytes.
+# cpu_time_ms, memory_bytes, max_output_bytes (per stream), max_processes, tmpfs_bytes,
+# max_output_files, max_output_files_bytes, max_egress_connections, max_egress_sent_bytes,
+# max_egress_received_bytes.
 """
 
 
@@ -61,8 +73,11 @@ def add_tenant(
     max_open_calls: int | None = None,
     max_queued_jobs: int | None = None,
     max_async_bytes: int | None = None,
+    egress: Iterable[str] | None = None,
+    egress_private_ranges: Iterable[str] | None = None,
 ) -> str:
     """Add a tenant with a fresh API key and return the key (it is stored only hashed).
+    Egress headers (secrets) are not taken here: they are added to the file by hand.
 
     Creates the file if it is missing; refuses a name already present. The result is
     validated by loading it before it atomically replaces the file, so on any error the
@@ -97,6 +112,10 @@ def add_tenant(
     ):
         if value is not None:
             entry[field] = value
+    if egress:
+        entry["egress"] = list(egress)
+    if egress_private_ranges:
+        entry["egress_private_ranges"] = list(egress_private_ranges)
     if default_limits:
         entry["default_limits"] = dict(default_limits)
     if ceiling_limits:
@@ -220,14 +239,21 @@ def _dump_tenant(name: str, entry: Mapping[str, Any]) -> str:
     Names are checked against NAME_PATTERN, so they are always bare keys."""
     lines = [f"[tenants.{name}]"]
     tables: list[tuple[str, Mapping[str, Any]]] = []
+    arrays: list[tuple[str, list[Mapping[str, Any]]]] = []  # [[tenants.NAME.KEY]] tables
     for key, value in entry.items():
         if isinstance(value, Mapping):
             tables.append((key, value))
+        elif isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
+            arrays.append((key, value))
         else:
             lines.append(f"{key} = {_toml_value(value)}")
     for key, table in tables:
         lines.append(f"[tenants.{name}.{key}]")
         lines.extend(f"{field} = {_toml_value(value)}" for field, value in table.items())
+    for key, items in arrays:
+        for item in items:
+            lines.append(f"[[tenants.{name}.{key}]]")
+            lines.extend(f"{field} = {_toml_value(value)}" for field, value in item.items())
     return "\n".join(lines) + "\n"
 
 

@@ -9,6 +9,7 @@ import tomllib
 from collections.abc import Callable
 from typing import Any
 
+from sandboxd_pool.egress import EgressHeader, EgressPolicy, EgressRule
 from sandboxd_pool.types import CEILING_LIMITS, DEFAULT_LIMITS, Limits, Runtime
 from sandboxd_pool.validation import MIN_LIMITS
 
@@ -40,8 +41,12 @@ _TENANT_KEYS = frozenset(
         "max_async_bytes",
         "default_limits",
         "ceiling_limits",
+        "egress",
+        "egress_private_ranges",
+        "egress_headers",
     }
 )
+_HEADER_KEYS = frozenset({"host", "name", "value"})
 
 
 def load_tenants(path: str | os.PathLike[str]) -> dict[str, Tenant]:
@@ -150,9 +155,11 @@ def _tenant(label: str, name: str, raw: object) -> Tenant:
     if network_allowed:
         raise error(
             "network_allowed",
-            "network_allowed = true is not supported by this build of sandboxd: workers have "
-            "no network. Remove the line or set it to false.",
+            "network_allowed = true is not supported: workers have no network of their own. "
+            'Give the tenant egress rules instead (egress = ["HOST:PORT"], docs/egress.md) '
+            "and remove the line or set it to false.",
         )
+    egress = _egress(raw, error)
 
     open_calls = _optional_count(raw, "max_open_calls", MAX_OPEN_CALLS, error)
     queued_jobs = _optional_count(raw, "max_queued_jobs", MAX_QUEUED_JOBS, error)
@@ -197,7 +204,77 @@ def _tenant(label: str, name: str, raw: object) -> Tenant:
         max_open_calls=open_calls,
         max_queued_jobs=queued_jobs,
         max_async_bytes=async_bytes,
+        egress=egress,
     )
+
+
+def _egress(raw: dict[str, Any], error: _ErrorFactory) -> EgressPolicy | None:
+    """The tenant's egress policy from `egress`, `egress_private_ranges` and
+    `[[egress_headers]]`; None without rules. Ranges and headers need rules; a header's host
+    must be one the rules allow (by name, on some port)."""
+    rules_raw = raw.get("egress", [])
+    if not isinstance(rules_raw, list) or not all(isinstance(r, str) for r in rules_raw):
+        raise error("egress", f'egress must be a list of "HOST:PORT" strings, got {rules_raw!r}')
+    rules = []
+    for i, entry in enumerate(rules_raw):
+        try:
+            rules.append(EgressRule.parse(entry))
+        except ValueError as e:
+            raise error(f"egress[{i}]", f"egress[{i}]: {e}") from None
+    ranges = raw.get("egress_private_ranges", [])
+    if not isinstance(ranges, list) or not all(isinstance(r, str) for r in ranges):
+        raise error(
+            "egress_private_ranges",
+            f'egress_private_ranges must be a list of "ADDRESS/BITS" strings, got {ranges!r}',
+        )
+    headers_raw = raw.get("egress_headers", [])
+    if not isinstance(headers_raw, list) or not all(isinstance(h, dict) for h in headers_raw):
+        raise error(
+            "egress_headers",
+            "egress_headers must be [[tenants.NAME.egress_headers]] tables with host, name "
+            "and value",
+        )
+    headers = []
+    for i, table in enumerate(headers_raw):
+        where = f"egress_headers[{i}]"
+        unknown = sorted(set(table) - _HEADER_KEYS)
+        missing = sorted(_HEADER_KEYS - set(table))
+        if unknown or missing:
+            problem = f"unknown key {unknown[0]!r}" if unknown else f"{missing[0]} is missing"
+            raise error(where, f"{where}: {problem} (a header is host, name and value)")
+        if not all(isinstance(table[k], str) for k in _HEADER_KEYS):
+            raise error(where, f"{where}: host, name and value must be strings")
+        try:
+            header = EgressHeader(table["host"], table["name"], table["value"])
+        except ValueError as e:
+            raise error(where, f"{where}: {e}") from None
+        if not any(_rule_names(rule, header.host) for rule in rules):
+            raise error(
+                f"{where}.host",
+                f"{where}.host: {header.host} is not within the tenant's egress rules "
+                "(a header only goes where egress allows)",
+            )
+        headers.append(header)
+    if not rules:
+        for field in ("egress_private_ranges", "egress_headers"):
+            if raw.get(field):
+                raise error(field, f"{field} without egress rules has no effect: add `egress`")
+        return None
+    try:
+        return EgressPolicy(
+            rules=tuple(rules), private_ranges=tuple(ranges), headers=tuple(headers)
+        )
+    except ValueError as e:
+        raise error("egress_private_ranges", f"egress_private_ranges: {e}") from None
+
+
+def _rule_names(rule: EgressRule, host: str) -> bool:
+    """Whether `rule` allows the name `host` (or, for a wildcard header, names under it)."""
+    if rule.network is not None:
+        return False
+    if host.startswith("*."):
+        return rule.host.startswith("*.") and (host == rule.host or host.endswith(rule.host[1:]))
+    return rule.matches(host, rule.port)
 
 
 def _positive_number(

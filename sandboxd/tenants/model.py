@@ -12,6 +12,7 @@ import secrets
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
+from sandboxd_pool.egress import EgressPolicy
 from sandboxd_pool.types import CEILING_LIMITS, DEFAULT_LIMITS, Limits, Runtime
 
 DEFAULT_MAX_CONCURRENT_EXECUTIONS = 8
@@ -50,6 +51,9 @@ class Tenant:
     max_open_calls: int | None = None  # calls open at once on a node
     max_queued_jobs: int | None = None  # async executions accepted and not finished
     max_async_bytes: int | None = None  # async memory: requests with room for output, results
+    # What the tenant's programs may reach through the egress proxy; None: nothing (the
+    # proxy's port is refused). Its headers are secrets: out of repr (EgressHeader).
+    egress: EgressPolicy | None = None
 
     def effective_limits(self, requested: Limits) -> Limits:
         """The limits an execution runs with: a zero field takes the tenant's default, then

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -50,7 +51,7 @@ def seccomp_profile(podman: Podman) -> str:
     """The profile docs/operations.md says to make: `sandboxd seccomp-profile` from podman's default."""
     path = os.path.join(CACHE_DIR, "sandboxd-seccomp.json")
     subprocess.run(
-        ["python3", "-m", "sandboxd", "seccomp-profile", "--base", PODMAN_SECCOMP, "-o", path],
+        [sys.executable, "-m", "sandboxd", "seccomp-profile", "--base", PODMAN_SECCOMP, "-o", path],
         check=True,
     )
     return path
@@ -89,7 +90,7 @@ def tenants_dir() -> Iterator[str]:
 def health(target: str, service: str = "") -> str:
     out = subprocess.run(
         [
-            "python3",
+            sys.executable,
             "-m",
             "sandboxd",
             "health",

@@ -60,7 +60,13 @@ def _limit_values(name: str, maximum: int) -> st.SearchStrategy[int]:
     )
 
 
-_UINT64_LIMITS = {"memory_bytes", "max_output_bytes", "tmpfs_bytes"}
+_UINT64_LIMITS = {
+    "memory_bytes",
+    "max_output_bytes",
+    "tmpfs_bytes",
+    "max_egress_sent_bytes",
+    "max_egress_received_bytes",
+}
 
 
 @st.composite

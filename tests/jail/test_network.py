@@ -1,10 +1,12 @@
-"""Hostile programs against the network boundary (SECURITY.md, "Threat model": no network; docs/architecture.md, the jail: a
-net namespace holding only a down `lo`; seccomp: socket families other than AF_UNIX/INET/INET6
-fail with EAFNOSUPPORT).
+"""Hostile programs against the network boundary (SECURITY.md, "Threat model": no network
+unless egress is given; docs/architecture.md, the jail: a net namespace holding only its own
+`lo`, up, where the egress proxy's port 3128 is refused for a request without egress;
+seccomp: socket families other than AF_UNIX/INET/INET6 fail with EAFNOSUPPORT).
 
 The test process starts real TCP and UDP servers on the host (loopback and every other local
-IPv4 address) and proves the sandbox cannot reach them: the program sees the connect fail and
-the servers see nothing.
+IPv4 address) and proves the sandbox cannot reach them: the program sees the connect fail (its
+127.0.0.1 and ::1 are its own namespace's, where nothing listens: refused, and a datagram goes
+nowhere) and the servers see nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import pytest
 from helpers import run
 
 from sandboxd_pool import Limits, Outcome, Pool, Runtime, Verdict
+from sandboxd_pool.jail.network import PROXY_PORT
 
 LIMITS = Limits(wall_time_ms=8_000)
 RUNTIMES = pytest.mark.parametrize(
@@ -160,10 +163,20 @@ def test_cannot_reach_host_servers_metadata_or_internet(
     targets += [f"udp {t.replace(':', ' ')}" for t in host_servers.udp]
     targets += [f"tcp {METADATA} 80", f"tcp {PUBLIC_DNS} 53", f"udp {PUBLIC_DNS} 53"]
     ipv6 = [f"tcp ::1 {tcp_port}", f"udp ::1 {tcp_port}"]
+    targets += [f"tcp 127.0.0.1 {PROXY_PORT}"]
     code = PY_CONNECT if runtime is Runtime.PYTHON else JS_CONNECT
     seen = _report(run(pool, runtime, code, args=(*targets, *ipv6), limits=LIMITS))
-    # No route at all: the namespace's only interface is a down lo.
-    assert seen == {**{t: "ENETUNREACH" for t in targets}, **{t: "EADDRNOTAVAIL" for t in ipv6}}
+
+    # No route but the namespace's own loopback: every other address is unreachable; on its
+    # loopback nothing listens (the proxy's port included: this request has no egress), and a
+    # datagram to it stays in the namespace.
+    def expected(target: str) -> str:
+        proto, host, _ = target.split(" ")
+        if host in ("127.0.0.1", "::1"):
+            return "ECONNREFUSED" if proto == "tcp" else "SENT"
+        return "ENETUNREACH"
+
+    assert seen == {t: expected(t) for t in (*targets, *ipv6)}
     host_servers.saw_nothing()
 
 
@@ -256,7 +269,7 @@ def test_forbidden_socket_families_and_raw_sockets(pool: Pool) -> None:
     assert seen == expected
 
 
-def test_interfaces_cannot_be_brought_up_and_host_sockets_are_invisible(
+def test_interfaces_cannot_be_changed_and_host_sockets_are_invisible(
     pool: Pool, host_servers: HostServers
 ) -> None:
     code = textwrap.dedent(
@@ -268,10 +281,10 @@ def test_interfaces_cannot_be_brought_up_and_host_sockets_are_invisible(
         flags = struct.unpack("16sh14x", fcntl.ioctl(s, SIOCGIFFLAGS, struct.pack("16sh14x", b"lo", 0)))[1]
         out["lo up"] = bool(flags & IFF_UP)
         try:
-            fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sh14x", b"lo", flags | IFF_UP))
-            out["bring lo up"] = "OK"
+            fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sh14x", b"lo", flags & ~IFF_UP))
+            out["take lo down"] = "OK"
         except OSError as e:
-            out["bring lo up"] = errno.errorcode[e.errno]
+            out["take lo down"] = errno.errorcode[e.errno]
         out["interfaces"] = [l.split(":")[0].strip() for l in open("/proc/net/dev").readlines()[2:]]
         out["tcp sockets"] = open("/proc/net/tcp").read().splitlines()[1:]
         out["udp sockets"] = open("/proc/net/udp").read().splitlines()[1:]
@@ -280,9 +293,11 @@ def test_interfaces_cannot_be_brought_up_and_host_sockets_are_invisible(
     )
     seen = _report(run(pool, Runtime.PYTHON, code, limits=LIMITS))
     assert seen == {
-        "lo up": False,
-        "bring lo up": "EPERM",
+        "lo up": True,  # brought up by the worker while privileged (the egress proxy's door)
+        "take lo down": "EPERM",
         "interfaces": ["lo"],
-        "tcp sockets": [],  # the host's listening servers (this test's own) are not there
+        # The host's listening servers (this test's own) are not there, nor the proxy's
+        # socket: a request without egress has it closed before the program runs.
+        "tcp sockets": [],
         "udp sockets": [],
     }

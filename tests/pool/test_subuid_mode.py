@@ -39,12 +39,19 @@ from pathlib import Path
 import psutil
 import pytest
 
+import sandboxd_pool
 from sandboxd_pool.jail.mode import NEWGIDMAP, NEWUIDMAP, SUBGID_FILE, SUBUID_FILE
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "jail"))
 from hostile_programs import FORK_LIMITS, PY_FORK_BOMB
 
 SUBID_COUNT = 65536
+# The driver imports this checkout's engine and this environment's packages: the bare
+# interpreter's own site-packages may hold another checkout's sandboxd_pool.
+ENGINE = os.path.dirname(os.path.abspath(sandboxd_pool.__file__))
+DRIVER_PATH = os.pathsep.join(
+    [os.path.dirname(ENGINE), *(p for p in sys.path if p.endswith("site-packages"))]
+)
 DRIVER_TIMEOUT_S = 240
 INTERPRETER = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
 PYENV_ROOT = "/root/.pyenv"
@@ -65,12 +72,14 @@ exec setpriv --reuid "$user" --regid "$user" --clear-groups --inh-caps=-all "$@"
 """
 
 SUBUID_DRIVER = r"""
-import json, logging, os, sys, time
+import dataclasses, http.server, json, logging, os, sys, threading, time
 from sandboxd_pool import ExecutionRequest, Limits, Pool, PoolConfig, Runtime
+from sandboxd_pool.egress import EgressPolicy
 
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+import sandboxd_pool
 scenario = json.load(open(sys.argv[1]))
-report = {"euid": os.geteuid()}
+report = {"euid": os.geteuid(), "engine": os.path.dirname(sandboxd_pool.__file__)}
 
 
 def run(pool, runtime, code, **kw):
@@ -92,10 +101,26 @@ def ids(pid):
     return int(fields["Uid"].split()[0]), int(fields["Gid"].split()[0])
 
 
+class Site(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b"through the proxy"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+site = http.server.HTTPServer(("127.0.0.1", 0), Site)
+threading.Thread(target=site.serve_forever, daemon=True).start()
+site_url = f"http://site.example.test:{site.server_address[1]}/"
 config = PoolConfig(
     warm_workers_per_runtime=2,
     max_concurrent_executions=4,
     readonly_binds=(scenario["secret_dir"],),
+    egress_hosts_file=scenario["egress_hosts"],
 )
 with Pool(config) as pool:
     report["mode"] = pool.jail_mode.mode
@@ -123,6 +148,21 @@ with Pool(config) as pool:
         if name == "cross_kill":
             time.sleep(0.2)
             report["targets_alive"] = [os.path.exists(f"/proc/{p}") for p in targets]
+    # Egress: the worker brought its loopback up and listened there from inside its own user
+    # namespace (the capabilities of that namespace, which owns its network namespace).
+    policy = EgressPolicy.parse([f"site.example.test:{site.server_address[1]}"], ["127.0.0.0/8"])
+    egress_code = {
+        "python": "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode())",
+        "javascript": "fetch(process.argv[2]).then((r) => r.text()).then(console.log)",
+    }
+    for runtime, code in egress_code.items():
+        o = pool.execute(ExecutionRequest(runtime=Runtime(runtime), code=code, args=(site_url,)), egress=policy)
+        report[f"egress_{runtime}"] = {
+            "stdout": o.stdout.decode(errors="replace"),
+            "stderr": o.stderr.decode(errors="replace")[-2000:],
+            "egress": [dataclasses.asdict(e) for e in o.egress],
+        }
+site.shutdown()
 print(json.dumps(report))
 """
 
@@ -298,15 +338,25 @@ def report(subuid_user: SubuidUser) -> dict[str, object]:
     user = subuid_user
     driver = os.path.join(user.workdir, "driver.py")
     scenario = os.path.join(user.workdir, "scenario.json")
+    hosts = os.path.join(user.workdir, "egress-hosts")
+    with open(hosts, "w") as f:
+        f.write("127.0.0.1 site.example.test\n")
     with open(driver, "w") as f:
         f.write(textwrap.dedent(SUBUID_DRIVER))
     with open(scenario, "w") as f:
-        json.dump({"secret_dir": os.path.dirname(user.secret_path), "programs": _programs(user)}, f)
-    for path in (driver, scenario):
+        json.dump(
+            {
+                "secret_dir": os.path.dirname(user.secret_path),
+                "programs": _programs(user),
+                "egress_hosts": hosts,
+            },
+            f,
+        )
+    for path in (driver, scenario, hosts):
         os.chmod(path, 0o644)
     command = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c"]
     command += [REACHABLE_PYENV, "sh", user.name, INTERPRETER, driver, scenario]
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "PYTHONPATH": DRIVER_PATH}
     try:
         done = subprocess.run(
             command, capture_output=True, text=True, timeout=DRIVER_TIMEOUT_S, env=env
@@ -330,6 +380,7 @@ def test_auto_chooses_subuid_mode_for_a_non_root_user(
     report: dict, subuid_user: SubuidUser
 ) -> None:
     assert report["euid"] == subuid_user.uid != 0
+    assert report["engine"] == ENGINE  # this checkout's, not the interpreter's own
     assert report["mode"] == "subuid", report["why"]
     assert "lacks CAP_SYS_ADMIN and CAP_SETUID" in report["why"]
     assert (report["uid_base"], report["gid_base"]) == (
@@ -436,3 +487,15 @@ def test_nothing_left_behind(report: dict, subuid_user: SubuidUser) -> None:
     with open("/proc/mounts") as f:
         assert "sbx-subuid" not in f.read()
     assert not [d for d in os.listdir("/run") if d.startswith("sbx-subuid-pyenv")]
+
+
+def test_egress_works_in_subuid_mode(report: dict) -> None:
+    for runtime in ("python", "javascript"):
+        seen = report[f"egress_{runtime}"]
+        assert seen["stdout"] == "through the proxy\n", seen["stderr"]
+        (entry,) = seen["egress"]
+        assert (entry["host"], entry["allowed"], entry["connections"]) == (
+            "site.example.test",
+            True,
+            1,
+        )

@@ -13,7 +13,7 @@ from sandboxd.cluster.codec import (
 )
 from sandboxd.jobs.contract import JobSpec
 from sandboxd_pool import ExecutionRequest, Limits, Outcome, Runtime, Verdict
-from sandboxd_pool.types import Mode, Usage
+from sandboxd_pool.types import EgressEntry, Mode, Usage
 
 
 def test_a_spec_round_trips_with_binary_payloads() -> None:
@@ -73,3 +73,23 @@ def test_garbage_is_refused() -> None:
         decode_outcome(good + b"x")
     with pytest.raises(CodecError):
         decode_spec(good)
+
+
+def test_egress_round_trips_without_a_secret() -> None:
+    """A job keeps the request's own egress list (the policy, with the tenant's secrets, is
+    made when it runs); its result keeps the egress summary."""
+    spec = JobSpec(
+        "acme",
+        1,
+        ExecutionRequest(runtime=Runtime.PYTHON, code=""),
+        egress=("api.example.test:443", "[2001:db8::1]:8443"),
+    )
+    assert decode_spec(encode_spec(spec)) == spec
+    outcome = Outcome(
+        verdict=Verdict.OK,
+        egress=(
+            EgressEntry("api.example.test", 443, True, 2, 100, 2000),
+            EgressEntry("evil.test", 443, False, 1, 0, 0, "not in the rules"),
+        ),
+    )
+    assert decode_outcome(encode_outcome(outcome)) == outcome

@@ -181,3 +181,39 @@ def test_async_settings_defaults_and_environment() -> None:
     assert s.result_retention_s == 2.5
     assert s.max_queued_jobs == 5
     assert s.async_max_bytes == 32 * 1024 * 1024
+
+
+def test_egress_files_are_checked_at_startup(tmp_path: Path) -> None:
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 api.example.test\n")
+    bundle = tmp_path / "ca.pem"
+    import ssl
+
+    bundle.write_text(ssl.DER_cert_to_PEM_cert(_any_ca_der()))
+    s = parse(["--egress-hosts", str(hosts)], {"SANDBOXD_EGRESS_CA_BUNDLE": str(bundle)})
+    config = pool_config(s)
+    assert (config.egress_hosts_file, config.egress_ca_file) == (str(hosts), str(bundle))
+    hosts.write_text("127.0.0.1 api.example.test\nnot-an-address name\n")
+    bundle.write_text("not a certificate\n")
+    with pytest.raises(SettingsError) as info:
+        parse(["--egress-hosts", str(hosts), "--egress-ca-bundle", str(bundle)])
+    assert info.value.problems == [
+        f"--egress-hosts: {str(hosts)!r}: {hosts}, line 2: 'not-an-address' is not an address",
+        f"--egress-ca-bundle: {str(bundle)!r}: not PEM CA certificates "
+        "(NO_CERTIFICATE_OR_CRL_FOUND)",
+    ]
+    with pytest.raises(SettingsError) as info:
+        parse([], {"SANDBOXD_EGRESS_HOSTS": str(tmp_path / "missing")})
+    assert info.value.problems == [
+        f"SANDBOXD_EGRESS_HOSTS: {str(tmp_path / 'missing')!r} does not exist"
+    ]
+
+
+def _any_ca_der() -> bytes:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from sandboxd_pool.egress.ca import CertificateAuthority
+
+    pem = CertificateAuthority().cert_pem.encode()
+    return x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)

@@ -62,20 +62,26 @@ EXECUTION_STATE_DONE: ExecutionState
 EXECUTION_STATE_CANCELLED: ExecutionState
 
 class Limits(_message.Message):
-    __slots__ = ("wall_time_ms", "cpu_time_ms", "memory_bytes", "max_output_bytes", "max_processes", "tmpfs_bytes")
+    __slots__ = ("wall_time_ms", "cpu_time_ms", "memory_bytes", "max_output_bytes", "max_processes", "tmpfs_bytes", "max_egress_connections", "max_egress_sent_bytes", "max_egress_received_bytes")
     WALL_TIME_MS_FIELD_NUMBER: _ClassVar[int]
     CPU_TIME_MS_FIELD_NUMBER: _ClassVar[int]
     MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAX_OUTPUT_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAX_PROCESSES_FIELD_NUMBER: _ClassVar[int]
     TMPFS_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_EGRESS_CONNECTIONS_FIELD_NUMBER: _ClassVar[int]
+    MAX_EGRESS_SENT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_EGRESS_RECEIVED_BYTES_FIELD_NUMBER: _ClassVar[int]
     wall_time_ms: int
     cpu_time_ms: int
     memory_bytes: int
     max_output_bytes: int
     max_processes: int
     tmpfs_bytes: int
-    def __init__(self, wall_time_ms: _Optional[int] = ..., cpu_time_ms: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., max_output_bytes: _Optional[int] = ..., max_processes: _Optional[int] = ..., tmpfs_bytes: _Optional[int] = ...) -> None: ...
+    max_egress_connections: int
+    max_egress_sent_bytes: int
+    max_egress_received_bytes: int
+    def __init__(self, wall_time_ms: _Optional[int] = ..., cpu_time_ms: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., max_output_bytes: _Optional[int] = ..., max_processes: _Optional[int] = ..., tmpfs_bytes: _Optional[int] = ..., max_egress_connections: _Optional[int] = ..., max_egress_sent_bytes: _Optional[int] = ..., max_egress_received_bytes: _Optional[int] = ...) -> None: ...
 
 class File(_message.Message):
     __slots__ = ("path", "content")
@@ -86,7 +92,7 @@ class File(_message.Message):
     def __init__(self, path: _Optional[str] = ..., content: _Optional[bytes] = ...) -> None: ...
 
 class ExecuteRequest(_message.Message):
-    __slots__ = ("runtime", "code", "stdin", "args", "env", "files", "limits", "mode", "event", "idempotency_key", "labels")
+    __slots__ = ("runtime", "code", "stdin", "args", "env", "files", "limits", "mode", "event", "idempotency_key", "labels", "egress")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -112,6 +118,7 @@ class ExecuteRequest(_message.Message):
     EVENT_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    EGRESS_FIELD_NUMBER: _ClassVar[int]
     runtime: Runtime
     code: str
     stdin: bytes
@@ -123,7 +130,8 @@ class ExecuteRequest(_message.Message):
     event: bytes
     idempotency_key: str
     labels: _containers.ScalarMap[str, str]
-    def __init__(self, runtime: _Optional[_Union[Runtime, str]] = ..., code: _Optional[str] = ..., stdin: _Optional[bytes] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., files: _Optional[_Iterable[_Union[File, _Mapping]]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., mode: _Optional[_Union[Mode, str]] = ..., event: _Optional[bytes] = ..., idempotency_key: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    egress: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, runtime: _Optional[_Union[Runtime, str]] = ..., code: _Optional[str] = ..., stdin: _Optional[bytes] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., files: _Optional[_Iterable[_Union[File, _Mapping]]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., mode: _Optional[_Union[Mode, str]] = ..., event: _Optional[bytes] = ..., idempotency_key: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., egress: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Usage(_message.Message):
     __slots__ = ("wall_time_us", "cpu_time_us", "peak_memory_bytes")
@@ -136,7 +144,7 @@ class Usage(_message.Message):
     def __init__(self, wall_time_us: _Optional[int] = ..., cpu_time_us: _Optional[int] = ..., peak_memory_bytes: _Optional[int] = ...) -> None: ...
 
 class ExecuteResponse(_message.Message):
-    __slots__ = ("execution_id", "verdict", "exit_code", "signal", "stdout", "stderr", "stdout_truncated", "stderr_truncated", "result", "blocked_syscall", "usage", "queue_wait_us", "cold_start", "worker_boot_us")
+    __slots__ = ("execution_id", "verdict", "exit_code", "signal", "stdout", "stderr", "stdout_truncated", "stderr_truncated", "result", "blocked_syscall", "usage", "queue_wait_us", "cold_start", "worker_boot_us", "egress")
     EXECUTION_ID_FIELD_NUMBER: _ClassVar[int]
     VERDICT_FIELD_NUMBER: _ClassVar[int]
     EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
@@ -151,6 +159,7 @@ class ExecuteResponse(_message.Message):
     QUEUE_WAIT_US_FIELD_NUMBER: _ClassVar[int]
     COLD_START_FIELD_NUMBER: _ClassVar[int]
     WORKER_BOOT_US_FIELD_NUMBER: _ClassVar[int]
+    EGRESS_FIELD_NUMBER: _ClassVar[int]
     execution_id: str
     verdict: Verdict
     exit_code: int
@@ -165,7 +174,26 @@ class ExecuteResponse(_message.Message):
     queue_wait_us: int
     cold_start: bool
     worker_boot_us: int
-    def __init__(self, execution_id: _Optional[str] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., stdout: _Optional[bytes] = ..., stderr: _Optional[bytes] = ..., stdout_truncated: _Optional[bool] = ..., stderr_truncated: _Optional[bool] = ..., result: _Optional[bytes] = ..., blocked_syscall: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., queue_wait_us: _Optional[int] = ..., cold_start: _Optional[bool] = ..., worker_boot_us: _Optional[int] = ...) -> None: ...
+    egress: _containers.RepeatedCompositeFieldContainer[EgressEntry]
+    def __init__(self, execution_id: _Optional[str] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., stdout: _Optional[bytes] = ..., stderr: _Optional[bytes] = ..., stdout_truncated: _Optional[bool] = ..., stderr_truncated: _Optional[bool] = ..., result: _Optional[bytes] = ..., blocked_syscall: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., queue_wait_us: _Optional[int] = ..., cold_start: _Optional[bool] = ..., worker_boot_us: _Optional[int] = ..., egress: _Optional[_Iterable[_Union[EgressEntry, _Mapping]]] = ...) -> None: ...
+
+class EgressEntry(_message.Message):
+    __slots__ = ("host", "port", "allowed", "connections", "sent_bytes", "received_bytes", "reason")
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    CONNECTIONS_FIELD_NUMBER: _ClassVar[int]
+    SENT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    RECEIVED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    host: str
+    port: int
+    allowed: bool
+    connections: int
+    sent_bytes: int
+    received_bytes: int
+    reason: str
+    def __init__(self, host: _Optional[str] = ..., port: _Optional[int] = ..., allowed: _Optional[bool] = ..., connections: _Optional[int] = ..., sent_bytes: _Optional[int] = ..., received_bytes: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class ExecutionStarted(_message.Message):
     __slots__ = ("execution_id", "queue_wait_us", "cold_start")

@@ -59,6 +59,12 @@ const workdir = header.workdir;
 process.chdir(workdir);
 fs.mkdirSync('out'); // files left here come back with the result (files_out.py)
 for (const key of Object.keys(process.env)) delete process.env[key];
+if (header.egress) {
+  // The proxy in the worker's own namespace (docs/egress.md): variables for the libraries
+  // that read them (axios), and http, https, fetch and TLS routed through it.
+  Object.assign(process.env, egressEnvironment(header.egress));
+  require(path.join(__dirname, 'node_egress.js')).install(header.egress);
+}
 Object.assign(process.env, header.env);
 for (const [rel, data] of files) {
   const target = path.join(workdir, rel);
@@ -68,6 +74,16 @@ for (const [rel, data] of files) {
 const mainPath = path.join(workdir, header.main);
 fs.writeFileSync(mainPath, code);
 process.argv = [process.execPath, mainPath, ...header.args];
+
+function egressEnvironment(egress) {
+  const env = {};
+  for (const name of ['HTTP_PROXY', 'HTTPS_PROXY', 'http_proxy', 'https_proxy']) {
+    env[name] = egress.proxy;
+  }
+  env.NO_PROXY = env.no_proxy = 'localhost,127.0.0.1,::1';
+  env.SSL_CERT_FILE = env.REQUESTS_CA_BUNDLE = egress.ca_file;
+  return env;
+}
 
 function fail(message) {
   fs.writeSync(2, message);

@@ -7,7 +7,8 @@ SOCK_SEQPACKET socket to the zygote. It never runs user code and never sees a re
 child it clones (CLONE_NEWPID | CLONE_PARENT: PID 1 of its own namespace, child of the zygote)
 confines itself (jail/enter.py: enter_forked) and only then reads its one request.
 
-zygote -> template: first a config message {bpf, rlimits, scratch_bytes, cgroup_version, root},
+zygote -> template: first a config message {bpf, rlimits, scratch_bytes, cgroup_version, root,
+environment, egress_proxy},
 then {uid, into} + fds [stdin, stdout, stderr, control, setup, exit pipe, cgroup fds...] per
 worker: with `into`, one fd, the worker cgroup's directory, which the child is created in
 (CLONE_INTO_CGROUP); else the entry fds through which the child moves itself in.
@@ -82,6 +83,7 @@ def main() -> None:
                 (stdin, stdout, stderr, control),
                 setup,
                 exit_pipe,
+                config["egress_proxy"],
             )
             python_boot.serve_one_request()
         for fd in fds:

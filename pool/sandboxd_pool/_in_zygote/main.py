@@ -35,6 +35,7 @@ from ..jail.cgroups import CgroupSetup, WorkerCgroup
 from ..jail.enter import TemplateRoot, boot_environment, enter_and_exec, layer_patches
 from ..jail.init import EXIT_PREFIX
 from ..jail.policy import BOOT_MOUNT, SANDBOX_UID, JailPlan
+from ..zygote_protocol import HANDED_NAMES
 from .seccomp_policy import SeccompProgram, build_program
 
 
@@ -70,6 +71,7 @@ class Child:
     program_pid: int = 0  # host pid of the program, the child of the worker's init
     program_status: int | None = None  # its raw wait status, as the init reported it
     pool_fds: list[int] = field(default_factory=list)
+    handed: tuple[str, ...] = ()  # the names of the init's descriptors at the end of pool_fds
     map_helpers: dict[int, int] = field(default_factory=dict)  # subuid: helper pid -> stderr fd
 
 
@@ -453,6 +455,7 @@ class Zygote:
                 self.plan, "python", env, frozenset(self.patches["python", env])
             ).to_marshal(),
             "environment": boot_environment(self.plan, env),
+            "egress_proxy": self.plan.egress_proxy,
         }
         with contextlib.suppress(OSError):  # if it died, its reason is queued for us
             ours.send(marshal.dumps(config))
@@ -480,7 +483,7 @@ class Zygote:
     def on_setup_message(self, child: Child) -> None:
         assert child.setup is not None
         try:
-            data, fds, _, _ = socket.recv_fds(child.setup, 4096, 2)
+            data, fds, _, _ = socket.recv_fds(child.setup, 4096, 1 + len(HANDED_NAMES))
         except OSError:
             data, fds = b"", []
         if data == b"map":
@@ -500,9 +503,12 @@ class Zygote:
                 child.boot_error = f"writing the uid map: {e}"
                 self.kill(child)
             return
-        if data == b"ok" and fds:
+        words = data.split()
+        if words[:1] == [b"ok"] and fds and len(fds) == len(words):
             child.listener = fds[0]
-            child.pool_fds += fds[1:]  # subuid mode: the scratch fs context, for the pool
+            # For the pool, named: the egress proxy's socket, the scratch fs context (subuid).
+            child.pool_fds += fds[1:]
+            child.handed = tuple(w.decode() for w in words[1:])
             child.program_pid = program_of(child.pid)
             self.report_spawned(child)
             return
@@ -528,6 +534,7 @@ class Zygote:
             runtime=child.runtime,
             cgroup=dict(child.cgroup.paths) if child.cgroup else {},
             program_pid=child.program_pid,
+            handed=child.handed,
         )
         fds = [child.pidfd, *child.pool_fds]
         self.tell_pool(message, fds)

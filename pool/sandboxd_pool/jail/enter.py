@@ -8,7 +8,8 @@ Two ways in, one order:
     child confines itself and runs the bootstrap in the already-warm interpreter, no exec.
 
 confine(), in order: wait for the zygote's "go"; cgroup (the child moves itself in); mount, net,
-IPC, UTS and cgroup namespaces; its private mounts (scratch tmpfs, a fresh /proc) as real root;
+IPC, UTS and cgroup namespaces; with egress on, `lo` up and the proxy's listening socket in the
+new network namespace (jail/network.py); its private mounts (scratch tmpfs, a fresh /proc) as real root;
 hostname; the slot's host uid, then the user namespace (mapped by the zygote); fds; rlimits;
 capabilities; no_new_privs; seccomp (whose listener goes to the zygote); then the fork of the
 program, the confined process staying behind as the namespace's init (jail/init.py).
@@ -18,7 +19,7 @@ CLONE_NEWPID, so the user namespace comes first and owns the PID namespace. The 
 "go", moves into its cgroup (if any), asks for its map ("map": the zygote runs newuidmap and
 newgidmap, SANDBOX_UID -> a subordinate id of the slot) and waits for "mapped"; then, holding
 every capability inside its own user namespace, it unshares mount, net, IPC, UTS and cgroup,
-builds its root (sources opened as the daemon user, then it becomes the sandbox user, keeping
+opens the proxy's socket (egress on), builds its root (sources opened as the daemon user, then it becomes the sandbox user, keeping
 the namespace's capabilities; /proc mounted before the old root is detached), its scratch
 tmpfs, hostname; then fds, rlimits, capabilities, no_new_privs, seccomp exactly as above.
 """
@@ -33,7 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import capabilities, cgroups, init, mounts, namespaces, rlimits, seccomp
+from . import capabilities, cgroups, init, mounts, namespaces, network, rlimits, seccomp
 from .elf_runpath import relocate_runpath
 from .policy import (
     ENVIRONMENT_MOUNT,
@@ -53,9 +54,11 @@ EXIT_PIPE_FD = 5  # the init's report of the program's exit, to the pool (jail/i
 
 def layer_patches(layers: tuple[Bind, ...]) -> dict[int, dict[str, bytes]]:
     """The replacement files of each layer (read once, by the zygote): the ELF files whose
-    RUNPATH is relocated for the jail (jail/elf_runpath.py)."""
+    RUNPATH is relocated for the jail (jail/elf_runpath.py), and the layer's own `files`."""
     patches: dict[int, dict[str, bytes]] = {}
     for index, layer in enumerate(layers):
+        for rel, text in layer.files:
+            patches.setdefault(index, {})[rel] = text.encode()
         for rel in layer.relocate_runpath:
             source = os.path.join(layer.path, rel)
             with open(source, "rb") as f:
@@ -83,6 +86,7 @@ def enter_and_exec(
             _enter_own_user_namespace(setup, cgroup_fds)
         else:
             _leave_the_zygotes_world(setup, cgroup_fds)
+        proxy = network.open_proxy_listener() if plan.egress_proxy else -1
         mounts.build_root(
             layers=plan.layers(runtime.name, environment),
             masked_dirs=runtime.masked_dirs,
@@ -96,10 +100,18 @@ def enter_and_exec(
             mounts.mount_private(plan.scratch_bytes, SANDBOX_UID, proc=False)
             namespaces.set_hostname(SANDBOX_HOSTNAME)
             scratch = mounts.pick_scratch()  # for the pool's per-request resize
-            _lock_down(plan.rlimits, bpf, fds, setup, exit_pipe, report, scratch)
+            _lock_down(plan.rlimits, bpf, fds, setup, exit_pipe, report, _Handed(proxy, scratch))
         else:
             _confine(
-                plan.scratch_bytes, plan.rlimits, bpf, outside_uid, fds, setup, exit_pipe, report
+                plan.scratch_bytes,
+                plan.rlimits,
+                bpf,
+                outside_uid,
+                fds,
+                setup,
+                exit_pipe,
+                report,
+                _Handed(proxy),
             )
         argv = list(runtime.argv)
         if environment:  # the bootstrap's one argument: what it loads while warming
@@ -129,6 +141,7 @@ def enter_forked(
     fds: tuple[int, int, int, int],
     setup: int,
     exit_pipe: int,
+    egress_proxy: bool = False,
 ) -> None:
     """In a child of the Python template: build a root of its own from the template's layers
     (mounts.build_root, stage "inherited"), confine, then return in the program (the init's
@@ -136,6 +149,7 @@ def enter_forked(
     report = [setup]
     try:
         _leave_the_zygotes_world(setup, cgroup_fds)
+        proxy = network.open_proxy_listener() if egress_proxy else -1
         mounts.build_root(
             layers=root.layers,
             masked_dirs=root.masked_dirs,
@@ -144,9 +158,39 @@ def enter_forked(
             patches={index: {} for index in root.patched},
             stage="inherited",
         )
-        _confine(scratch_bytes, rlimits_plan, bpf, outside_uid, fds, setup, exit_pipe, report)
+        _confine(
+            scratch_bytes,
+            rlimits_plan,
+            bpf,
+            outside_uid,
+            fds,
+            setup,
+            exit_pipe,
+            report,
+            _Handed(proxy),
+        )
     except BaseException as e:
         _die(report[0], e)
+
+
+@dataclass(frozen=True)
+class _Handed:
+    """Descriptors the init hands the zygote (for the pool) with the seccomp listener; -1:
+    none. `proxy`: the egress proxy's listening socket (jail/network.py); `scratch` (subuid
+    mode): an fs context of the scratch tmpfs, for the per-request resize."""
+
+    proxy: int = -1
+    scratch: int = -1
+
+    def named(self) -> list[tuple[str, int]]:
+        pairs = (("proxy", self.proxy), ("scratch", self.scratch))
+        return [(name, fd) for name, fd in pairs if fd >= 0]
+
+    def moved_above(self, floor: int) -> _Handed:
+        """The same open files on close-on-exec fds >= floor."""
+        return _Handed(
+            *(_move_above(fd, floor) if fd >= 0 else -1 for fd in (self.proxy, self.scratch))
+        )
 
 
 @dataclass(frozen=True)
@@ -232,6 +276,7 @@ def _confine(
     setup: int,
     exit_pipe: int,
     report: list[int],
+    handed: _Handed,
 ) -> None:
     mounts.mount_private(scratch_bytes, outside_uid)
     namespaces.set_hostname(SANDBOX_HOSTNAME)
@@ -246,7 +291,7 @@ def _confine(
     namespaces.unshare(namespaces.CLONE_NEWUSER)
     os.write(setup, b"map")
     _wait_for(setup, b"mapped")
-    _lock_down(rlimits_plan, bpf, fds, setup, exit_pipe, report)
+    _lock_down(rlimits_plan, bpf, fds, setup, exit_pipe, report, handed)
 
 
 def _lock_down(
@@ -256,15 +301,17 @@ def _lock_down(
     setup: int,
     exit_pipe: int,
     report: list[int],
-    scratch: int = -1,
+    handed: _Handed,
 ) -> None:
     """fds, rlimits, drop every capability, no_new_privs, seccomp last; then fork the program
     (jail/init.py), which returns here, while this process stays behind as its init. The zygote
-    gets the seccomp listener (and the scratch fs context, subuid mode) from the init; the
-    program holds neither, nor the setup socket (its errors go to its stderr)."""
-    if scratch >= 0:  # kept out of _install_fds' close, above the fds it installs
-        scratch = _move_above(scratch, EXIT_PIPE_FD + 1)
-    _install_fds(fds, setup, exit_pipe, keep=scratch)
+    gets the seccomp listener and the handed descriptors (the proxy's socket, the scratch fs
+    context) from the init, named in the "ok" message; the program holds none of them, nor the
+    setup socket (its errors go to its stderr)."""
+    # Kept out of _install_fds' close, above the fds it installs.
+    handed = handed.moved_above(EXIT_PIPE_FD + 1)
+    named = handed.named()
+    _install_fds(fds, setup, exit_pipe, keep=tuple(fd for _, fd in named))
     report[0] = SETUP_FD
     rlimits.apply_boot_rlimits(rlimits_plan)
     capabilities.drop_all_and_become(SANDBOX_UID, SANDBOX_UID)
@@ -272,15 +319,15 @@ def _lock_down(
     listener = seccomp.load_filter(bpf)
     program = init.start_program()
     if program == 0:
-        init.close_in_program((listener, scratch, SETUP_FD, EXIT_PIPE_FD))
+        init.close_in_program((listener, *(fd for _, fd in named), SETUP_FD, EXIT_PIPE_FD))
         report[0] = 2
         return
     setup_sock = socket.socket(fileno=SETUP_FD)
-    socket.send_fds(setup_sock, [b"ok"], [listener] if scratch < 0 else [listener, scratch])
+    message = b" ".join([b"ok", *(name.encode() for name, _ in named)])
+    socket.send_fds(setup_sock, [message], [listener, *(fd for _, fd in named)])
     setup_sock.detach()
-    os.close(listener)
-    if scratch >= 0:
-        os.close(scratch)
+    for fd in (listener, *(fd for _, fd in named)):
+        os.close(fd)
     init.serve_as_init(program, SETUP_FD, EXIT_PIPE_FD)
 
 
@@ -297,18 +344,18 @@ def _wait_for(setup: int, word: bytes) -> None:
 
 
 def _install_fds(
-    fds: tuple[int, int, int, int], setup: int, exit_pipe: int, keep: int = -1
+    fds: tuple[int, int, int, int], setup: int, exit_pipe: int, keep: tuple[int, ...] = ()
 ) -> None:
     """Worker fds to 0..3, the setup socket to 4 and the exit pipe to 5 (both close-on-exec);
     close everything else but `keep` (close-on-exec, above 5)."""
     staged = [os.dup(fd) for fd in (*fds, setup, exit_pipe)]
     for target, fd in enumerate(staged):
         os.dup2(fd, target, inheritable=target < WORKER_FDS)
-    if keep < 0:
-        os.closerange(EXIT_PIPE_FD + 1, 1 << 20)
-    else:
-        os.closerange(EXIT_PIPE_FD + 1, keep)
-        os.closerange(keep + 1, 1 << 20)
+    low = EXIT_PIPE_FD + 1
+    for fd in sorted(keep):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 1 << 20)
 
 
 def _move_above(fd: int, floor: int) -> int:

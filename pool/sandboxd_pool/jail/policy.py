@@ -29,6 +29,9 @@ class Bind:
     # ELF files under `path` (relative) whose absolute RUNPATH is rewritten relative to $ORIGIN
     # in the jail's copy (jail/elf_runpath.py): the interpreter of a relocated prefix.
     relocate_runpath: tuple[str, ...] = ()
+    # Files (relative path, text) that the jail's copy shows instead of the host's: the trust
+    # bundle with the pool's egress CA (egress/trust.py).
+    files: tuple[tuple[str, str], ...] = ()
 
     @property
     def jail_path(self) -> str:
@@ -99,6 +102,8 @@ class JailPlan:
     template_max_forks: int = 250  # PoolConfig.template_max_forks
     template_max_age_s: float = 300.0  # PoolConfig.template_max_age_s
     environments: Mapping[str, EnvironmentPlan] = field(default_factory=dict)
+    # Each worker brings its `lo` up and opens the egress proxy's socket (jail/network.py).
+    egress_proxy: bool = False
 
     @property
     def subuid(self) -> bool:
@@ -171,10 +176,12 @@ class JailPlan:
                 )
                 for name, e in raw["environments"].items()
             },
+            egress_proxy=raw["egress_proxy"],
         )
 
 
 def _bind(raw: Mapping[str, object]) -> Bind:
     fields = dict(raw)
     fields["relocate_runpath"] = tuple(fields.get("relocate_runpath", ()))  # type: ignore[arg-type]
+    fields["files"] = tuple((str(p), str(t)) for p, t in fields.get("files", ()))  # type: ignore[attr-defined]
     return Bind(**fields)  # type: ignore[arg-type]

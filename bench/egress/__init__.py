@@ -1,0 +1,1 @@
+"""`python -m bench egress`: the egress proxy against a direct connection; worker boot with it."""
