@@ -8,6 +8,7 @@ import sys
 from bench.cluster import command as cluster_command
 from bench.e2e import command as e2e_command
 from bench.egress import command as egress_command
+from bench.environments import command as environments_command
 from bench.pool import command as pool_command
 
 COMMANDS = (
@@ -23,15 +24,21 @@ COMMANDS = (
         "p50/p99 and throughput at 1-8 clients",
     ),
     (
-        "cluster",
-        cluster_command,
-        "Submit->result over Redis vs synchronous Execute (p50/p99); three nodes vs one (jobs/s)",
-    ),
-    (
         "egress",
         egress_command,
         "the egress proxy: a 1 MiB HTTPS download direct vs through it (passthrough, opened), "
         "from a sandbox; worker boot with egress on and off",
+    ),
+    (
+        "environments",
+        environments_command,
+        "an environment's warm workers vs a bare interpreter with the same packages: "
+        "pandas, a matplotlib PNG, Node's integrations set; PSS of a worker and its template",
+    ),
+    (
+        "cluster",
+        cluster_command,
+        "Submit->result over Redis vs synchronous Execute (p50/p99); three nodes vs one (jobs/s)",
     ),
 )
 

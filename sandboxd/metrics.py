@@ -70,6 +70,18 @@ class Metrics:
             ("runtime",),
             registry=r,
         )
+        self.environment_ready_workers = Gauge(
+            "sandboxd_environment_ready_workers",
+            "Warm workers of an environment ready to take a request.",
+            ("environment",),
+            registry=r,
+        )
+        self.environment_healthy = Gauge(
+            "sandboxd_environment_healthy",
+            "1 when the environment's workers boot (its preload list loads), else 0.",
+            ("environment",),
+            registry=r,
+        )
         self.worker_boot = Histogram(
             "sandboxd_worker_boot_seconds",
             "Boot time (jail + interpreter warm-up) of the workers that ran executions.",
@@ -170,6 +182,11 @@ class Metrics:
             if streak > seen:
                 self.boot_failures.labels(name).inc(streak - seen)
             self._boot_failures_seen[name] = streak
+
+    def observe_environments(self, health: Mapping[str, RuntimeHealth]) -> None:
+        for name, h in health.items():
+            self.environment_ready_workers.labels(name).set(h.ready_workers)
+            self.environment_healthy.labels(name).set(1 if h.healthy else 0)
 
     def serve(self, host: str, port: int) -> tuple[Any, int]:
         """Start the HTTP endpoint; returns (server, bound port)."""

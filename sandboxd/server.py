@@ -24,6 +24,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from sandboxd_pool import Pool, PoolConfig, Runtime
 
+from . import environments
 from .api import reflection
 from .api.call_guard import CallGuard, GuardLimits
 from .api.service import SERVICE, add_sandbox_service, count_errors
@@ -44,8 +45,13 @@ ENVELOPE_BYTES = 1024 * 1024  # gRPC framing and the response's other fields, ab
 HEALTH_POLL_S = 0.25
 
 
-def health_service_name(runtime: Runtime) -> str:
-    return f"{SERVICE}/{runtime.value}"
+def health_service_name(runtime: Runtime, environment: str = "") -> str:
+    """A runtime's health service name ("sandboxd.v1.Sandbox/python"), or an environment's
+    ("sandboxd.v1.Sandbox/python/data"). The node's ("") follows the bare runtimes only: an
+    environment whose workers do not boot (its preload list fails) shows under its own name,
+    and its requests get UNAVAILABLE, but the node keeps serving everything else."""
+    name = f"{SERVICE}/{runtime.value}"
+    return f"{name}/{environment}" if environment else name
 
 
 @dataclass
@@ -109,7 +115,9 @@ class Running:
 
 
 def start(settings: Settings) -> Running:
-    """Start the daemon (pool first, then gRPC); raises on a bad tenants file or bind."""
+    """Start the daemon (pool first, then gRPC); raises on a bad tenants file or bind, or
+    environments that are not built (environments.NotBuilt), before anything is logged."""
+    config = pool_config(settings)
     tenants_file = None
     if settings.tenants_file is not None:
         tenants_file = TenantsFile(settings.tenants_file)
@@ -119,7 +127,7 @@ def start(settings: Settings) -> Running:
             "create a tenants file with `sandboxd tenants add NAME --file tenants.toml`",
             extra={"fields": {"tenant": "default"}},
         )
-    pool = Pool(pool_config(settings))
+    pool = Pool(config)
     if pool.cgroup_warning:
         log.warning(pool.cgroup_warning)
     try:
@@ -155,6 +163,14 @@ def pool_config(settings: Settings) -> PoolConfig:
         config_args["egress_hosts_file"] = settings.egress_hosts_file
     if settings.egress_ca_bundle_file:
         config_args["egress_ca_file"] = settings.egress_ca_bundle_file
+    if settings.environments_file is not None:
+        config_args["environments"] = environments.configured(
+            settings.environments_file,
+            settings.environments_store,
+            environments.Toolchain.of(settings.python_path, settings.node_path),
+        )
+    config_args["template_max_forks"] = settings.template_max_forks
+    config_args["template_max_age_s"] = settings.template_max_age_s
     return PoolConfig(**config_args)
 
 
@@ -194,6 +210,7 @@ def _start_grpc(settings: Settings, pool: Pool, auth: Authenticator) -> Running:
             max_queued_jobs=settings.max_queued_jobs_per_tenant,
             max_async_bytes=settings.async_max_bytes_per_tenant,
         ),
+        environments=[e.name for e in pool.config.environments],
     )
     assert servicer.jobs is not None
     metrics.async_queued.set_function(servicer.jobs.queued)
@@ -381,6 +398,10 @@ def _follow_once(pool: Pool, servicer: health.HealthServicer, metrics: Metrics) 
     servicer.set("", overall)
     servicer.set(SERVICE, overall)
     metrics.observe_pool(snapshot)
+    environments = pool.environments_health()
+    for name, h in environments.items():
+        servicer.set(health_service_name(h.runtime, name), serving if h.healthy else not_serving)
+    metrics.observe_environments(environments)
 
 
 def _follow_pool_health(

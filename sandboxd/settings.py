@@ -16,7 +16,7 @@ import ipaddress
 import os
 import socket
 import ssl
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
@@ -163,6 +163,30 @@ def _existing_file(text: str) -> str:
     return text
 
 
+def _egress_hosts_file(text: str) -> str:
+    """A hosts file the egress proxy can load (every line `IP NAME...`)."""
+    from sandboxd_pool.egress.hosts import load_hosts_file
+
+    _existing_file(text)
+    try:
+        load_hosts_file(text)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{text!r}: {e}") from None
+    return text
+
+
+def _ca_bundle_file(text: str) -> str:
+    """A file of PEM CA certificates the proxy can load."""
+    _existing_file(text)
+    try:
+        ssl.create_default_context().load_verify_locations(cafile=text)
+    except ssl.SSLError as e:
+        raise ValueError(f"{text!r}: not PEM CA certificates ({e.reason or e})") from None
+    except OSError as e:
+        raise ValueError(f"{text!r}: cannot read it ({e.strerror or e})") from None
+    return text
+
+
 def _executable(text: str) -> str:
     if not os.path.isabs(text):
         raise ValueError(f"{text!r} must be an absolute path")
@@ -187,6 +211,23 @@ def _cgroup_name(text: str) -> str:
             "not starting with '.' or '-'; not 'daemon', the daemon's own cgroup in a delegated "
             "one)"
         )
+    return text
+
+
+def _environments_file(text: str) -> str:
+    """The environments file, read and validated whole (sandboxd.environments)."""
+    from .environments import EnvironmentsFileError, load_declarations
+
+    try:
+        load_declarations(text)
+    except EnvironmentsFileError as e:
+        raise ValueError(str(e)) from None
+    return text
+
+
+def _store_directory(text: str) -> str:
+    if not os.path.isabs(text):
+        raise ValueError(f"{text!r} must be an absolute path")
     return text
 
 
@@ -221,32 +262,6 @@ def _password_file(text: str) -> str:
         raise ValueError(f"cannot read {text!r}: {e}") from None
     if not password:
         raise ValueError(f"{text!r} is empty (its first line is the password)")
-    return text
-
-
-def _egress_hosts(text: str) -> str:
-    """A hosts file (`IP NAME...` per line) the egress proxy can load."""
-    from sandboxd_pool.egress.hosts import load_hosts_file
-
-    if not os.path.isfile(text):
-        raise ValueError(f"{text!r} does not exist")
-    try:
-        load_hosts_file(text)
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{text!r}: {e}") from None
-    return text
-
-
-def _ca_bundle(text: str) -> str:
-    """A file of PEM CA certificates the egress proxy can load."""
-    if not os.path.isfile(text):
-        raise ValueError(f"{text!r} does not exist")
-    try:
-        ssl.create_default_context().load_verify_locations(cafile=text)
-    except ssl.SSLError as e:
-        raise ValueError(f"{text!r}: not PEM CA certificates ({e.reason or e})") from None
-    except OSError as e:
-        raise ValueError(f"{text!r}: cannot read it ({e.strerror or e})") from None
     return text
 
 
@@ -423,6 +438,36 @@ class Settings:
         "so give each daemon its own name to give it a budget of its own",
         Kind(_cgroup_name),
     )
+    # -- environments (sandboxd/environments/, docs/environments.md)
+    environments_file: str | None = setting(
+        None,
+        "--environments",
+        "environments file (TOML, [environments.NAME] tables: runtime, packages, preload, "
+        "warm_workers) whose builds requests may name; each must have been built with "
+        "`sandboxd environments build`, else the daemon exits 2 naming it",
+        Kind(_environments_file),
+    )
+    environments_store: str = setting(
+        "/var/lib/sandboxd/environments",
+        "--environments-store",
+        "directory of the environments' builds (read-only, content-addressed; "
+        "`sandboxd environments build` writes it, the daemon only reads it)",
+        Kind(_store_directory),
+    )
+    # -- the Python template (docs/architecture.md): a fresh one after so many forks or seconds
+    template_max_forks: int = setting(
+        250,
+        "--template-max-forks",
+        "workers one Python template forks before a fresh template replaces it (its children "
+        "share its hash seed, stack-canary seed and address layout)",
+        integer(1, 100_000),
+    )
+    template_max_age_s: float = setting(
+        300.0,
+        "--template-max-age-s",
+        "seconds a Python template lives before a fresh one replaces it",
+        seconds(1, 86_400),
+    )
     log_level: str = setting(
         "INFO",
         "--log-level",
@@ -532,20 +577,20 @@ class Settings:
         "seconds after which the concurrency slots of a node that died are free again",
         seconds(1, 3600),
     )
-    # -- egress (docs/operations.md "Egress"): what the proxy resolves and trusts
+    # -- egress (pool/sandboxd_pool/egress/, docs: README "Egress")
     egress_hosts_file: str | None = setting(
         None,
         "--egress-hosts",
-        "hosts file (`IP NAME...` per line, `#` comments) the egress proxy resolves names from "
-        "before DNS (tests, air-gapped sites); its addresses are checked like any other",
-        Kind(_egress_hosts),
+        "hosts file (`IP NAME...` per line) the egress proxy resolves names from before DNS; "
+        "its addresses are checked like any other",
+        Kind(_egress_hosts_file),
     )
     egress_ca_bundle_file: str | None = setting(
         None,
         "--egress-ca-bundle",
         "PEM CA certificates the egress proxy trusts for the destinations' TLS, beside the "
         "system store",
-        Kind(_ca_bundle),
+        Kind(_ca_bundle_file),
     )
     # field -> the flag or environment variable it came from, for messages after startup
     sources: Mapping[str, str] = dataclasses.field(default_factory=dict, compare=False, hash=False)
@@ -590,11 +635,11 @@ SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
 # --------------------------------------------------------------------------- reading
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Every setting with a flag, its help ending in what it accepts, its default and its
-    environment variable."""
+def add_arguments(parser: argparse.ArgumentParser, names: Collection[str] | None = None) -> None:
+    """Every setting with a flag (or those of `names`: a command other than serve that shares
+    some), its help ending in what it accepts, its default and its environment variable."""
     for s in SETTINGS:
-        if s.flag is None:
+        if s.flag is None or (names is not None and s.name not in names):
             continue
         text = f"{s.help} ({s.kind.accepts + '; ' if s.kind.accepts else ''}default {s.shown})"
         text = text.replace("%", "%%") + f" [env {s.env}]"
@@ -604,13 +649,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(s.flag, default=None, help=text)
 
 
-def from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Settings:
-    """Settings from parsed flags and the environment; SettingsError lists every bad value."""
+def from_args(
+    args: argparse.Namespace,
+    env: Mapping[str, str] | None = None,
+    names: Collection[str] | None = None,
+) -> Settings:
+    """Settings from parsed flags and the environment; SettingsError lists every bad value.
+    `names`: read only these (a command that shares some settings); the others keep their
+    defaults."""
     env = os.environ if env is None else env
     problems: list[str] = []
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for s in SETTINGS:
+        if names is not None and s.name not in names:
+            continue
         given = getattr(args, s.dest, None) if s.flag is not None else None
         if given is not None:
             name, text = s.flag, given
@@ -670,12 +723,31 @@ def _check(s: Settings) -> list[str]:
         if problem is not None:
             names = f"{s.name_of('tls_cert_file')}, {s.name_of('tls_key_file')}"
             problems.append(f"{names}: cannot load the certificate and its key: {problem}")
+    environment_workers = 0
+    if s.environments_file is not None:  # read and checked by its kind already
+        from .environments import load_declarations
+
+        for declaration in load_declarations(s.environments_file).values():
+            environment_workers += declaration.warm_workers
+            if declaration.runtime.value not in s.runtimes:
+                problems.append(
+                    f"{s.name_of('environments_file')}: environment {declaration.name!r} is "
+                    f"for {declaration.runtime.value}, which {s.name_of('runtimes')} does not "
+                    "serve"
+                )
     slots = len(s.runtimes) * s.warm_workers_per_runtime + s.max_concurrent_executions
+    slots += environment_workers
     if slots > MAX_SLOTS:
         problems.append(
             f"{s.name_of('warm_workers_per_runtime')} x {len(s.runtimes)} runtimes + "
-            f"{s.name_of('max_concurrent_executions')} = {slots} workers at once, more than the "
-            f"{MAX_SLOTS} worker slots (uids) the engine has"
+            f"{s.name_of('max_concurrent_executions')}"
+            + (
+                f" + {environment_workers} environments' warm workers"
+                if environment_workers
+                else ""
+            )
+            + f" = {slots} workers at once, more than the {MAX_SLOTS} worker slots (uids) the "
+            "engine has"
         )
     if s.redis_password is not None or s.redis_password_file is not None:
         where = s.name_of("redis_password_file" if s.redis_password_file else "redis_password")

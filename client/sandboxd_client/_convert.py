@@ -17,6 +17,7 @@ from .types import (
     Limits,
     Mode,
     Output,
+    OutputFile,
     Runtime,
     Started,
     StreamEvent,
@@ -64,6 +65,7 @@ def request(
     event: bytes = b"",
     labels: Mapping[str, str] | None = None,
     idempotency_key: str = "",
+    environment: str = "",
     egress: Sequence[str] = (),
 ) -> pb.ExecuteRequest:
     lim = limits or Limits()
@@ -81,6 +83,8 @@ def request(
             max_output_bytes=lim.max_output_bytes,
             max_processes=lim.max_processes,
             tmpfs_bytes=lim.tmpfs_bytes,
+            max_output_files=lim.max_output_files,
+            max_output_files_bytes=lim.max_output_files_bytes,
             max_egress_connections=lim.max_egress_connections,
             max_egress_sent_bytes=lim.max_egress_sent_bytes,
             max_egress_received_bytes=lim.max_egress_received_bytes,
@@ -89,6 +93,7 @@ def request(
         event=event,
         labels=dict(labels or {}),
         idempotency_key=idempotency_key,
+        environment=environment,
         egress=list(egress),
     )
 
@@ -113,6 +118,8 @@ def result(msg: pb.ExecuteResponse) -> ExecuteResult:
         queue_wait_us=msg.queue_wait_us,
         cold_start=msg.cold_start,
         worker_boot_us=msg.worker_boot_us,
+        files=tuple(OutputFile(f.path, f.content) for f in msg.files),
+        files_truncated=msg.files_truncated,
         egress=tuple(
             EgressEntry(
                 host=e.host,
@@ -148,6 +155,8 @@ def event(msg: pb.ExecuteEvent) -> StreamEvent:
         return Output("stdout", msg.stdout)
     if kind == "stderr":
         return Output("stderr", msg.stderr)
+    if kind == "file":
+        return OutputFile(msg.file.path, msg.file.content)
     if kind == "response":
         return result(msg.response)
     raise errors.InternalError(f"unknown stream event {kind!r}")

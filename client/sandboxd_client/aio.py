@@ -67,6 +67,7 @@ class AsyncClient(BaseClient):
         event: bytes = b"",
         labels: Mapping[str, str] | None = None,
         egress: Sequence[str] = (),
+        environment: str = "",
         timeout_s: float | None = None,
     ) -> ExecuteResult:
         req = _convert.request(
@@ -81,6 +82,7 @@ class AsyncClient(BaseClient):
             event=event,
             labels=labels,
             egress=egress,
+            environment=environment,
         )
         return _convert.result(await self._unary(self._stub.Execute, req, timeout_s))
 
@@ -97,6 +99,7 @@ class AsyncClient(BaseClient):
         mode: Mode = Mode.SCRIPT,
         event: bytes = b"",
         labels: Mapping[str, str] | None = None,
+        environment: str = "",
         idempotency_key: str = "",
         egress: Sequence[str] = (),
         timeout_s: float | None = None,
@@ -114,6 +117,7 @@ class AsyncClient(BaseClient):
             mode=mode,
             event=event,
             labels=labels,
+            environment=environment,
             idempotency_key=idempotency_key,
             egress=egress,
         )

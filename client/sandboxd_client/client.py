@@ -67,10 +67,13 @@ class Client(BaseClient):
         event: bytes = b"",
         labels: Mapping[str, str] | None = None,
         egress: Sequence[str] = (),
+        environment: str = "",
         timeout_s: float | None = None,
     ) -> ExecuteResult:
-        """Run `code` and return its result. Raises a SandboxdError subclass only when the
-        request itself fails (bad input, auth, quota, unavailable, deadline)."""
+        """Run `code` and return its result (with the files it left in out/). Raises a
+        SandboxdError subclass only when the request itself fails (bad input, auth, quota,
+        unavailable, deadline). environment: the name of one of the server's environments
+        (its packages importable, its preload list loaded); empty: the bare runtime."""
         req = _convert.request(
             runtime,
             code,
@@ -83,6 +86,7 @@ class Client(BaseClient):
             event=event,
             labels=labels,
             egress=egress,
+            environment=environment,
         )
         return _convert.result(self._unary(self._stub.Execute, req, timeout_s))
 
@@ -99,6 +103,7 @@ class Client(BaseClient):
         mode: Mode = Mode.SCRIPT,
         event: bytes = b"",
         labels: Mapping[str, str] | None = None,
+        environment: str = "",
         idempotency_key: str = "",
         egress: Sequence[str] = (),
         timeout_s: float | None = None,
@@ -122,6 +127,7 @@ class Client(BaseClient):
             mode=mode,
             event=event,
             labels=labels,
+            environment=environment,
             idempotency_key=idempotency_key,
             egress=egress,
         )
@@ -188,8 +194,9 @@ class Client(BaseClient):
         timeout_s: float | None = None,
         **kwargs: Any,
     ) -> Iterator[StreamEvent]:
-        """Run `code`, yielding Started, then Output chunks as produced, then the final
-        ExecuteResult (whose stdout/stderr are empty: they came as chunks)."""
+        """Run `code`, yielding Started, then Output chunks as produced, then an OutputFile
+        per file it left in out/, then the final ExecuteResult (whose stdout, stderr and
+        files are empty: they came as events)."""
         req = _convert.request(runtime, code, **kwargs)
         attempt = 1
         while True:

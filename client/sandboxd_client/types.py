@@ -43,6 +43,8 @@ class Limits:
     max_output_bytes: int = 0  # per stream
     max_processes: int = 0
     tmpfs_bytes: int = 0
+    max_output_files: int = 0  # files returned from the program's out/ folder
+    max_output_files_bytes: int = 0  # their contents together
     # Egress through the proxy (a tenant with egress rules): connections, bytes each way.
     max_egress_connections: int = 0
     max_egress_sent_bytes: int = 0
@@ -70,6 +72,15 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class OutputFile:
+    """A file the program left in its output folder (`out/` in its working directory): in
+    `ExecuteResult.files`, and as a stream event before the final result."""
+
+    path: str  # relative to out/, "/"-separated ("chart.png", "tables/a.csv")
+    data: bytes
+
+
+@dataclass(frozen=True)
 class ExecuteResult:
     """The outcome of one execution. User code failing is a verdict here, never an exception."""
 
@@ -87,6 +98,10 @@ class ExecuteResult:
     queue_wait_us: int = 0
     cold_start: bool = False
     worker_boot_us: int = 0
+    # The regular files the program left under out/, in path order (empty in a stream's
+    # final result: they came as OutputFile events), and whether the limits left some out.
+    files: tuple[OutputFile, ...] = ()
+    files_truncated: bool = False
     egress: tuple[EgressEntry, ...] = ()  # what went through the egress proxy
 
     @property
@@ -115,7 +130,7 @@ class Output:
     data: bytes
 
 
-StreamEvent = Started | Output | ExecuteResult
+StreamEvent = Started | Output | OutputFile | ExecuteResult
 
 
 class ExecutionState(enum.Enum):

@@ -17,10 +17,9 @@ import contextlib
 import os
 import stat
 
+from .jail.policy import OUT_DIR, OUT_MAX_DEPTH
 from .types import OutputFile
 
-OUT_DIR = "out"
-MAX_DEPTH = 32
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
@@ -53,7 +52,7 @@ def _walk(dir_fd: int, prefix: str, depth: int, found: list[OutputFile], budget:
         except OSError:
             continue
         if stat.S_ISDIR(st.st_mode):
-            if depth + 1 >= MAX_DEPTH:
+            if depth + 1 >= OUT_MAX_DEPTH:
                 truncated = True
                 continue
             with contextlib.suppress(OSError):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from .config import PoolConfig
 from .errors import InvalidRequest
-from .files_out import OUT_DIR
+from .jail.policy import OUT_DIR
 from .json_bounds import check_json
 from .types import ExecutionRequest, Limits, Mode, Runtime
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from sandboxd_client.proto import sandbox_pb2 as pb
 from sandboxd_pool import ExecutionRequest, InvalidRequest, Limits, Outcome, Runtime, Verdict
 from sandboxd_pool.egress import EgressPolicy, EgressRule
-from sandboxd_pool.types import EgressEntry, Mode, Started
+from sandboxd_pool.types import EgressEntry, Mode, OutputFile, Started
 
 from ..errors import NotFound
 from ..jobs.contract import MAX_IDEMPOTENCY_KEY_BYTES, Job, JobState, is_execution_id
@@ -49,6 +49,8 @@ def limits_of(msg: pb.Limits) -> Limits:
         max_output_bytes=msg.max_output_bytes,
         max_processes=msg.max_processes,
         tmpfs_bytes=msg.tmpfs_bytes,
+        max_output_files=msg.max_output_files,
+        max_output_files_bytes=msg.max_output_files_bytes,
         max_egress_connections=msg.max_egress_connections,
         max_egress_sent_bytes=msg.max_egress_sent_bytes,
         max_egress_received_bytes=msg.max_egress_received_bytes,
@@ -139,10 +141,13 @@ def execution_request(msg: pb.ExecuteRequest, tenant: str, *, submit: bool) -> E
         tenant=tenant,
         mode=mode,
         event=msg.event,
+        environment=msg.environment,
     )
 
 
 def response(outcome: Outcome, *, with_output: bool = True) -> pb.ExecuteResponse:
+    """`with_output` False: the final ExecuteStream response, whose output and files went
+    out as events before it."""
     msg = pb.ExecuteResponse(
         execution_id=outcome.execution_id,
         verdict=_VERDICT[outcome.verdict],
@@ -161,6 +166,8 @@ def response(outcome: Outcome, *, with_output: bool = True) -> pb.ExecuteRespons
         cold_start=outcome.cold_start,
         worker_boot_us=outcome.worker_boot_us,
         egress=[egress_entry(e) for e in outcome.egress],
+        files=[file_message(f) for f in outcome.files] if with_output else [],
+        files_truncated=outcome.files_truncated,
     )
     if outcome.exit_code is not None:
         msg.exit_code = outcome.exit_code
@@ -179,6 +186,14 @@ def egress_entry(entry: EgressEntry) -> pb.EgressEntry:
         received_bytes=entry.received_bytes,
         reason=entry.reason,
     )
+
+
+def file_message(file: OutputFile) -> pb.File:
+    return pb.File(path=file.path, content=file.data)
+
+
+def file_event(file: OutputFile) -> pb.ExecuteEvent:
+    return pb.ExecuteEvent(file=file_message(file))
 
 
 def started_event(started: Started) -> pb.ExecuteEvent:

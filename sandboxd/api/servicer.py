@@ -19,7 +19,7 @@ import logging
 import queue
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -82,17 +82,19 @@ class SandboxServicer(pb_grpc.SandboxServicer):
         *,
         jobs: Callable[[RunJob], JobBackend] | None = None,
         tenant_jobs: TenantJobLimits | None = None,
+        environments: Collection[str] = (),
     ) -> None:
         """jobs: builds the async backend from the function that runs one job (without it
         the async RPCs are UNIMPLEMENTED). tenant_jobs: a tenant's share of the async backend
-        unless its tenants-file entry says otherwise."""
+        unless its tenants-file entry says otherwise. environments: the names of the engine's
+        environments (PoolConfig.environments)."""
         self._engine = engine
         self._auth = auth
         self._quotas = quotas
         self._metrics = metrics
         self._tenant_jobs = tenant_jobs or TenantJobLimits()
         self._draining = threading.Event()
-        self._admission = Admission(auth, quotas, engine.check, self._draining)
+        self._admission = Admission(auth, quotas, engine.check, self._draining, environments)
         self.jobs = jobs(self.run_job) if jobs is not None else None
 
     def start_draining(self) -> None:
@@ -108,8 +110,8 @@ class SandboxServicer(pb_grpc.SandboxServicer):
         admitted = self._admission.admit(request, context.invocation_metadata(), submit=False)
         tenant = admitted.tenant
         cancel = _cancel_on_termination(context)
-        egress = convert.egress_policy(tenant, admitted.egress)
         with self._quotas.slot(tenant.name, tenant.max_concurrent_executions):
+            egress = convert.egress_policy(tenant, admitted.egress)
             outcome = self._run(
                 tenant.name, admitted.request, admitted.labels, cancel, egress=egress
             )
@@ -121,8 +123,8 @@ class SandboxServicer(pb_grpc.SandboxServicer):
         admitted = self._admission.admit(request, context.invocation_metadata(), submit=False)
         tenant = admitted.tenant
         cancel = _cancel_on_termination(context)
-        egress = convert.egress_policy(tenant, admitted.egress)
         with self._quotas.slot(tenant.name, tenant.max_concurrent_executions):
+            egress = convert.egress_policy(tenant, admitted.egress)
             backlog = _Backlog()
 
             def run() -> None:
@@ -150,6 +152,8 @@ class SandboxServicer(pb_grpc.SandboxServicer):
                         result = item[1]
                         if isinstance(result, BaseException):
                             raise result
+                        for file in result.files:  # before the final response
+                            yield convert.file_event(file)
                         yield pb.ExecuteEvent(response=convert.response(result, with_output=False))
                         return
                     yield item
@@ -265,6 +269,7 @@ class SandboxServicer(pb_grpc.SandboxServicer):
                     "execution_id": outcome.execution_id,
                     "tenant": tenant,
                     "runtime": req.runtime.value,
+                    "environment": req.environment,
                     "mode": req.mode.value,
                     "verdict": outcome.verdict.value,
                     "exit_code": outcome.exit_code,
@@ -274,6 +279,7 @@ class SandboxServicer(pb_grpc.SandboxServicer):
                     "peak_memory_bytes": outcome.usage.peak_memory_bytes,
                     "queue_wait_us": outcome.queue_wait_us,
                     "cold_start": outcome.cold_start,
+                    "files": len(outcome.files),
                     "labels": dict(labels),
                     "egress": [
                         {

@@ -3,6 +3,7 @@
 sandboxd serve                  run the gRPC daemon (settings: `sandboxd serve --help`)
 sandboxd run FILE               run a file on a daemon; exit with the program's exit code
 sandboxd tenants add|list|remove  manage the tenants file
+sandboxd environments build|list  build the environments (packages) requests may name
 sandboxd health                 exit 0 only if a daemon's grpc.health.v1 says SERVING
 sandboxd seccomp-profile        print the container seccomp profile the daemon needs
 sandboxd demo                   start a warm pool, run a Python and a JavaScript hello
@@ -18,9 +19,9 @@ from collections.abc import Sequence
 
 from sandboxd import __version__
 
-from . import demo, health, run, seccomp_profile, serve, tenants
+from . import demo, environments, health, run, seccomp_profile, serve, tenants
 
-COMMANDS = (serve, run, tenants, health, seccomp_profile, demo)
+COMMANDS = (serve, run, tenants, environments, health, seccomp_profile, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

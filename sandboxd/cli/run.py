@@ -5,8 +5,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from .parser import Subparsers, add_target
+
+if TYPE_CHECKING:
+    from sandboxd_client import OutputFile
 
 EXTENSIONS = {".py": "python", ".js": "javascript", ".cjs": "javascript", ".mjs": "javascript"}
 
@@ -37,6 +42,19 @@ def register(commands: Subparsers) -> None:
     parser.add_argument("--wall-time-ms", type=int, help="wall-time limit (default: the tenant's)")
     parser.add_argument("--memory-bytes", type=int, help="memory limit (default: the tenant's)")
     parser.add_argument("--timeout", type=float, help="gRPC deadline in seconds (default: none)")
+    parser.add_argument(
+        "--env",
+        metavar="NAME",
+        default="",
+        help="run in this environment (packages the daemon's operator built; default: the bare "
+        "runtime)",
+    )
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        help="write the files the program leaves in its out/ folder to DIR (made if missing; "
+        "existing files of the same name are replaced)",
+    )
     parser.set_defaults(handler=_run)
 
 
@@ -67,7 +85,13 @@ def _run(args: argparse.Namespace) -> int:
     try:
         with Client(args.target, api_key=args.key or None) as client:
             result = client.execute(
-                runtime, code, stdin=stdin, args=args.arg, limits=limits, timeout_s=args.timeout
+                runtime,
+                code,
+                stdin=stdin,
+                args=args.arg,
+                limits=limits,
+                timeout_s=args.timeout,
+                environment=args.env,
             )
     except SandboxdError as e:
         print(f"sandboxd run: {e.code}: {e.message}", file=sys.stderr)
@@ -81,6 +105,24 @@ def _run(args: argparse.Namespace) -> int:
     sys.stdout.flush()
     sys.stderr.buffer.write(result.stderr)
     sys.stderr.flush()
+    if result.files or result.files_truncated:
+        if args.out is None:
+            print(
+                f"sandboxd run: the program left {len(result.files)} file(s) in out/; pass "
+                "--out DIR to save them",
+                file=sys.stderr,
+            )
+        else:
+            try:
+                save_files(args.out, result.files)
+            except (OSError, ValueError) as e:
+                print(f"sandboxd run: error: saving the files: {e}", file=sys.stderr)
+                return 2
+        if result.files_truncated:
+            print(
+                "sandboxd run: some files were left out (max_output_files, max_output_files_bytes)",
+                file=sys.stderr,
+            )
     if not result.ok:
         usage = result.usage
         detail = f" ({result.blocked_syscall})" if result.blocked_syscall else ""
@@ -99,3 +141,24 @@ def _run(args: argparse.Namespace) -> int:
     if result.signal is not None:
         return 128 + result.signal
     return 0 if result.ok else 1
+
+
+def save_files(directory: str, files: Sequence[OutputFile]) -> None:
+    """Write each file under `directory`, refusing a path that could leave it (the server
+    never sends one: this is the client's own check) and never following a symlink at the
+    file's own name."""
+    os.makedirs(directory, exist_ok=True)
+    for file in files:
+        parts = file.path.split("/")
+        if (
+            file.path.startswith("/")
+            or any(p in ("", ".", "..") for p in parts)
+            or "\0" in file.path
+        ):
+            raise ValueError(f"refusing the file path {file.path!r}")
+        target = os.path.join(directory, *parts)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(target, flags, 0o644)
+        with os.fdopen(fd, "wb") as f:
+            f.write(file.data)

@@ -24,6 +24,7 @@ def register(commands: Subparsers) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     from sandboxd import logs, preflight, server
+    from sandboxd.environments import NotBuilt, ToolchainError
     from sandboxd.tenants import TenantsFileError
     from sandboxd_pool.errors import JailModeError
 
@@ -44,7 +45,7 @@ def _serve(args: argparse.Namespace) -> int:
         for problem in e.problems:
             print(f"sandboxd serve: error: {problem}", file=sys.stderr)
         return 2
-    except (TenantsFileError, JailModeError) as e:
+    except (TenantsFileError, JailModeError, NotBuilt, ToolchainError) as e:
         print(f"sandboxd serve: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:

@@ -92,6 +92,12 @@ def register(subparsers: Subparsers) -> None:
         help="memory for the tenant's asynchronous requests and results, bytes (default: the "
         "daemon's --async-max-bytes-per-tenant)",
     )
+    add.add_argument(
+        "--environments",
+        metavar="LIST",
+        help="comma-separated environments (the daemon's --environments file) the tenant may "
+        "name in its requests (default: none)",
+    )
     limit_fields = ", ".join(tenants.LIMIT_FIELDS)
     add.add_argument(
         "--default",
@@ -113,9 +119,8 @@ def register(subparsers: Subparsers) -> None:
         action="append",
         default=[],
         help="a destination the tenant's programs may reach through the egress proxy "
-        "(repeatable; HOST:PORT, *.DOMAIN:PORT, ADDRESS[/BITS]:PORT; docs/operations.md "
-        "'Egress'). Headers with secrets are added to the file by hand "
-        "([[tenants.NAME.egress_headers]])",
+        "(repeatable; HOST:PORT, *.DOMAIN:PORT, ADDRESS[/BITS]:PORT; README 'Egress'). Headers "
+        "with secrets are added to the file by hand ([[tenants.NAME.egress_headers]])",
     )
     add.add_argument(
         "--egress-private-range",
@@ -126,12 +131,12 @@ def register(subparsers: Subparsers) -> None:
         "tenant (repeatable; refused otherwise)",
     )
     add.set_defaults(handler=_add)
-
     list_ = commands.add_parser(
         "list",
         help="list the tenants (never keys)",
         description="One line per tenant: name, runtimes, max concurrent executions, rate and "
-        "CPU-time quotas and the open-call and async shares when set, key hash prefix.",
+        "CPU-time quotas, the open-call and async shares and the environments when set, key "
+        "hash prefix.",
     )
     list_.add_argument("--file", metavar="F", help=file_help)
     list_.set_defaults(handler=_list)
@@ -169,6 +174,7 @@ _FLAGS = {  # tenant field -> (flag, argparse dest)
     "max_open_calls": ("--max-open-calls", "max_open_calls"),
     "max_queued_jobs": ("--max-queued-jobs", "max_queued_jobs"),
     "max_async_bytes": ("--max-async-bytes", "max_async_bytes"),
+    "environments": ("--environments", "environments"),
     "default_limits": ("--default", "default"),
     "ceiling_limits": ("--ceiling", "ceiling"),
     "egress": ("--egress", "egress"),
@@ -233,6 +239,7 @@ def _add(args: argparse.Namespace) -> int:
             max_open_calls=_optional(args.max_open_calls),
             max_queued_jobs=_optional(args.max_queued_jobs),
             max_async_bytes=_optional(args.max_async_bytes),
+            environments=_runtimes(args.environments) if args.environments is not None else None,
             default_limits=_limits("--default", args.default),
             ceiling_limits=_limits("--ceiling", args.ceiling),
             egress=args.egress,
@@ -282,6 +289,8 @@ def _list(args: argparse.Namespace) -> int:
             if tenant.egress.headers:
                 names = ",".join(f"{h.host}:{h.name}" for h in tenant.egress.headers)
                 quotas += f"egress_headers={names}  "
+        if tenant.environments:
+            quotas += f"environments={','.join(sorted(tenant.environments))}  "
         print(
             f"{name:<{width}}  runtimes={runtimes}  "
             f"max_concurrent={tenant.max_concurrent_executions}  {quotas}"

@@ -3,7 +3,9 @@
 
 Layout: MAGIC, a 4-byte big-endian header length, a JSON header, then the binary fields one
 after the other; the header lists their lengths. Binary fields (code, stdin, event, files,
-stdout, stderr, result) are never base64'd: a 64 MiB stdin costs 64 MiB."""
+stdout, stderr, result, output files) are never base64'd: a 64 MiB stdin costs 64 MiB.
+Header keys added later (a request's environment, an outcome's files) are optional on
+reading, so a record written by an older node still decodes."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import struct
 from typing import Any
 
 from sandboxd_pool import ExecutionRequest, Limits, Outcome, Runtime, Verdict
-from sandboxd_pool.types import EgressEntry, Mode, Usage
+from sandboxd_pool.types import EgressEntry, Mode, OutputFile, Usage
 
 from ..jobs.contract import JobSpec
 
@@ -64,6 +66,7 @@ def encode_spec(spec: JobSpec) -> bytes:
         "request_tenant": r.tenant,
         "files": paths,
         "egress": list(spec.egress),
+        "environment": r.environment,
     }
     blobs = [r.code.encode(), r.stdin, r.event, *(r.files[p] for p in paths)]
     return _pack(SPEC_MAGIC, header, blobs)
@@ -83,6 +86,7 @@ def decode_spec(data: bytes) -> JobSpec:
         tenant=h["request_tenant"],
         mode=Mode(h["mode"]),
         event=event,
+        environment=h.get("environment", ""),
     )
     return JobSpec(
         tenant=h["tenant"],
@@ -115,12 +119,19 @@ def encode_outcome(outcome: Outcome) -> bytes:
             [e.host, e.port, e.allowed, e.connections, e.sent_bytes, e.received_bytes, e.reason]
             for e in outcome.egress
         ],
+        "files": [f.path for f in outcome.files],
+        "files_truncated": outcome.files_truncated,
     }
-    return _pack(OUTCOME_MAGIC, header, [outcome.stdout, outcome.stderr, outcome.result])
+    blobs = [outcome.stdout, outcome.stderr, outcome.result, *(f.data for f in outcome.files)]
+    return _pack(OUTCOME_MAGIC, header, blobs)
 
 
 def decode_outcome(data: bytes) -> Outcome:
-    h, (stdout, stderr, result) = _unpack(OUTCOME_MAGIC, data)
+    h, (stdout, stderr, result, *contents) = _unpack(OUTCOME_MAGIC, data)
+    files = tuple(
+        OutputFile(path=path, data=content)
+        for path, content in zip(h.get("files", []), contents, strict=True)
+    )
     wall, cpu, peak = h["usage"]
     return Outcome(
         verdict=Verdict(h["verdict"]),
@@ -138,4 +149,6 @@ def decode_outcome(data: bytes) -> Outcome:
         execution_id=h["execution_id"],
         result=result,
         egress=tuple(EgressEntry(*fields) for fields in h.get("egress", ())),
+        files=files,
+        files_truncated=h.get("files_truncated", False),
     )

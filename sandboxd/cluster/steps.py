@@ -16,7 +16,7 @@ Keys (prefix `sandboxd:`):
     idem:TENANT:SHA256(key)  execution id of the tenant's idempotency key; TTL = the retention
                              once the job finished
     tenant:TENANT            hash: unfinished (jobs accepted, not finished), bytes (what they
-                             reserve: request + 3 x max_output_bytes), streamed (of them,
+                             reserve: request + 3 x max_output_bytes + files), streamed (of them,
                              entries in the stream), limit (its max_concurrent_executions)
     backlog:TENANT           list: ids of the tenant's jobs not in the stream yet, oldest first
     unfinished               the cluster's jobs accepted and not finished (--max-queued-jobs)
@@ -322,7 +322,7 @@ def _refusal(
         return QuotaExceeded(
             f"tenant:{spec.tenant}:async_bytes",
             f"tenant {spec.tenant!r} has no room for this asynchronous execution: it needs "
-            f"{reserved} bytes (its request plus room for 3 x max_output_bytes of output), "
+            f"{reserved} bytes (its request plus room for 3 x max_output_bytes of output and its output files), "
             f"{max(0, spec.max_async_bytes - value)} of the tenant's {spec.max_async_bytes} "
             "(max_async_bytes) are free",
             1.0,

@@ -6,8 +6,10 @@ own lock. Everything is in memory, so results are lost when the daemon stops.
 Memory is bounded by `StoreLimits.max_bytes`, counted per record as
   - while queued or running: the request's payload (code, stdin, files, event, args, env,
     labels) plus the worst-case output (stdout, stderr and result, each up to the job's
-    `max_output_bytes`), so a job accepted always has room for its result;
-  - once finished: its actual stdout + stderr + result;
+    `max_output_bytes`; the files of its out/ folder, up to `max_output_files_bytes` plus
+    OUTPUT_FILE_PATH_BYTES for each of `max_output_files`), so a job accepted always has
+    room for its result;
+  - once finished: its actual stdout + stderr + result + files (paths and contents);
   - always: RECORD_OVERHEAD_BYTES for the record itself.
 A Submit that would go over the budget, or over `max_queued_jobs` jobs waiting to start, is
 refused with QuotaExceeded (RESOURCE_EXHAUSTED + RetryInfo); nothing already accepted is
@@ -31,6 +33,7 @@ from ..errors import NotFound, QuotaExceeded
 from .contract import JobSpec, JobState
 
 RECORD_OVERHEAD_BYTES = 1024
+OUTPUT_FILE_PATH_BYTES = 256  # reserved per output file for its path (the actual one counts after)
 MIN_RETRY_S = 1.0
 MAX_RETRY_S = 60.0
 
@@ -71,14 +74,25 @@ def request_bytes(spec: JobSpec) -> int:
 
 
 def reserved_bytes(spec: JobSpec) -> int:
-    """What an unfinished job counts: its request plus room for its largest possible result."""
-    return RECORD_OVERHEAD_BYTES + request_bytes(spec) + 3 * spec.request.limits.max_output_bytes
+    """What an unfinished job counts: its request plus room for its largest possible result
+    (stdout, stderr and a HANDLER result; the files of its out/ folder, with
+    OUTPUT_FILE_PATH_BYTES per file for its path)."""
+    limits = spec.request.limits
+    files = limits.max_output_files_bytes + limits.max_output_files * OUTPUT_FILE_PATH_BYTES
+    return RECORD_OVERHEAD_BYTES + request_bytes(spec) + 3 * limits.max_output_bytes + files
 
 
 def result_bytes(outcome: Outcome | None) -> int:
     if outcome is None:
         return RECORD_OVERHEAD_BYTES
-    return RECORD_OVERHEAD_BYTES + len(outcome.stdout) + len(outcome.stderr) + len(outcome.result)
+    files = sum(len(f.path.encode()) + len(f.data) for f in outcome.files)
+    return (
+        RECORD_OVERHEAD_BYTES
+        + len(outcome.stdout)
+        + len(outcome.stderr)
+        + len(outcome.result)
+        + files
+    )
 
 
 class JobStore:
@@ -138,7 +152,7 @@ class JobStore:
             raise QuotaExceeded(
                 f"tenant:{spec.tenant}:async_bytes",
                 f"tenant {spec.tenant!r} has no room for this asynchronous execution: it needs "
-                f"{size} bytes (its request plus room for 3 x max_output_bytes of output), "
+                f"{size} bytes (its request plus room for 3 x max_output_bytes of output and its output files), "
                 f"{max(0, spec.max_async_bytes - tenant_bytes)} of the tenant's "
                 f"{spec.max_async_bytes} (max_async_bytes) are free",
                 self._retry_after_s(),
@@ -154,7 +168,7 @@ class JobStore:
             raise QuotaExceeded(
                 "node:async_store_bytes",
                 f"this node's memory for asynchronous executions is full: this one needs "
-                f"{size} bytes (its request plus room for 3 x max_output_bytes of output), "
+                f"{size} bytes (its request plus room for 3 x max_output_bytes of output and its output files), "
                 f"{self.limits.max_bytes - self.used_bytes} of --async-max-bytes "
                 f"{self.limits.max_bytes} are free",
                 self._retry_after_s(),

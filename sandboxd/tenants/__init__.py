@@ -20,6 +20,7 @@ file, the tenant and the field, and the daemon refuses to start rather than gues
     host = "api.example.com"
     name = "Authorization"
     value = "Bearer ..."
+    environments = ["data"]                  # optional, default none: environments it may name
     [tenants.acme.default_limits]            # optional: used when a request leaves a limit at 0
     wall_time_ms = 5000
     [tenants.acme.ceiling_limits]            # optional: the most a request may ask for

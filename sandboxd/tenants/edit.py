@@ -49,6 +49,8 @@ FILE_HEADER = """\
 #   host = "api.example.com"         to this host (exact name or *.DOMAIN; it must be within
 #   name = "Authorization"           `egress`); the program never sees the value. Edit the
 #   value = "Bearer ..."             file by hand: a secret does not belong on a command line
+#   environments = ["data"]          optional, default none: the environments (packages the
+#                                    operator built, --environments) its requests may name
 #   [tenants.NAME.default_limits]    optional: used when a request leaves a limit at 0
 #   [tenants.NAME.ceiling_limits]    optional: the most a request may ask for (larger
 #                                    requests are clamped); at most the built-in ceilings
@@ -75,6 +77,7 @@ def add_tenant(
     max_async_bytes: int | None = None,
     egress: Iterable[str] | None = None,
     egress_private_ranges: Iterable[str] | None = None,
+    environments: Iterable[str] | None = None,
 ) -> str:
     """Add a tenant with a fresh API key and return the key (it is stored only hashed).
     Egress headers (secrets) are not taken here: they are added to the file by hand.
@@ -116,6 +119,8 @@ def add_tenant(
         entry["egress"] = list(egress)
     if egress_private_ranges:
         entry["egress_private_ranges"] = list(egress_private_ranges)
+    if environments is not None:
+        entry["environments"] = list(environments)
     if default_limits:
         entry["default_limits"] = dict(default_limits)
     if ceiling_limits:

@@ -9,6 +9,7 @@ import tomllib
 from collections.abc import Callable
 from typing import Any
 
+from sandboxd_pool.config import ENVIRONMENT_NAME
 from sandboxd_pool.egress import EgressHeader, EgressPolicy, EgressRule
 from sandboxd_pool.types import CEILING_LIMITS, DEFAULT_LIMITS, Limits, Runtime
 from sandboxd_pool.validation import MIN_LIMITS
@@ -39,6 +40,7 @@ _TENANT_KEYS = frozenset(
         "max_open_calls",
         "max_queued_jobs",
         "max_async_bytes",
+        "environments",
         "default_limits",
         "ceiling_limits",
         "egress",
@@ -138,6 +140,7 @@ def _tenant(label: str, name: str, raw: object) -> Tenant:
     runtimes = frozenset(Runtime)
     if "runtimes" in raw:
         runtimes = _runtimes(raw["runtimes"], error)
+    environments = _environments(raw.get("environments", []), error)
 
     max_concurrent = raw.get("max_concurrent_executions", DEFAULT_MAX_CONCURRENT_EXECUTIONS)
     if not _is_int(max_concurrent) or max_concurrent < 1:
@@ -205,6 +208,7 @@ def _tenant(label: str, name: str, raw: object) -> Tenant:
         max_queued_jobs=queued_jobs,
         max_async_bytes=async_bytes,
         egress=egress,
+        environments=environments,
     )
 
 
@@ -326,6 +330,23 @@ def _runtimes(value: object, error: _ErrorFactory) -> frozenset[Runtime]:
             raise error("runtimes", f"runtimes: {item!r} is listed twice")
         runtimes.add(runtime)
     return frozenset(runtimes)
+
+
+def _environments(value: object, error: _ErrorFactory) -> frozenset[str]:
+    """The environments the tenant may use: names as the environments file spells them
+    (whether the daemon has them is its own business: an unknown one is INVALID_ARGUMENT)."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise error("environments", f"environments must be a list of names, got {value!r}")
+    for name in value:
+        if not ENVIRONMENT_NAME.fullmatch(name):
+            raise error(
+                "environments",
+                f"environments: {name!r} is not an environment name (lowercase letters, "
+                "digits, '_' and '-', starting with a letter or digit, at most 63)",
+            )
+    if len(set(value)) != len(value):
+        raise error("environments", "environments: a name is listed twice")
+    return frozenset(value)
 
 
 def _limit_overrides(raw: dict[str, Any], table: str, error: _ErrorFactory) -> dict[str, int]:

@@ -54,6 +54,12 @@ class Tenant:
     # What the tenant's programs may reach through the egress proxy; None: nothing (the
     # proxy's port is refused). Its headers are secrets: out of repr (EgressHeader).
     egress: EgressPolicy | None = None
+    # The environments (sandboxd.environments) the tenant's requests may name; None: every
+    # one the node has (the keyless zero-config tenant only).
+    environments: frozenset[str] | None = frozenset()
+
+    def may_use_environment(self, name: str) -> bool:
+        return self.environments is None or name in self.environments
 
     def effective_limits(self, requested: Limits) -> Limits:
         """The limits an execution runs with: a zero field takes the tenant's default, then
@@ -91,6 +97,7 @@ def default_tenant() -> Tenant:
         default_limits=_clamp(DEFAULT_LIMITS, CEILING_LIMITS),
         ceiling_limits=CEILING_LIMITS,
         max_concurrent_executions=DEFAULT_TENANT_MAX_CONCURRENT_EXECUTIONS,
+        environments=None,
     )
 
 

@@ -28,6 +28,7 @@ from sandboxd_client import (
     ExecutionState,
     Limits,
     NotFound,
+    OutputFile,
     QuotaExceeded,
     Unavailable,
     Verdict,
@@ -600,3 +601,25 @@ def _not_found(client: Client, execution_id: str) -> bool:
     except NotFound:
         return True
     return False
+
+
+def test_output_files_are_kept_with_the_result_in_redis(cluster: Cluster) -> None:
+    """Submit on one node, fetch from another: the files of out/ travel through Redis with
+    the result (and the read-back is the same on a third node)."""
+    blob = secrets.token_bytes(300_000)
+    code = (
+        "import os, sys\nos.makedirs('out/deep/er')\n"
+        "open('out/deep/er/blob.bin', 'wb').write(sys.stdin.buffer.read())\n"
+        "open('out/note.txt', 'w').write('kept')\n"
+    )
+    with cluster.client(0) as submitter:
+        execution_id = submitter.submit("python", code, stdin=blob)
+    for node in (1, 2):
+        with cluster.client(node) as reader:
+            execution = reader.wait(execution_id, timeout_s=60)
+        assert execution.result is not None and execution.result.verdict is Verdict.OK
+        assert execution.result.files == (
+            OutputFile("deep/er/blob.bin", blob),
+            OutputFile("note.txt", b"kept"),
+        )
+        assert not execution.result.files_truncated

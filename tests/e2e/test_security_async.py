@@ -22,7 +22,9 @@ from .daemon import Daemon, start, tenants_file
 
 MIB = 1024 * 1024
 SLEEPER = "import time; time.sleep(300)"
-LONG = Limits(wall_time_ms=300_000, max_output_bytes=1)
+LONG = Limits(
+    wall_time_ms=300_000, max_output_bytes=1, max_output_files=1, max_output_files_bytes=1
+)
 DEFAULT_MAX_QUEUED_JOBS_PER_TENANT = 100  # settings.Settings.max_queued_jobs_per_tenant
 START_TIME = "import time; print(repr(time.time()), flush=True)"
 

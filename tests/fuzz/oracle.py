@@ -43,6 +43,8 @@ LIMITS = {
     "max_output_bytes": (1_048_576, 67_108_864, 1),
     "max_processes": (64, 1024, 4),
     "tmpfs_bytes": (67_108_864, 1_073_741_824, 1_048_576),
+    "max_output_files": (100, 10_000, 1),
+    "max_output_files_bytes": (16_777_216, 67_108_864, 1),
     "max_egress_connections": (16, 1024, 1),
     "max_egress_sent_bytes": (16_777_216, 1_073_741_824, 1),
     "max_egress_received_bytes": (67_108_864, 1_073_741_824, 1),

@@ -64,6 +64,7 @@ _UINT64_LIMITS = {
     "memory_bytes",
     "max_output_bytes",
     "tmpfs_bytes",
+    "max_output_files_bytes",
     "max_egress_sent_bytes",
     "max_egress_received_bytes",
 }

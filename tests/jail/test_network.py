@@ -1,7 +1,7 @@
 """Hostile programs against the network boundary (SECURITY.md, "Threat model": no network
 unless egress is given; docs/architecture.md, the jail: a net namespace holding only its own
-`lo`, up, where the egress proxy's port 3128 is refused for a request without egress;
-seccomp: socket families other than AF_UNIX/INET/INET6 fail with EAFNOSUPPORT).
+`lo`, up, where the egress proxy's port 3128 is refused for a request without egress; seccomp:
+socket families other than AF_UNIX/INET/INET6 fail with EAFNOSUPPORT).
 
 The test process starts real TCP and UDP servers on the host (loopback and every other local
 IPv4 address) and proves the sandbox cannot reach them: the program sees the connect fail (its

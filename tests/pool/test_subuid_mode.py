@@ -92,6 +92,8 @@ def run(pool, runtime, code, **kw):
         "stderr": o.stderr.decode(errors="replace")[-3000:],
         "wall_time_us": o.usage.wall_time_us,
         "worker_boot_us": o.worker_boot_us,
+        "files": {f.path: f.data.decode(errors="replace") for f in o.files},
+        "files_truncated": o.files_truncated,
     }
 
 
@@ -179,6 +181,42 @@ print(json.dumps({
 }))
 """
 
+# Files out as a program really leaves them: modes that shut "others" out (the pool, in subuid
+# mode, is one), nested folders shut after their files were written, /work itself shut, and
+# what must never come back: symlinks to a file and a folder that only the pool's user can
+# read (a pool following them would return them), one to /etc, a FIFO.
+FILES_OUT_PY = """
+import os, sys
+os.makedirs("out/deep/er")
+with open("out/plain.txt", "w") as f:
+    f.write("plain")
+fd = os.open("out/private.txt", os.O_WRONLY | os.O_CREAT, 0o600)
+os.write(fd, b"private")
+os.close(fd)
+with open("out/deep/er/nested.txt", "w") as f:
+    f.write("nested")
+os.chmod("out/deep/er/nested.txt", 0)
+os.chmod("out/deep/er", 0)
+os.chmod("out/deep", 0o700)
+os.symlink(sys.argv[1] + "/token.txt", "out/token-link")
+os.symlink(sys.argv[1], "out/folder-link")
+os.symlink("/etc", "out/etc-link")
+os.mkfifo("out/fifo")
+os.chmod("out", 0o700)
+os.chmod("/work", 0o700)
+print("written")
+"""
+FILES_OUT_JS = """
+const fs = require('fs');
+fs.mkdirSync('out/shut');
+fs.writeFileSync('out/js.txt', 'from node', { mode: 0o600 });
+fs.writeFileSync('out/shut/inner.txt', 'inner', { mode: 0o400 });
+fs.chmodSync('out/shut', 0o100);
+fs.symlinkSync(process.argv[2] + '/token.txt', 'out/token-link');
+fs.symlinkSync(process.argv[2], 'out/folder-link');
+console.log('written');
+"""
+
 CROSS_KILL = """
 import json, os, sys
 seen = {}
@@ -205,6 +243,8 @@ class SubuidUser:
     workdir: str
     secret_path: str
     secret: str
+    pool_only_dir: str  # a folder, and in it a file, that only the test user (the pool) reads
+    pool_only: str  # that file's content
 
 
 def _require_machine() -> None:
@@ -284,7 +324,17 @@ def subuid_user() -> Iterator[SubuidUser]:
         fd = os.open(secret_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         os.write(fd, secret.encode())
         os.close(fd)
-        yield SubuidUser(name, uid, subuid, subgid, workdir, secret_path, secret)
+        pool_only_dir = os.path.join(workdir, "pool-only")
+        os.mkdir(pool_only_dir, 0o700)
+        pool_only = "pool-only-" + secrets.token_hex(16)
+        with open(os.path.join(pool_only_dir, "token.txt"), "w") as f:
+            f.write(pool_only)
+        os.chmod(os.path.join(pool_only_dir, "token.txt"), 0o600)
+        for path in (pool_only_dir, os.path.join(pool_only_dir, "token.txt")):
+            os.chown(path, uid, uid)
+        yield SubuidUser(
+            name, uid, subuid, subgid, workdir, secret_path, secret, pool_only_dir, pool_only
+        )
     finally:
         if created_user:
             uid = pwd.getpwnam(name).pw_uid
@@ -329,6 +379,8 @@ def _programs(user: SubuidUser) -> dict[str, list[object]]:
             {"limits": {"tmpfs_bytes": 1 << 20}},
         ],
         "cross_kill": ["python", CROSS_KILL, {}],
+        "files_out_py": ["python", FILES_OUT_PY, {"args": [user.pool_only_dir]}],
+        "files_out_js": ["javascript", FILES_OUT_JS, {"args": [user.pool_only_dir]}],
         "hello_after": ["python", "print('still serving')", {}],
     }
 
@@ -487,6 +539,25 @@ def test_nothing_left_behind(report: dict, subuid_user: SubuidUser) -> None:
     with open("/proc/mounts") as f:
         assert "sbx-subuid" not in f.read()
     assert not [d for d in os.listdir("/run") if d.startswith("sbx-subuid-pyenv")]
+
+
+def test_files_out_come_back_whatever_their_modes(report: dict, subuid_user: SubuidUser) -> None:
+    """The init opens out/ to the pool (jail/open_out.py): files the program shut to others,
+    in folders it shut, come back; symlinks and a FIFO do not, and what a symlink points at
+    (readable by the pool's own user only) never appears."""
+    py = report["files_out_py"]
+    assert (py["verdict"], py["stdout"]) == ("OK", "written\n"), py["stderr"]
+    assert py["files"] == {
+        "deep/er/nested.txt": "nested",
+        "plain.txt": "plain",
+        "private.txt": "private",
+    }
+    js = report["files_out_js"]
+    assert (js["verdict"], js["stdout"]) == ("OK", "written\n"), js["stderr"]
+    assert js["files"] == {"js.txt": "from node", "shut/inner.txt": "inner"}
+    for seen in (py, js):
+        assert seen["files_truncated"] is False
+        assert subuid_user.pool_only not in json.dumps(seen)
 
 
 def test_egress_works_in_subuid_mode(report: dict) -> None:

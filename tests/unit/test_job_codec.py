@@ -93,3 +93,19 @@ def test_egress_round_trips_without_a_secret() -> None:
         ),
     )
     assert decode_outcome(encode_outcome(outcome)) == outcome
+
+
+def test_an_environment_and_output_files_round_trip() -> None:
+    from sandboxd.cluster.codec import decode_outcome, decode_spec, encode_outcome, encode_spec
+    from sandboxd_pool.types import OutputFile
+
+    spec = JobSpec(
+        tenant="t",
+        max_concurrent_executions=1,
+        request=ExecutionRequest(runtime=Runtime.PYTHON, code="1", environment="data"),
+    )
+    assert decode_spec(encode_spec(spec)).request.environment == "data"
+    files = (OutputFile("chart.png", b"\x89PNG\x00\xff"), OutputFile("d/e.csv", b""))
+    outcome = Outcome(verdict=Verdict.OK, files=files, files_truncated=True, stdout=b"x")
+    back = decode_outcome(encode_outcome(outcome))
+    assert back.files == files and back.files_truncated and back.stdout == b"x"

@@ -196,3 +196,24 @@ def test_a_job_larger_than_the_whole_budget_is_refused() -> None:
     with pytest.raises(QuotaExceeded):
         s.add(spec())
     assert len(s) == 0 and s.used_bytes == 0
+
+
+def test_output_files_are_reserved_and_then_counted_as_they_are() -> None:
+    from sandboxd.jobs.store import OUTPUT_FILE_PATH_BYTES
+    from sandboxd_pool.types import OutputFile
+
+    limits = Limits(max_output_bytes=OUTPUT_BYTES, max_output_files=3, max_output_files_bytes=5000)
+    job = JobSpec(
+        tenant="alpha",
+        max_concurrent_executions=1,
+        request=ExecutionRequest(runtime=Runtime.PYTHON, code="", limits=limits),
+    )
+    assert reserved_bytes(job) == (
+        RECORD_OVERHEAD_BYTES + 3 * OUTPUT_BYTES + 5000 + 3 * OUTPUT_FILE_PATH_BYTES
+    )
+    s = store()
+    record, _ = s.add(job)
+    s.mark_running(record)
+    files = (OutputFile("a.png", b"x" * 4000), OutputFile("b/c.csv", b"y" * 10))
+    s.finish(record, JobState.DONE, Outcome(verdict=Verdict.OK, stdout=b"12", files=files))
+    assert s.used_bytes == RECORD_OVERHEAD_BYTES + 2 + len("a.png") + 4000 + len("b/c.csv") + 10

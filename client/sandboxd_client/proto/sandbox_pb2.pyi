@@ -62,13 +62,15 @@ EXECUTION_STATE_DONE: ExecutionState
 EXECUTION_STATE_CANCELLED: ExecutionState
 
 class Limits(_message.Message):
-    __slots__ = ("wall_time_ms", "cpu_time_ms", "memory_bytes", "max_output_bytes", "max_processes", "tmpfs_bytes", "max_egress_connections", "max_egress_sent_bytes", "max_egress_received_bytes")
+    __slots__ = ("wall_time_ms", "cpu_time_ms", "memory_bytes", "max_output_bytes", "max_processes", "tmpfs_bytes", "max_output_files", "max_output_files_bytes", "max_egress_connections", "max_egress_sent_bytes", "max_egress_received_bytes")
     WALL_TIME_MS_FIELD_NUMBER: _ClassVar[int]
     CPU_TIME_MS_FIELD_NUMBER: _ClassVar[int]
     MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAX_OUTPUT_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAX_PROCESSES_FIELD_NUMBER: _ClassVar[int]
     TMPFS_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_OUTPUT_FILES_FIELD_NUMBER: _ClassVar[int]
+    MAX_OUTPUT_FILES_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAX_EGRESS_CONNECTIONS_FIELD_NUMBER: _ClassVar[int]
     MAX_EGRESS_SENT_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAX_EGRESS_RECEIVED_BYTES_FIELD_NUMBER: _ClassVar[int]
@@ -78,10 +80,12 @@ class Limits(_message.Message):
     max_output_bytes: int
     max_processes: int
     tmpfs_bytes: int
+    max_output_files: int
+    max_output_files_bytes: int
     max_egress_connections: int
     max_egress_sent_bytes: int
     max_egress_received_bytes: int
-    def __init__(self, wall_time_ms: _Optional[int] = ..., cpu_time_ms: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., max_output_bytes: _Optional[int] = ..., max_processes: _Optional[int] = ..., tmpfs_bytes: _Optional[int] = ..., max_egress_connections: _Optional[int] = ..., max_egress_sent_bytes: _Optional[int] = ..., max_egress_received_bytes: _Optional[int] = ...) -> None: ...
+    def __init__(self, wall_time_ms: _Optional[int] = ..., cpu_time_ms: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., max_output_bytes: _Optional[int] = ..., max_processes: _Optional[int] = ..., tmpfs_bytes: _Optional[int] = ..., max_output_files: _Optional[int] = ..., max_output_files_bytes: _Optional[int] = ..., max_egress_connections: _Optional[int] = ..., max_egress_sent_bytes: _Optional[int] = ..., max_egress_received_bytes: _Optional[int] = ...) -> None: ...
 
 class File(_message.Message):
     __slots__ = ("path", "content")
@@ -92,7 +96,7 @@ class File(_message.Message):
     def __init__(self, path: _Optional[str] = ..., content: _Optional[bytes] = ...) -> None: ...
 
 class ExecuteRequest(_message.Message):
-    __slots__ = ("runtime", "code", "stdin", "args", "env", "files", "limits", "mode", "event", "idempotency_key", "labels", "egress")
+    __slots__ = ("runtime", "code", "stdin", "args", "env", "files", "limits", "mode", "event", "idempotency_key", "labels", "environment", "egress")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -118,6 +122,7 @@ class ExecuteRequest(_message.Message):
     EVENT_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
     EGRESS_FIELD_NUMBER: _ClassVar[int]
     runtime: Runtime
     code: str
@@ -130,8 +135,9 @@ class ExecuteRequest(_message.Message):
     event: bytes
     idempotency_key: str
     labels: _containers.ScalarMap[str, str]
+    environment: str
     egress: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, runtime: _Optional[_Union[Runtime, str]] = ..., code: _Optional[str] = ..., stdin: _Optional[bytes] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., files: _Optional[_Iterable[_Union[File, _Mapping]]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., mode: _Optional[_Union[Mode, str]] = ..., event: _Optional[bytes] = ..., idempotency_key: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., egress: _Optional[_Iterable[str]] = ...) -> None: ...
+    def __init__(self, runtime: _Optional[_Union[Runtime, str]] = ..., code: _Optional[str] = ..., stdin: _Optional[bytes] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., files: _Optional[_Iterable[_Union[File, _Mapping]]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., mode: _Optional[_Union[Mode, str]] = ..., event: _Optional[bytes] = ..., idempotency_key: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., environment: _Optional[str] = ..., egress: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Usage(_message.Message):
     __slots__ = ("wall_time_us", "cpu_time_us", "peak_memory_bytes")
@@ -144,7 +150,7 @@ class Usage(_message.Message):
     def __init__(self, wall_time_us: _Optional[int] = ..., cpu_time_us: _Optional[int] = ..., peak_memory_bytes: _Optional[int] = ...) -> None: ...
 
 class ExecuteResponse(_message.Message):
-    __slots__ = ("execution_id", "verdict", "exit_code", "signal", "stdout", "stderr", "stdout_truncated", "stderr_truncated", "result", "blocked_syscall", "usage", "queue_wait_us", "cold_start", "worker_boot_us", "egress")
+    __slots__ = ("execution_id", "verdict", "exit_code", "signal", "stdout", "stderr", "stdout_truncated", "stderr_truncated", "result", "blocked_syscall", "usage", "queue_wait_us", "cold_start", "worker_boot_us", "files", "files_truncated", "egress")
     EXECUTION_ID_FIELD_NUMBER: _ClassVar[int]
     VERDICT_FIELD_NUMBER: _ClassVar[int]
     EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
@@ -159,6 +165,8 @@ class ExecuteResponse(_message.Message):
     QUEUE_WAIT_US_FIELD_NUMBER: _ClassVar[int]
     COLD_START_FIELD_NUMBER: _ClassVar[int]
     WORKER_BOOT_US_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    FILES_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     EGRESS_FIELD_NUMBER: _ClassVar[int]
     execution_id: str
     verdict: Verdict
@@ -174,8 +182,10 @@ class ExecuteResponse(_message.Message):
     queue_wait_us: int
     cold_start: bool
     worker_boot_us: int
+    files: _containers.RepeatedCompositeFieldContainer[File]
+    files_truncated: bool
     egress: _containers.RepeatedCompositeFieldContainer[EgressEntry]
-    def __init__(self, execution_id: _Optional[str] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., stdout: _Optional[bytes] = ..., stderr: _Optional[bytes] = ..., stdout_truncated: _Optional[bool] = ..., stderr_truncated: _Optional[bool] = ..., result: _Optional[bytes] = ..., blocked_syscall: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., queue_wait_us: _Optional[int] = ..., cold_start: _Optional[bool] = ..., worker_boot_us: _Optional[int] = ..., egress: _Optional[_Iterable[_Union[EgressEntry, _Mapping]]] = ...) -> None: ...
+    def __init__(self, execution_id: _Optional[str] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., stdout: _Optional[bytes] = ..., stderr: _Optional[bytes] = ..., stdout_truncated: _Optional[bool] = ..., stderr_truncated: _Optional[bool] = ..., result: _Optional[bytes] = ..., blocked_syscall: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., queue_wait_us: _Optional[int] = ..., cold_start: _Optional[bool] = ..., worker_boot_us: _Optional[int] = ..., files: _Optional[_Iterable[_Union[File, _Mapping]]] = ..., files_truncated: _Optional[bool] = ..., egress: _Optional[_Iterable[_Union[EgressEntry, _Mapping]]] = ...) -> None: ...
 
 class EgressEntry(_message.Message):
     __slots__ = ("host", "port", "allowed", "connections", "sent_bytes", "received_bytes", "reason")
@@ -206,16 +216,18 @@ class ExecutionStarted(_message.Message):
     def __init__(self, execution_id: _Optional[str] = ..., queue_wait_us: _Optional[int] = ..., cold_start: _Optional[bool] = ...) -> None: ...
 
 class ExecuteEvent(_message.Message):
-    __slots__ = ("started", "stdout", "stderr", "response")
+    __slots__ = ("started", "stdout", "stderr", "response", "file")
     STARTED_FIELD_NUMBER: _ClassVar[int]
     STDOUT_FIELD_NUMBER: _ClassVar[int]
     STDERR_FIELD_NUMBER: _ClassVar[int]
     RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    FILE_FIELD_NUMBER: _ClassVar[int]
     started: ExecutionStarted
     stdout: bytes
     stderr: bytes
     response: ExecuteResponse
-    def __init__(self, started: _Optional[_Union[ExecutionStarted, _Mapping]] = ..., stdout: _Optional[bytes] = ..., stderr: _Optional[bytes] = ..., response: _Optional[_Union[ExecuteResponse, _Mapping]] = ...) -> None: ...
+    file: File
+    def __init__(self, started: _Optional[_Union[ExecutionStarted, _Mapping]] = ..., stdout: _Optional[bytes] = ..., stderr: _Optional[bytes] = ..., response: _Optional[_Union[ExecuteResponse, _Mapping]] = ..., file: _Optional[_Union[File, _Mapping]] = ...) -> None: ...
 
 class SubmitResponse(_message.Message):
     __slots__ = ("execution_id",)

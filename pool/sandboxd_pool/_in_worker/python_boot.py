@@ -76,6 +76,8 @@ def load_environment(environment: dict[str, Any]) -> None:
     sys.path.append(environment["path"])
     os.environ.update(SINGLE_THREADED_NATIVE)
     os.environ.setdefault("MPLCONFIGDIR", "/tmp/matplotlib")  # the template's own tmpfs
+    os.environ.setdefault("MPLBACKEND", "Agg")  # no display: never probe for a GUI toolkit
+    _seed_matplotlib_cache(environment["path"], os.environ["MPLCONFIGDIR"])
     import importlib
 
     for name in environment["preload"]:
@@ -86,6 +88,22 @@ def load_environment(environment: dict[str, Any]) -> None:
             f"the preload list {environment['preload']} left {threads} threads running; a "
             "Python template must stay single-threaded"
         )
+
+
+def _seed_matplotlib_cache(path: str, config_dir: str) -> None:
+    """matplotlib's font list, made when the environment was built (`sandboxd environments
+    build` writes it under .sandboxd-cache/matplotlib: its own fonts only, the jail has no
+    others), copied into its config directory, which must be writable, so that importing it
+    neither runs fc-list (which fails in the jail) nor starts a font-scanning timer thread."""
+    cache = f"{path}/.sandboxd-cache/matplotlib"
+    try:
+        names = os.listdir(cache)
+    except OSError:
+        return
+    os.makedirs(config_dir, exist_ok=True)
+    for name in names:
+        with open(f"{cache}/{name}", "rb") as src, open(f"{config_dir}/{name}", "wb") as dst:
+            dst.write(src.read())
 
 
 def _fresh_seeds() -> None:

@@ -34,13 +34,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import capabilities, cgroups, init, mounts, namespaces, network, rlimits, seccomp
+from . import capabilities, cgroups, init, mounts, namespaces, network, open_out, rlimits, seccomp
 from .elf_runpath import relocate_runpath
 from .policy import (
     ENVIRONMENT_MOUNT,
     NODE_MODULES_MOUNT,
+    OUT_DIR,
     SANDBOX_HOSTNAME,
     SANDBOX_UID,
+    WORK_DIR,
     Bind,
     JailPlan,
     RlimitPlan,
@@ -100,7 +102,16 @@ def enter_and_exec(
             mounts.mount_private(plan.scratch_bytes, SANDBOX_UID, proc=False)
             namespaces.set_hostname(SANDBOX_HOSTNAME)
             scratch = mounts.pick_scratch()  # for the pool's per-request resize
-            _lock_down(plan.rlimits, bpf, fds, setup, exit_pipe, report, _Handed(proxy, scratch))
+            _lock_down(
+                plan.rlimits,
+                bpf,
+                fds,
+                setup,
+                exit_pipe,
+                report,
+                _Handed(proxy, scratch),
+                open_out_dir=True,
+            )
         else:
             _confine(
                 plan.scratch_bytes,
@@ -302,9 +313,12 @@ def _lock_down(
     exit_pipe: int,
     report: list[int],
     handed: _Handed,
+    *,
+    open_out_dir: bool = False,
 ) -> None:
     """fds, rlimits, drop every capability, no_new_privs, seccomp last; then fork the program
-    (jail/init.py), which returns here, while this process stays behind as its init. The zygote
+    (jail/init.py), which returns here, while this process stays behind as its init (which, with
+    `open_out_dir` (subuid mode), opens out/ to the pool before its report). The zygote
     gets the seccomp listener and the handed descriptors (the proxy's socket, the scratch fs
     context) from the init, named in the "ok" message; the program holds none of them, nor the
     setup socket (its errors go to its stderr)."""
@@ -328,7 +342,12 @@ def _lock_down(
     setup_sock.detach()
     for fd in (listener, *(fd for _, fd in named)):
         os.close(fd)
-    init.serve_as_init(program, SETUP_FD, EXIT_PIPE_FD)
+    init.serve_as_init(
+        program,
+        SETUP_FD,
+        EXIT_PIPE_FD,
+        (lambda: open_out.open_out(WORK_DIR, OUT_DIR)) if open_out_dir else None,
+    )
 
 
 def _die(report_fd: int, e: BaseException) -> None:

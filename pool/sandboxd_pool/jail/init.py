@@ -13,7 +13,9 @@ stays behind as a small init:
       can read or write its memory through /proc (it keeps the same uid as the program);
     - it reaps every process that is reparented to it, and when the program itself exits it
       sends the program's raw wait status (read from the kernel by waitpid) to the zygote on
-      the setup socket, then exits, which kills whatever else is left in the namespace.
+      the setup socket, then exits, which kills whatever else is left in the namespace;
+    - in subuid mode, between the program's exit and the report, it opens the program's out/
+      folder to the pool (jail/open_out.py), which has no capability over the sandbox's files.
 
 The program never holds the setup socket nor the seccomp listener. Killing the init from
 outside (the pool, at a limit) kills the whole namespace as before.
@@ -24,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+from collections.abc import Callable
 
 from .capabilities import set_dumpable
 
@@ -46,8 +49,14 @@ def close_in_program(fds: tuple[int, ...]) -> None:
             os.close(fd)
 
 
-def serve_as_init(program_pid: int, setup_fd: int, exit_pipe: int) -> None:
-    """Never returns: reap until the program exits, report its wait status, exit.
+def serve_as_init(
+    program_pid: int,
+    setup_fd: int,
+    exit_pipe: int,
+    before_report: Callable[[], None] | None = None,
+) -> None:
+    """Never returns: reap until the program exits, (`before_report`), report its wait
+    status, exit.
 
     The report goes first to the pool, on `exit_pipe` (one line: wait status, user and system
     CPU microseconds, max RSS in KiB, as wait4 gave them), so the answer does not wait for this
@@ -71,6 +80,9 @@ def serve_as_init(program_pid: int, setup_fd: int, exit_pipe: int) -> None:
             except ChildProcessError:
                 os._exit(0)  # nothing left (cannot happen before the program is reaped)
             if pid == program_pid:
+                if before_report is not None:
+                    with contextlib.suppress(Exception):
+                        before_report()
                 line = (
                     f"{status} {int(usage.ru_utime * 1e6)} {int(usage.ru_stime * 1e6)} "
                     f"{usage.ru_maxrss}\n"

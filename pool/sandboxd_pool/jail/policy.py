@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, field
 SANDBOX_UID = 1000  # the uid and gid inside every worker's user namespace
 SANDBOX_HOSTNAME = "sandbox"
 WORK_DIR = "/work"
+OUT_DIR = "out"  # in WORK_DIR: what the program leaves here comes back (files_out.py)
+OUT_MAX_DEPTH = 32  # folders deeper than this in out/ are not read
 BOOT_MOUNT = "/opt/sandboxd"  # the in-worker bootstraps
 JAIL_LIB_MOUNT = "/opt/sandboxd-lib"  # holds jail/ (this package), for the Python template
 PYTHON_MOUNT = "/opt/python"  # an interpreter prefix of its own (pyenv, /opt/python3.x)

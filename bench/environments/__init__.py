@@ -1,0 +1,2 @@
+"""`python -m bench environments`: a warm environment against a bare interpreter with the same
+packages installed."""
