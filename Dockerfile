@@ -67,7 +67,7 @@ RUN apt-get update \
 # of nobody (65534); at start the engine checks that the ids exist in its user namespace and
 # refuses to start naming a fitting range if they do not. The same range for root: run as the
 # container's root (`--user 0`, in a user namespace), the daemon can use a cgroup delegated to
-# the container, whose files belong to that root (README "Real limits in a container"). Only
+# the container, whose files belong to that root (docs/operations.md "Real limits in a container"). Only
 # one of the two users runs the daemon.
 ARG SANDBOXD_UID=10001
 RUN groupadd --system --gid ${SANDBOXD_UID} sandboxd \

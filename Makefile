@@ -18,7 +18,7 @@
 # npm packages of the egress tests (tests/egress/node_packages) when a package-lock.json changes.
 # `make test` runs, as root, every suite; tests/cgroup_v2 boots a cgroup v2 VM (qemu) whose
 # kernel and root filesystem it builds from Debian's packages on first use and caches under
-# /var/cache/sandboxd-test/cgroup-v2 (README "cgroup v2 in the test suite").
+# /var/cache/sandboxd-test/cgroup-v2 (docs/development.md, "cgroup v2 in the test suite").
 
 PYTHON ?= python3
 PIP := $(PYTHON) -m pip --disable-pip-version-check

@@ -6,7 +6,7 @@ invocation, prints ratios and PASS/MISS against the targets, and records the run
 `bench/RESULTS.md`; `e2e` does the same for the daemon over gRPC, `cluster` for Submit over
 Redis. One subpackage per command, one module per concern:
 
-- `common/`     what the commands share
+- `common/`     what the commands share (`options.py`: how much to measure; `output.py`: where the report goes)
   - `runtimes.py`   the interpreters, the hello program, the clean environment
   - `baselines.py`  per-request process spawns: bare, bwrap, unshare
   - `harness.py`    timing loops: sequential latency, threaded throughput

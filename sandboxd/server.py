@@ -158,7 +158,7 @@ def pool_config(settings: Settings) -> PoolConfig:
     if settings.node_path:
         config_args["node_path"] = settings.node_path
     # Egress is always served (a reloaded tenants file may give a tenant rules): every worker
-    # has the proxy's socket; a tenant without rules gets it closed (README "Egress").
+    # has the proxy's socket; a tenant without rules gets it closed (docs/egress.md).
     if settings.egress_hosts_file:
         config_args["egress_hosts_file"] = settings.egress_hosts_file
     if settings.egress_ca_bundle_file:

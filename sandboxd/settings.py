@@ -577,7 +577,7 @@ class Settings:
         "seconds after which the concurrency slots of a node that died are free again",
         seconds(1, 3600),
     )
-    # -- egress (pool/sandboxd_pool/egress/, docs: README "Egress")
+    # -- egress (pool/sandboxd_pool/egress/, docs/egress.md)
     egress_hosts_file: str | None = setting(
         None,
         "--egress-hosts",

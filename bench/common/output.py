@@ -29,8 +29,9 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """--quick, --results, --no-results and --json, the same for every command."""
+def add_arguments(parser: argparse.ArgumentParser, *, raw: bool = True) -> None:
+    """--quick, --results, --no-results and --json (`raw`: the command has raw numbers), the
+    same for every command."""
     parser.add_argument(
         "--quick",
         action="store_true",
@@ -40,7 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--results", type=Path, help="Markdown file to record the run in (default bench/RESULTS.md)"
     )
     parser.add_argument("--no-results", action="store_true", help="do not write RESULTS.md")
-    parser.add_argument("--json", type=Path, help="also write the raw numbers to this JSON file")
+    if raw:
+        parser.add_argument(
+            "--json", type=Path, help="also write the raw numbers to this JSON file"
+        )
 
 
 def markers(section: str) -> tuple[str, str]:
@@ -75,13 +79,13 @@ def as_json(value: Any) -> Any:
     return value
 
 
-def publish(args: argparse.Namespace, section: str, text: str, report: Any) -> None:
-    """Print the report, record it (see the module doc) and write it as JSON if asked."""
+def publish(args: argparse.Namespace, section: str, text: str, report: Any = None) -> None:
+    """Print the report, record it (see the module doc) and write `report` as JSON if asked."""
     print(text)
     path = args.results if args.results is not None else (None if args.quick else RESULTS)
     if path is not None and not args.no_results:
         write_section(path, section, text)
         log(f"results written to {path}")
-    if args.json is not None:
+    if getattr(args, "json", None) is not None:
         args.json.write_text(json.dumps(as_json(report), indent=2) + "\n")
         log(f"raw results written to {args.json}")

@@ -22,7 +22,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 
-from bench.common import harness, output
+from bench.common import harness, options, output
 from bench.common.machine import _git, machine_info
 from bench.common.output import log
 from bench.common.runtimes import select_runtimes
@@ -51,18 +51,20 @@ class Settings:
     echo: bool
 
 
+SCALE = options.Scale(iterations=(200, 20), duration_s=(4.0, 0.6), threads=([1, 2, 4, 8], [1, 2]))
+
+
 def settings_from(args: argparse.Namespace) -> Settings:
-    quick = args.quick
-    iterations = args.iterations or (20 if quick else 200)
+    m = options.measured(args, SCALE)
     return Settings(
-        iterations=iterations,
-        warmup=max(3, iterations // 10),
-        rounds=2 if quick else 4,
-        duration_s=args.duration_s or (0.6 if quick else 4.0),
-        thread_counts=args.threads or ([1, 2] if quick else [1, 2, 4, 8]),
+        iterations=m.iterations,
+        warmup=m.warmup,
+        rounds=2 if args.quick else 4,
+        duration_s=m.duration_s,
+        thread_counts=m.thread_counts,
         warm_workers=args.warm_workers,
-        floor_iterations=iterations,
-        echo=args.echo and not quick,
+        floor_iterations=m.iterations,
+        echo=args.echo and not args.quick,
     )
 
 
@@ -369,37 +371,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _int_list(text: str) -> list[int]:
-    return [int(x) for x in text.split(",") if x.strip()]
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--iterations",
-        type=int,
-        default=0,
-        help="paced sequential calls per scenario and server (default 200, 20 with --quick)",
-    )
-    parser.add_argument(
-        "--duration-s",
-        type=float,
-        default=0.0,
-        help="seconds per concurrency level (default 4, 0.6 with --quick)",
-    )
-    parser.add_argument(
-        "--threads",
-        type=_int_list,
-        default=None,
-        help="comma-separated concurrent clients (default 1,2,4,8; 1,2 with --quick)",
-    )
-    parser.add_argument(
-        "--runtimes",
-        type=lambda s: [x.strip() for x in s.split(",") if x.strip()],
-        default=["python", "javascript"],
-        help="comma-separated: python,javascript (default both)",
-    )
-    parser.add_argument(
-        "--warm-workers", type=int, default=8, help="the daemon's --warm-workers (default 8)"
+    options.add_arguments(
+        parser,
+        SCALE,
+        iterations="paced sequential calls per scenario and server",
+        duration="seconds per concurrency level",
+        threads="concurrent clients",
+        warm_workers="the daemon's --warm-workers",
     )
     parser.add_argument(
         "--no-echo",
@@ -407,6 +386,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_false",
         help="skip the sync-vs-aio gRPC echo measurement (always skipped with --quick)",
     )
-    parser.add_argument("--python", help="Python interpreter (default: this one's real binary)")
-    parser.add_argument("--node", help="Node interpreter (default: node on PATH)")
     output.add_arguments(parser)

@@ -25,7 +25,6 @@ import datetime as dt
 import json
 import os
 import platform
-import re
 import socket
 import statistics
 import subprocess
@@ -33,6 +32,7 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
+from bench.common import output
 from bench.egress.servers import ServerProcess, SiteCA, measure
 from sandboxd_pool import ExecutionRequest, Limits, Pool, PoolConfig, Runtime
 from sandboxd_pool.egress import EgressHeader, EgressPolicy
@@ -41,17 +41,15 @@ from sandboxd_pool.egress.service import EgressService
 from sandboxd_pool.types import CEILING_LIMITS, DEFAULT_LIMITS
 
 HOST = "bench.example.test"
-DEFAULT_RESULTS = Path(__file__).resolve().parent.parent / "RESULTS.md"
-BEGIN, END = "<!-- bench:egress:begin -->", "<!-- bench:egress:end -->"
+QUICK_ROUNDS = 8  # --quick: a smoke run
+QUICK_BOOTS = 10
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-n", "--rounds", type=int, default=40, help="downloads per mode")
     parser.add_argument("--size-bytes", type=int, default=1024 * 1024)
     parser.add_argument("--boots", type=int, default=60, help="executions per pool (part 3)")
-    parser.add_argument(
-        "--results", type=Path, default=DEFAULT_RESULTS, help="where the section is written"
-    )
+    output.add_arguments(parser, raw=False)
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -219,6 +217,7 @@ def part_workers(boots: int) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    rounds = min(args.rounds, QUICK_ROUNDS) if args.quick else args.rounds
     with tempfile.TemporaryDirectory(prefix="sandboxd-bench-egress-") as tmp:
         directory = Path(tmp)
         site = SiteCA(directory)
@@ -235,14 +234,12 @@ def run(args: argparse.Namespace) -> int:
                 f"{_commit()}",
                 "",
             ]
-            lines += part_proxy(site, server, args.rounds, args.size_bytes)
-            lines += part_sandboxed(site, server, hosts_file, args.rounds, args.size_bytes)
+            lines += part_proxy(site, server, rounds, args.size_bytes)
+            lines += part_sandboxed(site, server, hosts_file, rounds, args.size_bytes)
         finally:
             server.close()
-    lines += part_workers(args.boots)
-    section = "\n".join(lines)
-    print(section)
-    _write(args.results, section)
+    lines += part_workers(min(args.boots, QUICK_BOOTS) if args.quick else args.boots)
+    output.publish(args, "egress", "\n".join(lines))
     return 0
 
 
@@ -258,15 +255,3 @@ def _commit() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "(not a git checkout)"
     return done.stdout.strip()
-
-
-def _write(path: Path, section: str) -> None:
-    """Replace the egress section of `path` (append it if absent); the rest is kept."""
-    block = f"{BEGIN}\n{section.rstrip()}\n{END}\n"
-    text = path.read_text() if path.exists() else "# sandboxd benchmark results\n"
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END) + r"\n?", re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: block, text, count=1)
-    else:
-        text = text.rstrip() + "\n\n" + block
-    path.write_text(text)

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.common import baselines, harness, output
+from bench.common import baselines, harness, options, output
 from bench.common.machine import engine_source, machine_info
 from bench.common.output import log
 from bench.common.runtimes import BenchRuntime, select_runtimes
@@ -45,16 +45,18 @@ class Settings:
     memory_samples: int
 
 
+SCALE = options.Scale(iterations=(200, 30), duration_s=(5.0, 1.5), threads=([2, 4], [2, 4]))
+
+
 def settings_from(args: argparse.Namespace) -> Settings:
-    quick = args.quick
-    iterations = args.iterations or (30 if quick else 200)
+    m = options.measured(args, SCALE)
     return Settings(
-        iterations=iterations,
-        warmup=max(3, iterations // 10),
-        duration_s=args.duration_s or (1.5 if quick else 5.0),
-        thread_counts=args.threads,
+        iterations=m.iterations,
+        warmup=m.warmup,
+        duration_s=m.duration_s,
+        thread_counts=m.thread_counts,
         warm_workers=args.warm_workers,
-        memory_settle_s=0.5 if quick else 1.0,
+        memory_settle_s=0.5 if args.quick else 1.0,
         memory_samples=args.warm_workers,
     )
 
@@ -298,32 +300,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--iterations",
-        type=int,
-        default=0,
-        help="sequential latency iterations per system (default 200, 30 with --quick)",
-    )
-    parser.add_argument(
-        "--duration-s",
-        type=float,
-        default=0.0,
-        help="seconds per throughput run (default 5, 1.5 with --quick)",
-    )
-    parser.add_argument(
-        "--runtimes",
-        type=lambda s: [x.strip() for x in s.split(",") if x.strip()],
-        default=["python", "javascript"],
-        help="comma-separated: python,javascript (default both)",
-    )
-    parser.add_argument(
-        "--threads",
-        type=lambda s: [int(x) for x in s.split(",") if x.strip()],
-        default=[2, 4],
-        help="comma-separated concurrent callers for throughput (default 2,4)",
-    )
-    parser.add_argument(
-        "--warm-workers", type=int, default=8, help="warm workers per runtime (default 8)"
+    options.add_arguments(
+        parser,
+        SCALE,
+        iterations="sequential latency iterations per system",
+        duration="seconds per throughput run",
+        threads="concurrent callers for throughput",
+        warm_workers="warm workers per runtime",
     )
     parser.add_argument("--skip-pool", action="store_true", help="measure the baselines only")
     parser.add_argument(
@@ -331,6 +314,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="REV",
         help="measure pool/ as committed at REV (git archive to a temp dir), not the working tree",
     )
-    parser.add_argument("--python", help="Python interpreter (default: this one's real binary)")
-    parser.add_argument("--node", help="Node interpreter (default: node on PATH)")
     output.add_arguments(parser)

@@ -112,7 +112,7 @@ class PoolConfig:
     template_max_forks: int = 250
     template_max_age_s: float = 300.0
     environments: tuple[Environment, ...] = ()  # built package sets requests may name
-    # Egress (README "Egress"): every worker brings its loopback up and opens the proxy's
+    # Egress (docs/egress.md): every worker brings its loopback up and opens the proxy's
     # listening socket in its own network namespace (jail/network.py), which the pool serves
     # for a request with an egress policy (Pool.execute(egress=...)). False: workers keep a
     # down loopback and egress policies are refused.

@@ -205,7 +205,7 @@ class Pool:
         execution_id: used as Outcome.execution_id (default: a new uuid4 hex); the handler's
         context sees it too.
         egress: what the program may reach through the proxy (the tenant's rules, narrowed by
-        the request; README "Egress"); None: nothing (connections to the proxy are refused).
+        the request; docs/egress.md); None: nothing (connections to the proxy are refused).
         Outcome.egress says what went through.
         """
         arrived = time.monotonic()

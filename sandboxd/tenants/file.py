@@ -159,7 +159,7 @@ def _tenant(label: str, name: str, raw: object) -> Tenant:
         raise error(
             "network_allowed",
             "network_allowed = true is not supported: workers have no network of their own. "
-            'Give the tenant egress rules instead (egress = ["HOST:PORT"], README "Egress") '
+            'Give the tenant egress rules instead (egress = ["HOST:PORT"], docs/egress.md) '
             "and remove the line or set it to false.",
         )
     egress = _egress(raw, error)

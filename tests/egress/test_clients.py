@@ -1,4 +1,4 @@
-"""Every client the README lists works through the proxy, unchanged: Python's urllib.request,
+"""Every client docs/egress.md lists works through the proxy, unchanged: Python's urllib.request,
 http.client (a CONNECT tunnel through the proxy address it finds in HTTPS_PROXY) and requests;
 Node's http, https, the global fetch and axios. Each program makes three requests:
 

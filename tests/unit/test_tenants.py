@@ -144,8 +144,8 @@ A = f'[tenants.acme]\nkey_sha256 = "{HASH}"\n'
         (
             A + "network_allowed = true\n",
             r"tenant 'acme': network_allowed = true is not supported: workers have no network of "
-            r'their own\. Give the tenant egress rules instead \(egress = \["HOST:PORT"\], README '
-            r'"Egress"\) and remove the line or set it to false\.',
+            r'their own\. Give the tenant egress rules instead \(egress = \["HOST:PORT"\], '
+            r"docs/egress\.md\) and remove the line or set it to false\.",
         ),
         (A + "default_limits = 5\n", r"default_limits must be a table"),
         (

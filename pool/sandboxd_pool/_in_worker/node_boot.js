@@ -60,7 +60,7 @@ process.chdir(workdir);
 fs.mkdirSync('out'); // files left here come back with the result (files_out.py)
 for (const key of Object.keys(process.env)) delete process.env[key];
 if (header.egress) {
-  // The proxy in the worker's own namespace (README "Egress"): variables for the libraries
+  // The proxy in the worker's own namespace (docs/egress.md): variables for the libraries
   // that read them (axios), and http, https, fetch and TLS routed through it.
   Object.assign(process.env, egressEnvironment(header.egress));
   require(path.join(__dirname, 'node_egress.js')).install(header.egress);

@@ -1,6 +1,6 @@
 """The egress proxy: one connection from a program, served in the pool's event loop.
 
-What a program may send to 127.0.0.1:3128 in its worker (see README "Egress"):
+What a program may send to 127.0.0.1:3128 in its worker (see docs/egress.md):
 
     CONNECT host:port            a tunnel. To a host the tenant has no headers for, the proxy
                                  relays the bytes as they are (TLS passes through untouched).
