@@ -282,6 +282,7 @@ class Worker:
             cpu_base_ns=cpu_base_ns,
             proc_cpu_base_us=proc_cpu_base_us,
             handler_mode=request.mode is Mode.HANDLER,
+            cpu_checked_at=started,
         )
         self._supervise(watch, request.stdin, cancel, on_output, output_paused)
         self._close_stdin()
@@ -366,22 +367,27 @@ class Worker:
                         self._kill_once(watch, KillReason.OUTPUT)
 
     def _enforce(self, watch: _Watch, now: float, cancel: threading.Event | None) -> None:
-        """Kill the running worker at its wall-clock deadline, on cancel, or past its CPU time."""
-        cg = self.spawned.cgroup
-        cpu_limit_ns = watch.limits.cpu_time_ms * 1_000_000
+        """Kill the running worker at its wall-clock deadline, on cancel, or past its CPU time.
+        The CPU time is read at most every CPU_POLL_S (the loop wakes at least that often), not
+        on every wake-up for output: the bound on what a program uses past its limit is the
+        same, and a short execution reads it only once, for its outcome."""
         if now >= watch.deadline:
             self._kill_once(watch, KillReason.TIMEOUT)
         elif cancel is not None and cancel.is_set():
             self._kill_once(watch, KillReason.CANCELLED)
-        elif cg is not None and cg.cpu_time_ns() - watch.cpu_base_ns > cpu_limit_ns:
-            self._kill_once(watch, KillReason.CPU)
-        elif cg is None and (
-            (_proc_cpu_us(self.program_pid, children=True) - watch.proc_cpu_base_us) * 1000
-            > cpu_limit_ns
-        ):
-            # No cgroup (rlimit fallback): the program's threads and its reaped children; a
-            # running child is stopped by its own RLIMIT_CPU (whole seconds) only.
-            self._kill_once(watch, KillReason.CPU)
+        elif now - watch.cpu_checked_at >= CPU_POLL_S:
+            watch.cpu_checked_at = now
+            if self._cpu_used_ns(watch) > watch.limits.cpu_time_ms * 1_000_000:
+                self._kill_once(watch, KillReason.CPU)
+
+    def _cpu_used_ns(self, watch: _Watch) -> int:
+        """The execution's CPU time so far: the cgroup's (every process); without a cgroup
+        (rlimit fallback) the program's threads and its reaped children, as a running child is
+        stopped by its own RLIMIT_CPU (whole seconds) only."""
+        cg = self.spawned.cgroup
+        if cg is not None:
+            return cg.cpu_time_ns() - watch.cpu_base_ns
+        return (_proc_cpu_us(self.program_pid, children=True) - watch.proc_cpu_base_us) * 1000
 
     def _kill_once(self, watch: _Watch, reason: KillReason) -> None:
         """Kill the worker for `reason`, unless it was killed already or has exited."""
@@ -626,6 +632,7 @@ class _Watch:
     handler_mode: bool
     kill_reason: KillReason = KillReason.NONE
     killed_at: float = 0.0
+    cpu_checked_at: float = 0.0  # monotonic seconds, the last CPU-time check (_enforce)
     exited_at: float | None = None  # when the program (or PID 1) was seen to have exited
     program_exit: tuple[int, int, int, int] | None = None  # the init's report (see jail/init.py)
     callback_error: BaseException | None = None

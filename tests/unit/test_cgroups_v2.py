@@ -28,8 +28,22 @@ CPU_STAT = (
 PIDS_EVENTS = "max 5\n"
 
 
+# The interface files a v2 cgroup directory has from its creation, with the kernel's defaults:
+# cgroup files are never created by a write (the engine opens them without O_CREAT).
+KERNEL_FILES = {
+    "cgroup.kill": "",
+    "cgroup.procs": "",
+    "cpu.max": "max 100000",
+    "memory.max": "max",
+    "memory.swap.max": "max",
+    "pids.max": "max",
+}
+
+
 @pytest.fixture
 def cg(tmp_path: Path) -> WorkerCgroup:
+    for name, text in KERNEL_FILES.items():
+        (tmp_path / name).write_text(text)
     return WorkerCgroup(version=2, paths={UNIFIED: str(tmp_path)})
 
 
@@ -60,12 +74,20 @@ class TestSetLimits:
 
     def test_writes_only_to_the_unified_dir(self, cg: WorkerCgroup, tmp_path: Path) -> None:
         cg.set_limits(64 * MiB, 4, cpu_cores=1)
-        assert sorted(os.listdir(tmp_path)) == [
-            "cpu.max",
-            "memory.max",
-            "memory.swap.max",
-            "pids.max",
-        ]
+        assert sorted(os.listdir(tmp_path)) == sorted(KERNEL_FILES)  # no v1 file, nothing new
+
+    def test_a_kernel_without_swap_accounting_gets_no_swap_file(
+        self, cg: WorkerCgroup, tmp_path: Path
+    ) -> None:
+        (tmp_path / "memory.swap.max").unlink()
+        cg.set_limits(64 * MiB, 4)
+        assert read(tmp_path, "memory.max") == str(64 * MiB)
+        assert not (tmp_path / "memory.swap.max").exists()
+
+    def test_a_missing_required_file_raises(self, cg: WorkerCgroup, tmp_path: Path) -> None:
+        (tmp_path / "pids.max").unlink()
+        with pytest.raises(FileNotFoundError):
+            cg.set_limits(64 * MiB, 4)
 
     def test_rewriting_replaces_the_previous_values(self, cg: WorkerCgroup, tmp_path: Path) -> None:
         cg.set_limits(512 * MiB, 1024, cpu_cores=2)

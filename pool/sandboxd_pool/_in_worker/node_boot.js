@@ -45,6 +45,10 @@ for (const stream of [process.stdout, process.stderr]) {
 if (process.argv[2]) {
   for (const name of JSON.parse(process.argv[2]).preload) require(name);
 }
+// What does not depend on the request is done before it: the environment emptied (the
+// request's alone is set) and the output folder made in the working directory (the jail's /work).
+for (const key of Object.keys(process.env)) delete process.env[key];
+fs.mkdirSync('out'); // files left here come back with the result (files_out.py)
 fs.writeSync(CONTROL_FD, 'R');
 const header = JSON.parse(readExact(readExact(4).readUInt32BE(0)).toString('utf8'));
 const code = readExact(header.code_size);
@@ -57,8 +61,6 @@ if (!handlerMode) fs.closeSync(CONTROL_FD);
 
 const workdir = header.workdir;
 process.chdir(workdir);
-fs.mkdirSync('out'); // files left here come back with the result (files_out.py)
-for (const key of Object.keys(process.env)) delete process.env[key];
 if (header.egress) {
   // The proxy in the worker's own namespace (docs/egress.md): variables for the libraries
   // that read them (axios), and http, https, fetch and TLS routed through it.

@@ -44,11 +44,17 @@ def _read_exact(n: int) -> bytes:
 
 def _prefault() -> None:
     """In the worker itself (after its fork): run what a request runs, once, so that the pages
-    it writes are copied now rather than while the program waits."""
+    it writes are copied now rather than while the program waits; and do now what does not
+    depend on the request: the environment emptied (the request's alone is set), the output
+    folder made in the working directory (the jail's /work, where the worker starts)."""
     namespace: dict[str, Any] = {"__builtins__": __builtins__, "__name__": "__warm__"}
     exec(compile("x = [str(i) for i in range(50)]\nprint", "<warm-up>", "exec"), namespace)
     marshal.loads(marshal.dumps({"workdir": "/work", "env": {}, "files": [], "args": []}))
-    os.environ.copy()
+    os.environ.clear()
+    os.mkdir("out")  # files left here come back with the result (files_out.py)
+    with open(os.path.join("out", "warm"), "wb") as f:
+        f.write(b"")
+    os.unlink(os.path.join("out", "warm"))
 
 
 def _warm_up() -> None:
@@ -241,8 +247,6 @@ def _exit_status(e: SystemExit) -> int:
 def _run(header: dict[str, Any], code: bytes, event: bytes, files: list[tuple[str, bytes]]) -> int:
     workdir = header["workdir"]
     os.chdir(workdir)
-    os.mkdir("out")  # files left here come back with the result (files_out.py)
-    os.environ.clear()
     if "egress" in header:
         os.environ.update(_egress_environment(header["egress"]))
     os.environ.update(header["env"])
