@@ -21,7 +21,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from .config import PoolConfig, build_jail_plan
@@ -41,6 +41,18 @@ if TYPE_CHECKING:  # imports cryptography: loaded only by a pool that serves egr
 log = logging.getLogger("sandboxd_pool")
 
 CANCEL_POLL_S = 0.02  # how often a wait for a slot or a worker looks at the cancel event
+# A used worker's replacement is asked for this long after its execution ended, so that the
+# caller's answer (the daemon's gRPC response) goes out before the replenisher's bookkeeping
+# (the GIL) and the zygote's spawn (a CPU) compete with it; an empty queue refills at once.
+REFILL_DELAY_S = 0.003
+
+
+@dataclass(frozen=True)
+class _Ended:
+    """A worker whose execution ended at `ended_at_s` (monotonic), for the janitor."""
+
+    worker: Worker
+    ended_at_s: float
 
 
 class Pool:
@@ -97,7 +109,7 @@ class Pool:
         self._closed = False
         # Closing a used worker's fds releases its mount namespace, whose teardown takes
         # milliseconds: done here, off the execution's path.
-        self._janitor: queue.SimpleQueue[Worker | None] = queue.SimpleQueue()
+        self._janitor: queue.SimpleQueue[Worker | _Ended | None] = queue.SimpleQueue()
         self._janitor_thread = threading.Thread(
             target=self._janitor_loop, name="sandboxd-janitor", daemon=True
         )
@@ -108,7 +120,7 @@ class Pool:
             self._zygote,
             self._lock,
             self._states,
-            self._janitor,
+            self._janitor.put,
             closed=lambda: self._closed,
         )
         self._replenisher.start()
@@ -261,8 +273,7 @@ class Pool:
                         )
                 finally:
                     worker.kill()  # a worker that never got its code (on_start raised) too
-                    self._janitor.put(worker)
-                    self._replenisher.wake()
+                    self._janitor.put(_Ended(worker, time.monotonic()))
             finally:
                 with self._lock:
                     self._in_flight -= 1
@@ -322,8 +333,14 @@ class Pool:
             atexit.unregister(_close_at_exit)
 
     def _janitor_loop(self) -> None:
-        while (worker := self._janitor.get()) is not None:
-            worker.close()
+        """Close used workers off the executions' path; for one whose execution ended, first
+        wake the replenisher for its replacement, REFILL_DELAY_S after the end."""
+        while (item := self._janitor.get()) is not None:
+            if isinstance(item, _Ended):
+                time.sleep(max(0.0, item.ended_at_s + REFILL_DELAY_S - time.monotonic()))
+                self._replenisher.wake()
+                item = item.worker
+            item.close()
 
     # -- taking a worker ---------------------------------------------------------------------------
 
@@ -341,7 +358,7 @@ class Pool:
                     while state.ready:
                         worker = state.ready.popleft()
                         if alive(worker):
-                            # The replacement is requested when this execution ends (see
+                            # The replacement is requested after this execution ends (see
                             # execute): a spawn blocks the zygote for ~2-3 ms, and would delay
                             # this execution's exit report. Only an empty queue refills at once.
                             if not state.ready:

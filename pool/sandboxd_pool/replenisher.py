@@ -13,7 +13,6 @@ import contextlib
 import functools
 import logging
 import os
-import queue
 import select
 import threading
 import time
@@ -73,7 +72,7 @@ class Replenisher:
         zygote: ZygoteClient,
         lock: threading.Condition,
         states: dict[WarmKey, RuntimeState],
-        janitor: queue.SimpleQueue[Worker | None],
+        discard: Callable[[Worker], None],  # closes a dead worker off this thread
         closed: Callable[[], bool],
     ) -> None:
         self._config = config
@@ -81,7 +80,7 @@ class Replenisher:
         self._zygote = zygote
         self._lock = lock
         self._states = states
-        self._janitor = janitor
+        self._discard = discard
         self._closed = closed
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._thread = threading.Thread(target=self._loop, name="sandboxd-replenisher", daemon=True)
@@ -138,7 +137,7 @@ class Replenisher:
                 dead = [w for w in state.ready if not alive(w)]  # killed from outside
                 for worker in dead:
                     state.ready.remove(worker)
-                    self._janitor.put(worker)
+                    self._discard(worker)
                 if state.reason and now < state.retry_at:
                     continue
                 wanted = max(state.target, len(state.ready) + state.waiting)
