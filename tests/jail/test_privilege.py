@@ -359,7 +359,10 @@ def test_setuid_binaries_do_not_elevate(setuid_sleep: str) -> None:
                 continue
             st = os.stat(path)
             out[path + " mode"] = oct(st.st_mode & 0o7000)
-            args = [path, "30"] if path.endswith("sleep") else [path]
+            # newgrp without a group execs the user's shell at once (its comm becomes sh);
+            # asked for root's group, it stays newgrp until it fails
+            args = {"sleep": [path, "30"], "newgrp": [path, "root"]}.get(
+                os.path.basename(path).rsplit("-", 1)[-1], [path])
             p = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE)
             # ids are read once the program is exec'd (its comm is its name), not after a guess

@@ -144,6 +144,13 @@ def worker_cmdline(init_pid: int) -> str:
     return cmdline(next(iter(programs))) if len(programs) == 1 else cmdline(init_pid)
 
 
+def _holds_no_fd(pid: int) -> bool:
+    try:
+        return not os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+
+
 def descendants(pid: int) -> set[int]:
     try:
         return {p.pid for p in psutil.Process(pid).children(recursive=True)}
@@ -179,6 +186,8 @@ class TreeReport:
     template_pids: frozenset[int]
     worker_pids: frozenset[int]  # direct children of the zygote in a worker cgroup: the inits
     program_pids: frozenset[int]  # each worker init's one child: the warm program
+    # each warm Python program's one child: its exit helper (python_boot.py), holding no fd
+    exit_helper_pids: frozenset[int]
     strays: frozenset[int]  # any other descendant of the daemon (a program's child, ...)
     orphans: frozenset[int]  # in one of its worker cgroups but not in its tree
 
@@ -196,13 +205,21 @@ def tree(daemon_pid: int, zygote_pids: Iterable[int]) -> TreeReport:
     workers = {pid for pid in direct if cgroup_names_of(pid)}
     templates = {pid for pid in direct - workers if TEMPLATE_SCRIPT in cmdline(pid)}
     programs = {c for pid in workers for c in children_of(pid)}
-    strays = everything - {zygote} - templates - workers - programs
+    helpers = {
+        c
+        for pid in programs
+        if "python_boot.py" in cmdline(pid) or TEMPLATE_SCRIPT in cmdline(pid)
+        for c in children_of(pid)
+        if _holds_no_fd(c)
+    }
+    strays = everything - {zygote} - templates - workers - programs - helpers
     in_cgroups = processes_in_worker_cgroups([*zygote_pids, zygote])
     return TreeReport(
         zygote_pid=zygote,
         template_pids=frozenset(templates),
         worker_pids=frozenset(workers),
         program_pids=frozenset(programs),
+        exit_helper_pids=frozenset(helpers),
         strays=frozenset(strays),
         orphans=frozenset(in_cgroups - everything),
     )

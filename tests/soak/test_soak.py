@@ -81,6 +81,10 @@ def at_rest(daemon: Daemon, zygotes: set[int]) -> footprint.TreeReport:
             )
         if len(report.program_pids) != len(report.worker_pids):
             problems.append(f"programs {report.describe(report.program_pids)} (one per worker)")
+        if len(report.exit_helper_pids) != WARM_WORKERS:
+            problems.append(
+                f"exit helpers {report.describe(report.exit_helper_pids)} (one per Python worker)"
+            )
         if len(report.template_pids) != 1:
             problems.append(f"templates {report.describe(report.template_pids)}")
         if report.strays:

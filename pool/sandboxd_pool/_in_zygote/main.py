@@ -33,6 +33,7 @@ from .. import zygote_protocol as proto
 from ..jail import cgroups, mode, mounts, namespaces, seccomp
 from ..jail.cgroups import CgroupSetup, WorkerCgroup
 from ..jail.enter import TemplateRoot, boot_environment, enter_and_exec, layer_patches
+from ..jail.fds import close_all_but
 from ..jail.init import EXIT_PREFIX
 from ..jail.policy import BOOT_MOUNT, SANDBOX_UID, JailPlan
 from ..zygote_protocol import HANDED_NAMES
@@ -308,6 +309,11 @@ class Zygote:
             pid = namespaces.clone_into_namespaces(flags)
         if pid == 0:
             forget_zygote_signals()
+            # Before it waits for "go", nothing of the zygote's: otherwise it would hold, until
+            # its exec, the zygote's ends of its own setup socket and of the pool's socket, and
+            # a zygote killed in that window left a child waiting for "go" forever (no EOF; its
+            # parent-death signal not yet set) and a pool that never saw the zygote go.
+            close_all_but((0, 1, 2, *fds, *entry_fds))
             enter_and_exec(
                 self.plan,
                 self.plan.runtimes[runtime_name],

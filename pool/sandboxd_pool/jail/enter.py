@@ -36,6 +36,7 @@ from typing import Any
 
 from . import capabilities, cgroups, init, mounts, namespaces, network, open_out, rlimits, seccomp
 from .elf_runpath import relocate_runpath
+from .fds import close_all_but
 from .policy import (
     ENVIRONMENT_MOUNT,
     NODE_MODULES_MOUNT,
@@ -370,11 +371,7 @@ def _install_fds(
     staged = [os.dup(fd) for fd in (*fds, setup, exit_pipe)]
     for target, fd in enumerate(staged):
         os.dup2(fd, target, inheritable=target < WORKER_FDS)
-    low = EXIT_PIPE_FD + 1
-    for fd in sorted(keep):
-        os.closerange(low, fd)
-        low = fd + 1
-    os.closerange(low, 1 << 20)
+    close_all_but((*range(EXIT_PIPE_FD + 1), *keep))
 
 
 def _move_above(fd: int, floor: int) -> int:

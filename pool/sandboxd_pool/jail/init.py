@@ -29,6 +29,7 @@ import signal
 from collections.abc import Callable
 
 from .capabilities import set_dumpable
+from .fds import close_all_but
 
 EXIT_PREFIX = b"exit "  # init -> zygote on the setup socket: b"exit <raw wait status>"
 # The init's own exit status when it could not report (the zygote then calls it an internal
@@ -69,10 +70,7 @@ def serve_as_init(
             with contextlib.suppress(OSError, ValueError):
                 signal.signal(sig, signal.SIG_DFL)
         set_dumpable(False)
-        keep = sorted((setup_fd, exit_pipe))
-        os.closerange(0, keep[0])
-        os.closerange(keep[0] + 1, keep[1])
-        os.closerange(keep[1] + 1, 1 << 20)
+        close_all_but((setup_fd, exit_pipe))
         os.chdir("/")
         while True:
             try:
