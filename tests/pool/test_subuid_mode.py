@@ -218,6 +218,16 @@ fs.symlinkSync(process.argv[2], 'out/folder-link');
 console.log('written');
 """
 
+# The exit helper (python_boot.py) must hold the program's own per-request rlimits: here, with
+# no memory cgroup, RLIMIT_DATA is what bounds the memory it shares with the program.
+HELPER_LIMITS = """
+import json
+def limits(pid):
+    lines = open(f"/proc/{pid}/limits").read().splitlines()[1:]
+    return {line[:26].strip(): line[26:].split()[:2] for line in lines}
+print(json.dumps({"program": limits("self"), "helper": limits(3)}))
+"""
+
 CROSS_KILL = """
 import json, os, sys
 seen = {}
@@ -380,6 +390,11 @@ def _programs(user: SubuidUser) -> dict[str, list[object]]:
             {"limits": {"tmpfs_bytes": 1 << 20}},
         ],
         "cross_kill": ["python", CROSS_KILL, {}],
+        "helper_limits": [
+            "python",
+            HELPER_LIMITS,
+            {"limits": {"cpu_time_ms": 1500, "max_processes": 9, "memory_bytes": 96 << 20}},
+        ],
         "files_out_py": ["python", FILES_OUT_PY, {"args": [user.pool_only_dir]}],
         "files_out_js": ["javascript", FILES_OUT_JS, {"args": [user.pool_only_dir]}],
         "hello_after": ["python", "print('still serving')", {}],
@@ -535,6 +550,15 @@ def test_no_kill_across_workers(report: dict) -> None:
     seen = json.loads(outcome["stdout"])
     assert {seen[t] for t in targets} == {"ProcessLookupError"}, seen
     assert all(report["targets_alive"]), (targets, report["targets_alive"])
+
+
+def test_the_exit_helper_has_the_programs_own_limits(report: dict) -> None:
+    outcome = report["helper_limits"]
+    assert outcome["verdict"] == "OK", outcome
+    seen = json.loads(outcome["stdout"])
+    assert seen["program"]["Max processes"] == ["9", "9"]
+    assert seen["program"]["Max data size"] == [str(96 << 20)] * 2
+    assert seen["helper"] == seen["program"]
 
 
 def test_nothing_left_behind(report: dict, subuid_user: SubuidUser) -> None:
