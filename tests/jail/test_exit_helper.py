@@ -262,14 +262,26 @@ def mmap_payload(size: int) -> bytes:
 PTRACE_PAYLOAD = bytes.fromhex("b86500000031ff31f631d24531d20f05") + STORE_ONE
 # Says it ran, then burns CPU forever.
 SPIN_PAYLOAD = STORE_ONE + SPIN_FOREVER
-# prctl(PR_SET_NAME, name): its name on the host too; says it ran, then burns CPU forever.
-NAMED_SPIN_PAYLOAD = (
+# prctl(PR_SET_NAME, name): its name on the host too; then it opens a file of that name in its
+# working directory (/work), says it ran, and appends the name to it forever.
+NAMED_WRITER_PAYLOAD = (
     bytes.fromhex("bf0f000000")  # mov edi, 15
     + b"\x48\xbe"
     + b"NAME...."  # movabs rsi, &name
     + bytes.fromhex("b89d0000000f05")  # mov eax, 157 (prctl); syscall
+    + b"\x48\xbf"
+    + b"NAME...."  # movabs rdi, &name
+    + bytes.fromhex("be41040000")  # mov esi, O_WRONLY | O_CREAT | O_APPEND
+    + bytes.fromhex("baa4010000")  # mov edx, 0644
+    + bytes.fromhex("b8020000000f05")  # mov eax, 2 (open); syscall
+    + bytes.fromhex("4989c4")  # mov r12, rax
     + STORE_ONE
-    + SPIN_FOREVER
+    + bytes.fromhex("4c89e7")  # loop: mov rdi, r12
+    + b"\x48\xbe"
+    + b"NAME...."  # movabs rsi, &name
+    + bytes.fromhex("ba0e000000")  # mov edx, 14
+    + bytes.fromhex("b8010000000f05")  # mov eax, 1 (write); syscall
+    + bytes.fromhex("ebe5")  # jmp loop
 )
 
 ERRNO_NAME = (
@@ -365,27 +377,32 @@ def _host_processes_named(name: str) -> list[int]:
 
 @X86_64
 def test_a_hijacked_helper_dies_with_the_execution(pool: Pool) -> None:
-    """The program exits while its helper runs code of its own, forever: the answer comes,
-    the helper is gone from the host, and the next executions see nothing of it."""
+    """The program exits while its helper runs code of its own, writing to a file of /work
+    forever: the answer comes, the helper is gone from the host, and the next executions see
+    nothing of it."""
     token = f"hj{secrets.token_hex(6)}"  # 14 characters: comm holds 15
+    code = HIJACK + "print(open(sys.argv[2]).read(14) == sys.argv[2])\n"
     outcome = run(
         pool,
         Runtime.PYTHON,
-        HIJACK + "print('exiting')\n",
-        args=(NAMED_SPIN_PAYLOAD.hex(), token),
+        code,
+        args=(NAMED_WRITER_PAYLOAD.hex(), token),
         limits=Limits(wall_time_ms=20_000),
     )
     assert (outcome.verdict, outcome.exit_code) == (Verdict.OK, 0), outcome
-    assert outcome.stdout == b"resumed\nexiting\n"
+    assert outcome.stdout == b"resumed\nTrue\n"
+    assert (outcome.files, outcome.files_truncated) == ((), False)
     # The namespace dies once its init has reported: the helper with it, within moments.
     deadline = time.monotonic() + 10
     while _host_processes_named(token) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert _host_processes_named(token) == []
-    probe = "import os\nprint(sorted(int(d) for d in os.listdir('/proc') if d.isdigit()))"
+    probe = (
+        "import json, os\n"
+        "print(json.dumps([sorted(int(d) for d in os.listdir('/proc') if d.isdigit()),"
+        " sorted(os.listdir('/work')), os.listdir('/tmp')]))"
+    )
     for _ in range(2):  # both warm workers
         after = run(pool, Runtime.PYTHON, probe)
-        assert (after.verdict, after.stdout) == (
-            Verdict.OK,
-            f"{SANDBOX_PIDS[Runtime.PYTHON]}\n".encode(),
-        ), after
+        assert after.verdict is Verdict.OK, after
+        assert json.loads(after.stdout) == [SANDBOX_PIDS[Runtime.PYTHON], ["main.py", "out"], []]
