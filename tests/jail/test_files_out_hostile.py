@@ -215,6 +215,35 @@ def test_an_output_folder_that_is_not_a_folder_returns_nothing(
     assert (outcome.files, outcome.files_truncated) == ((), False)
 
 
+def test_work_and_out_cannot_be_swapped_for_other_folders(pool: Pool) -> None:
+    """The pool holds /work from the worker's boot; out/ is found in it by name. /work is a
+    mount point of the read-only root, and a folder of /tmp or /dev/shm (the same tmpfs,
+    other binds) cannot be moved in as out/."""
+    code = textwrap.dedent(
+        """
+        import errno, os
+        os.mkdir("/tmp/fake")
+        open("/tmp/fake/planted", "w").write("planted")
+        open("out/real", "w").write("real")
+        def attempt(call, *args):
+            try:
+                call(*args)
+                return "done"
+            except OSError as e:
+                return errno.errorcode[e.errno]
+        print(attempt(os.rename, "/work", "/tmp/work"), attempt(os.rmdir, "/work"),
+              attempt(os.rename, "/tmp/fake", "/work/fake"),
+              attempt(os.rename, "/work/out", "/tmp/out"))
+        """
+    )
+    outcome = run(pool, Runtime.PYTHON, code)
+    assert (outcome.verdict, outcome.stdout) == (
+        Verdict.OK,
+        b"EXDEV EROFS EXDEV EXDEV\n",
+    ), outcome
+    assert (outcome.files, outcome.files_truncated) == ((OutputFile("real", b"real"),), False)
+
+
 def test_files_and_folders_shut_to_everyone_come_back(pool: Pool) -> None:
     code = textwrap.dedent(
         """
