@@ -7,8 +7,12 @@ walked one name at a time relative to descriptors, each open with O_NOFOLLOW: a 
 followed (nor returned), ".." never appears in a directory listing, so nothing outside out/ can
 be reached, whatever the program left there. Only regular files are returned (devices, FIFOs and
 sockets are skipped, opened with O_NONBLOCK so none can block); a directory is entered only if
-it is a real directory. Limits: at most `max_files` files and `max_bytes` bytes in all, in path
-order; what does not fit sets `truncated`.
+it is a real directory. A name that is not valid UTF-8 is skipped too, file or folder: a result's
+path is a string, which the API carries as UTF-8. Limits: at most `max_files` files and
+`max_bytes` bytes in all, in path order; what does not fit sets `truncated`. At most
+OUT_MAX_ENTRIES names are looked at in all (a program can leave hundreds of thousands, which
+would cost the pool's process memory and time): past that too the rest is left out, and which
+names of an overfull folder were looked at is the folder's listing order.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import contextlib
 import os
 import stat
 
-from .jail.policy import OUT_DIR, OUT_MAX_DEPTH
+from .jail.policy import OUT_DIR, OUT_MAX_DEPTH, OUT_MAX_ENTRIES
 from .types import OutputFile
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -31,7 +35,7 @@ def collect(work_fd: int, max_files: int, max_bytes: int) -> tuple[tuple[OutputF
     except OSError:
         return (), False
     found: list[OutputFile] = []
-    budget = [max_files, max_bytes]
+    budget = [max_files, max_bytes, OUT_MAX_ENTRIES]  # files, bytes, names looked at
     try:
         truncated = _walk(out_fd, "", 0, found, budget)
     finally:
@@ -40,12 +44,13 @@ def collect(work_fd: int, max_files: int, max_bytes: int) -> tuple[tuple[OutputF
 
 
 def _walk(dir_fd: int, prefix: str, depth: int, found: list[OutputFile], budget: list[int]) -> bool:
-    truncated = False
     try:
-        names = sorted(os.listdir(dir_fd))
+        names, truncated = _names(dir_fd, budget)
     except OSError:
         return False
-    for name in names:
+    for name in sorted(names):
+        if not _is_utf8(name):
+            continue
         rel = f"{prefix}{name}"
         try:
             st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
@@ -75,6 +80,28 @@ def _walk(dir_fd: int, prefix: str, depth: int, found: list[OutputFile], budget:
         truncated |= not whole
         found.append(OutputFile(path=rel, data=data))
     return truncated
+
+
+def _names(dir_fd: int, budget: list[int]) -> tuple[list[str], bool]:
+    """The folder's names, as many as the budget of names still allows (each counted), and
+    whether some were left out."""
+    names: list[str] = []
+    with os.scandir(dir_fd) as entries:
+        for entry in entries:
+            if budget[2] <= 0:
+                return names, True
+            budget[2] -= 1
+            names.append(entry.name)
+    return names, False
+
+
+def _is_utf8(name: str) -> bool:
+    """A name listed as str holds each byte that is not UTF-8 as a lone surrogate."""
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _read_regular(dir_fd: int, name: str, limit: int) -> tuple[bytes | None, bool]:

@@ -41,6 +41,7 @@ import pytest
 
 import sandboxd_pool
 from sandboxd_pool.jail.mode import NEWGIDMAP, NEWUIDMAP, SUBGID_FILE, SUBUID_FILE
+from sandboxd_pool.jail.policy import OUT_MAX_ENTRIES
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "jail"))
 from hostile_programs import FORK_LIMITS, PY_FORK_BOMB
@@ -218,6 +219,36 @@ fs.symlinkSync(process.argv[2], 'out/folder-link');
 console.log('written');
 """
 
+# Names the pool must not return (not UTF-8: the API's path is a string), shut like the rest,
+# and more names than the init opens up and the pool reads (OUT_MAX_ENTRIES): FIFOs only.
+FILES_OUT_NAMES_PY = """
+import os
+os.mkdir(b"out/folder\\xc3", 0o700)
+fd = os.open(b"out/folder\\xc3/inner", os.O_WRONLY | os.O_CREAT, 0o600)
+os.write(fd, b"in a bad folder")
+fd = os.open(b"out/bad\\xff", os.O_WRONLY | os.O_CREAT, 0o600)
+os.write(fd, b"bad name")
+fd = os.open("out/ok.txt", os.O_WRONLY | os.O_CREAT, 0o600)
+os.write(fd, b"ok")
+print("written")
+"""
+FILES_OUT_MANY_PY = f"""
+import os
+for n in range({OUT_MAX_ENTRIES + 2000}):
+    os.mkfifo(f"out/f{{n:06d}}", 0o600)
+print("made", len(os.listdir("out")))
+"""
+
+# The exit helper (python_boot.py) must hold the program's own per-request rlimits: here, with
+# no memory cgroup, RLIMIT_DATA is what bounds the memory it shares with the program.
+HELPER_LIMITS = """
+import json
+def limits(pid):
+    lines = open(f"/proc/{pid}/limits").read().splitlines()[1:]
+    return {line[:26].strip(): line[26:].split()[:2] for line in lines}
+print(json.dumps({"program": limits("self"), "helper": limits(3)}))
+"""
+
 CROSS_KILL = """
 import json, os, sys
 seen = {}
@@ -380,6 +411,13 @@ def _programs(user: SubuidUser) -> dict[str, list[object]]:
             {"limits": {"tmpfs_bytes": 1 << 20}},
         ],
         "cross_kill": ["python", CROSS_KILL, {}],
+        "files_out_names": ["python", FILES_OUT_NAMES_PY, {}],
+        "files_out_many": ["python", FILES_OUT_MANY_PY, {"limits": {"wall_time_ms": 30_000}}],
+        "helper_limits": [
+            "python",
+            HELPER_LIMITS,
+            {"limits": {"cpu_time_ms": 1500, "max_processes": 9, "memory_bytes": 96 << 20}},
+        ],
         "files_out_py": ["python", FILES_OUT_PY, {"args": [user.pool_only_dir]}],
         "files_out_js": ["javascript", FILES_OUT_JS, {"args": [user.pool_only_dir]}],
         "hello_after": ["python", "print('still serving')", {}],
@@ -537,6 +575,15 @@ def test_no_kill_across_workers(report: dict) -> None:
     assert all(report["targets_alive"]), (targets, report["targets_alive"])
 
 
+def test_the_exit_helper_has_the_programs_own_limits(report: dict) -> None:
+    outcome = report["helper_limits"]
+    assert outcome["verdict"] == "OK", outcome
+    seen = json.loads(outcome["stdout"])
+    assert seen["program"]["Max processes"] == ["9", "9"]
+    assert seen["program"]["Max data size"] == [str(96 << 20)] * 2
+    assert seen["helper"] == seen["program"]
+
+
 def test_nothing_left_behind(report: dict, subuid_user: SubuidUser) -> None:
     assert report["_leftovers"] == [], report["_leftovers"]
     with open("/proc/mounts") as f:
@@ -561,6 +608,19 @@ def test_files_out_come_back_whatever_their_modes(report: dict, subuid_user: Sub
     for seen in (py, js):
         assert seen["files_truncated"] is False
         assert subuid_user.pool_only not in json.dumps(seen)
+
+
+def test_files_out_skip_names_that_are_not_utf8(report: dict) -> None:
+    seen = report["files_out_names"]
+    assert (seen["verdict"], seen["stdout"]) == ("OK", "written\n"), seen["stderr"]
+    assert (seen["files"], seen["files_truncated"]) == ({"ok.txt": "ok"}, False)
+
+
+def test_files_out_past_the_names_looked_at_is_truncated(report: dict) -> None:
+    seen = report["files_out_many"]
+    made = f"made {OUT_MAX_ENTRIES + 2000}\n"
+    assert (seen["verdict"], seen["stdout"]) == ("OK", made), seen["stderr"]
+    assert (seen["files"], seen["files_truncated"]) == ({}, True)
 
 
 def test_egress_works_in_subuid_mode(report: dict) -> None:

@@ -125,11 +125,19 @@ def _seed_matplotlib_cache(path: str, config_dir: str) -> None:
 # never sees it. It is one of the sandbox's tasks (max_processes counts it). Only where the
 # offsets below are known (glibc on x86-64 and aarch64); anywhere else, or if a step fails, there
 # is no helper and the exit pays for its teardown as before.
+# Its code and stack are the program's memory, so the program can make it run code of its own
+# (stop it, rewrite the instruction pause() restarts at, resume it): it must hold no more than a
+# child of the program. The pool sets the request's rlimits on the program after the helper was
+# cloned (jail/rlimits.limit_running_worker: CPU time, processes, and data without a memory
+# cgroup), so once the request is read the helper is given the program's own
+# (_limit_exit_helper), or killed. Without that, a helper running the program's code kept the
+# boot limits: unlimited CPU time, 1024 processes, RLIMIT_DATA at the ceiling.
 _CLONE_VM = 0x00000100
 _UCONTEXT_BYTES = 4096  # sizeof(ucontext_t) is under 1 KiB on x86-64 and aarch64
 _UC_LINK, _UC_STACK_SP, _UC_STACK_SIZE = 8, 16, 32  # offsets, the same on both
 _HELPER_STACK_BYTES = 64 * 1024
 _exit_helper_memory: list[object] = []  # kept alive: the helper runs on it
+_exit_helper: list[int] = []  # its pid, once cloned
 
 
 def _start_exit_helper() -> None:
@@ -141,6 +149,7 @@ def _start_exit_helper() -> None:
 
 def _clone_exit_helper() -> None:
     import ctypes
+    import resource  # noqa: F401 - for _limit_exit_helper, loaded while warming up
     import signal
 
     libc = ctypes.CDLL(None, use_errno=True)
@@ -168,9 +177,29 @@ def _clone_exit_helper() -> None:
         clone = libc.clone
         clone.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
         top = ctypes.addressof(stacks[2]) + _HELPER_STACK_BYTES - 64
-        clone(ctypes.cast(libc.setcontext, ctypes.c_void_p), top, _CLONE_VM, close_all)
+        pid = clone(ctypes.cast(libc.setcontext, ctypes.c_void_p), top, _CLONE_VM, close_all)
+        if pid > 0:
+            _exit_helper.append(pid)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _limit_exit_helper() -> None:
+    """Once the request is read (the pool set its limits on this process before sending it):
+    the helper gets this process's own limits of those the pool sets per request, as a child
+    forked now would; if that fails, it is killed (no helper: only the exit's speed changes)."""
+    if not _exit_helper:
+        return
+    import resource  # both loaded by _clone_exit_helper
+    import signal
+
+    pid = _exit_helper[0]
+    try:
+        for kind in (resource.RLIMIT_CPU, resource.RLIMIT_NPROC, resource.RLIMIT_DATA):
+            resource.prlimit(pid, kind, resource.getrlimit(kind))
+    except Exception:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _fresh_seeds() -> None:
@@ -345,7 +374,9 @@ def serve_one_request() -> None:
     _fresh_seeds()
     _prefault()
     _start_exit_helper()
-    _fast_exit(_run(*_receive_request()))
+    request = _receive_request()
+    _limit_exit_helper()
+    _fast_exit(_run(*request))
 
 
 if __name__ == "__main__":

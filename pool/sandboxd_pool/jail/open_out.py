@@ -12,8 +12,9 @@ is no one, and no one outside can reach the worker's mounts but the pool.
 Each name is opened with O_PATH | O_NOFOLLOW relative to its folder's descriptor and changed
 through that descriptor (/proc/self/fd/N), after an fstat on the same descriptor: a symlink is
 never followed (it is left alone, and the pool never follows one either), a name swapped by a
-process still running cannot redirect the change, and at most MAX_ENTRIES names, OUT_MAX_DEPTH
-folders deep, are visited, so a program cannot hold its own exit report for long. Errors are
+process still running cannot redirect the change, and at most OUT_MAX_ENTRIES names (listed or
+opened), OUT_MAX_DEPTH folders deep, are visited, so a program cannot hold its own exit report
+for long. Errors are
 ignored: an entry that cannot be opened up is one the pool will not return.
 """
 
@@ -23,15 +24,14 @@ import contextlib
 import os
 import stat
 
-from .policy import OUT_MAX_DEPTH
+from .policy import OUT_MAX_DEPTH, OUT_MAX_ENTRIES
 
-MAX_ENTRIES = 20_000  # twice the ceiling of max_output_files: files and their folders
 _PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def open_out(work_dir: str, out_dir: str) -> None:
     """Make `work_dir`/`out_dir` and what is under it readable by others (see above)."""
-    budget = [MAX_ENTRIES]
+    budget = [OUT_MAX_ENTRIES + 1]  # out/ itself, then the names under it
     with contextlib.suppress(OSError):
         work = os.open(work_dir, _PATH_FLAGS | os.O_DIRECTORY)
         try:
@@ -66,8 +66,8 @@ def _open_folder(path_fd: int, depth: int, budget: list[int]) -> None:
     except OSError:
         return
     try:
-        with os.scandir(listed) as entries:
-            names = [entry.name for entry in entries]
+        with os.scandir(listed) as entries:  # no more names than are left to open
+            names = [entry.name for _, entry in zip(range(budget[0]), entries, strict=False)]
         for name in names:
             _open_entry(listed, name, depth + 1, budget)
             if budget[0] <= 0:

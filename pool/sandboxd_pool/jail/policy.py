@@ -12,6 +12,10 @@ SANDBOX_HOSTNAME = "sandbox"
 WORK_DIR = "/work"
 OUT_DIR = "out"  # in WORK_DIR: what the program leaves here comes back (files_out.py)
 OUT_MAX_DEPTH = 32  # folders deeper than this in out/ are not read
+# Names under out/ looked at, at most (files, folders and anything else): twice the ceiling of
+# max_output_files. The pool reads no more (files_out.py), nor does the init open up more in
+# subuid mode (open_out.py): a program can leave far more, as many as its memory holds.
+OUT_MAX_ENTRIES = 20_000
 BOOT_MOUNT = "/opt/sandboxd"  # the in-worker bootstraps
 JAIL_LIB_MOUNT = "/opt/sandboxd-lib"  # holds jail/ (this package), for the Python template
 PYTHON_MOUNT = "/opt/python"  # an interpreter prefix of its own (pyenv, /opt/python3.x)
