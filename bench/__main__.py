@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from bench.burst import command as burst_command
 from bench.cluster import command as cluster_command
 from bench.e2e import command as e2e_command
 from bench.egress import command as egress_command
 from bench.environments import command as environments_command
+from bench.humaneval import command as humaneval_command
 from bench.pool import command as pool_command
+from bench.profile import command as profile_command
 
 COMMANDS = (
     (
@@ -34,6 +37,24 @@ COMMANDS = (
         environments_command,
         "an environment's warm workers vs a bare interpreter with the same packages: "
         "pandas, a matplotlib PNG, Node's integrations set; PSS of a worker and its template",
+    ),
+    (
+        "burst",
+        burst_command,
+        "200 Submits at once from one tenant through the daemon vs the same 200 with bwrap "
+        "per request 2 at a time: completion p50/p99, executions/s",
+    ),
+    (
+        "humaneval",
+        humaneval_command,
+        "HumanEval's 164 canonical solutions through the daemon 2 at a time vs bwrap per "
+        "request 2 at a time: wall times, passes",
+    ),
+    (
+        "profile",
+        profile_command,
+        "one Python and one Node hello stage by stage (take a worker ... returned), embedded "
+        "and over gRPC with the servicer's share: p50/p90 per stage",
     ),
     (
         "cluster",

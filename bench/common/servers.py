@@ -118,11 +118,17 @@ def _spawn(name: str, argv: list[str]) -> ServerProcess:
 
 
 def start_daemon(
-    warm_workers: int, python: str, node: str | None, *settings: str, name: str = "daemon"
+    warm_workers: int,
+    python: str,
+    node: str | None,
+    *settings: str,
+    name: str = "daemon",
+    launcher: tuple[str, ...] = ("-m", "sandboxd"),
 ) -> ServerProcess:
     """`sandboxd serve` on 127.0.0.1:0 with these workers and interpreters (Python only
-    without `node`) and any other settings."""
-    argv = [sys.executable, "-m", "sandboxd", "serve", "--listen", "127.0.0.1:0"]
+    without `node`) and any other settings. `launcher`: what runs `serve ARGS` (the profile
+    runs the daemon's main through bench.profile.daemon)."""
+    argv = [sys.executable, *launcher, "serve", "--listen", "127.0.0.1:0"]
     argv += ["--warm-workers", str(warm_workers), "--python", python]
     argv += ["--node", node] if node else ["--runtimes", "python"]
     return _spawn(name, [*argv, *settings])

@@ -22,13 +22,20 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 
-from bench.common import harness, options, output
+from bench.common import baselines, harness, options, output
 from bench.common.machine import _git, machine_info
 from bench.common.output import log
-from bench.common.runtimes import select_runtimes
+from bench.common.runtimes import BenchRuntime, select_runtimes
 from bench.common.servers import ServerProcess, start_bwrap_server, start_daemon
-from bench.common.stats import Attempt, LatencyRun, LatencyStats
-from bench.e2e.report import TARGETS, E2EReport, TargetResult, evaluate, render
+from bench.common.stats import Attempt, LatencyRun, LatencyStats, ThroughputRun
+from bench.e2e.report import (
+    TARGETS,
+    THROUGHPUT_THREADS,
+    E2EReport,
+    TargetResult,
+    evaluate,
+    render,
+)
 from bench.e2e.scenarios import Scenario, scenarios
 from sandboxd_client import NO_RETRY, Client, SandboxdError, Verdict
 from sandboxd_client import InvalidRequest as ClientInvalidRequest
@@ -209,11 +216,24 @@ def interleaved_latency(
     return {name: s.run() for name, s in samples.items()}
 
 
+def bare_runner(scenario: Scenario, runtimes: dict[str, BenchRuntime]) -> harness.RunOnce | None:
+    """A bare spawn of a hello scenario's interpreter (the throughput targets' baseline), or
+    None for the other scenarios."""
+    runtime = runtimes.get(scenario.runtime)
+    if runtime is None or not scenario.key.endswith("-hello"):
+        return None
+    return baselines.spawn_runner(runtime.code_argv(scenario.code), scenario.expected_stdout)
+
+
 def measure_scenario(
     scenario: Scenario,
     clients: dict[str, ClientSet],
     settings: Settings,
+    bare: harness.RunOnce | None = None,
+    bare_runs: dict[tuple[str, int], ThroughputRun] | None = None,
 ) -> dict[str, TargetResult]:
+    """Paced latency and each load level on every server; with `bare`, also bare spawns at the
+    thread counts of the throughput targets, right after the servers' runs (into bare_runs)."""
     call = execute_call(scenario)
     results = {t: TargetResult() for t in clients}
     live = []
@@ -243,14 +263,19 @@ def measure_scenario(
             results[t].loads[threads] = harness.measure_throughput(
                 clients[t].per_thread(call), threads, settings.duration_s
             )
+        if bare is not None and bare_runs is not None and threads in THROUGHPUT_THREADS:
+            log(f"  {scenario.key:13} bare   x{threads} for {settings.duration_s:g} s...")
+            bare_run = harness.measure_throughput(bare, threads, settings.duration_s)
+            bare_runs[(scenario.key, threads)] = bare_run
+            log(f"  {scenario.key:13} bare   x{threads} {bare_run.per_s:.0f}/s")
     for t in live:
         r = results[t]
         brief = []
         if r.paced and r.paced.stats:
             brief.append(f"paced p50 {r.paced.stats.p50_ms:.2f} p99 {r.paced.stats.p99_ms:.2f} ms")
-        for threads, run in sorted(r.loads.items()):
-            p50 = f" p50 {run.latency.p50_ms:.1f} ms" if run.latency else ""
-            brief.append(f"x{threads} {run.per_s:.0f}/s{p50}")
+        for threads, load in sorted(r.loads.items()):
+            p50 = f" p50 {load.latency.p50_ms:.1f} ms" if load.latency else ""
+            brief.append(f"x{threads} {load.per_s:.0f}/s{p50}")
         log(f"  {scenario.key:13} {t:6} " + ", ".join(brief))
     return results
 
@@ -309,6 +334,8 @@ def run(args: argparse.Namespace) -> int:
     chosen = scenarios(names)
     results: dict[tuple[str, str], TargetResult] = {}
     floor: dict[str, LatencyRun] = {}
+    bare: dict[tuple[str, int], ThroughputRun] = {}
+    by_name = {rt.name: rt for rt in runtimes}
     echo = []
 
     max_threads = max([*settings.thread_counts, 1])
@@ -329,7 +356,10 @@ def run(args: argparse.Namespace) -> int:
                 )
                 for scenario in chosen:
                     log(f"{scenario.title}...")
-                    for t, r in measure_scenario(scenario, clients, settings).items():
+                    measured = measure_scenario(
+                        scenario, clients, settings, bare_runner(scenario, by_name), bare
+                    )
+                    for t, r in measured.items():
                         results[(scenario.key, t)] = r
             finally:
                 for cs in clients.values():
@@ -364,7 +394,8 @@ def run(args: argparse.Namespace) -> int:
         results=results,
         floor=floor,
         echo=echo,
-        checks=evaluate(results),
+        bare=bare,
+        checks=evaluate(results, bare),
         notes=notes,
     )
     output.publish(args, "e2e", render(report), report)

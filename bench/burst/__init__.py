@@ -1,0 +1,1 @@
+"""`python -m bench burst`: many Submits at once from one tenant, against bwrap per request."""

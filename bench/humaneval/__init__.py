@@ -1,0 +1,1 @@
+"""`python -m bench humaneval`: HumanEval's canonical solutions through the daemon and bwrap."""
