@@ -8,7 +8,9 @@ while the pool is not running (and the pool while the bare ones are gone).
 
 from __future__ import annotations
 
+import ctypes
 import os
+import platform
 import subprocess
 import time
 from collections.abc import Iterable
@@ -38,10 +40,29 @@ def tree_pids(pid: int) -> list[int]:
         return []
 
 
+_KCMP_SYSCALL = {"x86_64": 312, "aarch64": 272}.get(platform.machine())
+_KCMP_VM = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _same_memory(a: int, b: int) -> bool:
+    """Whether processes `a` and `b` share one address space (clone(CLONE_VM) without a thread:
+    the Python worker's exit helper). kcmp(2); False where it is unknown or fails."""
+    if _KCMP_SYSCALL is None:
+        return False
+    return int(_libc.syscall(_KCMP_SYSCALL, a, b, _KCMP_VM, 0, 0)) == 0
+
+
 def tree_pss_bytes(pid: int) -> tuple[int, int]:
-    """(PSS summed over `pid`'s process tree, number of processes in it)."""
+    """(PSS summed over `pid`'s process tree, number of processes in it). A process that shares
+    its address space with one already counted adds nothing: PSS is a property of the memory
+    map, which /proc shows in full under each process that shares it."""
     pids = tree_pids(pid)
-    return sum(pss_bytes(p) for p in pids), len(pids)
+    counted: list[int] = []
+    for p in pids:
+        if not any(_same_memory(p, q) for q in counted):
+            counted.append(p)
+    return sum(pss_bytes(p) for p in counted), len(pids)
 
 
 def _wait_until_settled(pids: Iterable[int], settle_s: float, max_wait_s: float) -> None:
