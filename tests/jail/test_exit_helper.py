@@ -58,9 +58,20 @@ def fallback_pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pool]:
 
 # The helper is cloned before the worker says it is ready; on a busy host it may not have run
 # yet when the program starts. Each program first waits until it is in pause().
+# A wait that does not end in 5 s exits 1 with what it saw of the helper on stderr (so does
+# wait_state below; no braces in either: SIGNAL_PROGRAM is a format string), so that a failure names the helper's state instead of ending TIMEOUT.
 IN_PAUSE = (
-    "import time as _time\n"
+    "import sys as _sys, time as _time\n"
+    "def _helper_seen():\n"
+    "    try:\n"
+    "        stat = open('/proc/3/stat').read().rsplit(')', 1)[1].split()\n"
+    "        return 'state %s wchan %s' % (stat[0], open('/proc/3/wchan').read())\n"
+    "    except OSError as e:\n"
+    "        return repr(e)\n"
+    "_deadline = _time.monotonic() + 5\n"
     "while open('/proc/3/wchan').read() != '__do_sys_pause':\n"
+    "    if _time.monotonic() > _deadline:\n"
+    "        _sys.exit('the helper is not in pause(): ' + _helper_seen())\n"
     "    _time.sleep(0.001)\n"
 )
 
@@ -156,7 +167,10 @@ SIGNAL_PROGRAM = (
     + """\
 import os, signal, sys, time
 def wait_state(state):
+    deadline = time.monotonic() + 5
     while open('/proc/3/stat').read().rsplit(')', 1)[1].split()[0] != state:
+        if time.monotonic() > deadline:
+            sys.exit('the helper never reached state %s: %s' % (state, _helper_seen()))
         time.sleep(0.001)
 assert os.listdir('/proc/3/fd') == []
 {action}
@@ -227,8 +241,9 @@ HIJACK = IN_PAUSE + textwrap.dedent(
     assert libc.mprotect((after_syscall - 2) & ~4095, 8192, 7) == 0, ctypes.get_errno()
     jump = b"\\x48\\xb8" + struct.pack("<Q", code) + b"\\xff\\xe0"  # movabs rax, code; jmp rax
     ctypes.memmove(after_syscall - 2, jump, len(jump))
-    os.kill(3, signal.SIGCONT)
+    # Said before the helper runs: a payload the filter kills ends the execution at once.
     print("resumed", flush=True)
+    os.kill(3, signal.SIGCONT)
     while result.value == 0:
         time.sleep(0.001)
     """
