@@ -31,7 +31,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ._libc import libc_gil
+from ._libc import fork_with
 
 PARENT_NAME = "sandboxd"
 DAEMON_LEAF = "daemon"  # v2, delegated cgroup: where the daemon's own processes go
@@ -532,9 +532,6 @@ class _CloneArgs(ctypes.Structure):
     ]
 
 
-_pythonapi = ctypes.pythonapi
-
-
 def clone_into(flags: int, cgroup_dir: int) -> int:
     """namespaces.clone_into_namespaces(flags), but the child is created inside the v2 cgroup
     whose directory `cgroup_dir` is open (clone3 with CLONE_INTO_CGROUP, Linux >= 5.7): it never
@@ -544,18 +541,7 @@ def clone_into(flags: int, cgroup_dir: int) -> int:
     # With CLONE_PARENT the child's exit signal is the caller's own, and clone3 refuses another.
     exit_signal = 0 if flags & CLONE_PARENT else signal.SIGCHLD
     args = _CloneArgs(flags=flags | CLONE_INTO_CGROUP, exit_signal=exit_signal, cgroup=cgroup_dir)
-    _pythonapi.PyOS_BeforeFork()
-    pid = libc_gil.syscall(
-        ctypes.c_long(SYS_clone3), ctypes.byref(args), ctypes.c_size_t(ctypes.sizeof(args))
-    )
-    if pid == 0:
-        _pythonapi.PyOS_AfterFork_Child()
-        return 0
-    err = ctypes.get_errno()
-    _pythonapi.PyOS_AfterFork_Parent()
-    if pid < 0:
-        raise OSError(err, f"clone3: {os.strerror(err)}")
-    return int(pid)
+    return fork_with("clone3", SYS_clone3, ctypes.byref(args), ctypes.c_size_t(ctypes.sizeof(args)))
 
 
 def enter_self(entry_fds: tuple[int, ...]) -> None:

@@ -17,7 +17,7 @@ import ctypes
 import os
 import signal
 
-from ._libc import SYS_clone, check, libc, libc_gil
+from ._libc import SYS_clone, check, fork_with, libc
 
 CLONE_PARENT = 0x00008000
 CLONE_NEWNS = 0x00020000
@@ -37,32 +37,15 @@ CHILD_UNSHARE_FLAGS = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS |
 
 PR_SET_PDEATHSIG = 1
 
-_pythonapi = ctypes.pythonapi
-
 
 def clone_into_namespaces(flags: int = WORKER_CLONE_FLAGS) -> int:
     """fork(2) that also creates namespaces. Returns 0 in the child, the child's pid in the parent.
 
-    Python's fork bookkeeping (import lock, after-fork hooks) is run around the raw syscall just
-    as os.fork() does. Only safe in a single-threaded process: the zygote.
+    Only safe in a single-threaded process: the zygote (_libc.fork_with).
     """
-    _pythonapi.PyOS_BeforeFork()
-    pid = libc_gil.syscall(
-        ctypes.c_long(SYS_clone),
-        ctypes.c_ulong(flags | signal.SIGCHLD),
-        None,
-        None,
-        None,
-        None,
+    return fork_with(
+        "clone", SYS_clone, ctypes.c_ulong(flags | signal.SIGCHLD), None, None, None, None
     )
-    if pid == 0:
-        _pythonapi.PyOS_AfterFork_Child()
-        return 0
-    err = ctypes.get_errno()
-    _pythonapi.PyOS_AfterFork_Parent()
-    if pid < 0:
-        raise OSError(err, f"clone: {__import__('os').strerror(err)}")
-    return int(pid)
 
 
 def unshare(flags: int) -> None:
