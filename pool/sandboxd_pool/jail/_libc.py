@@ -10,6 +10,7 @@ libc = ctypes.CDLL(None, use_errno=True)
 # GIL released (the child would inherit a released GIL in an inconsistent state).
 libc_gil = ctypes.PyDLL(None, use_errno=True)
 
+SYS_rt_sigaction = 13
 SYS_clone = 56
 SYS_pivot_root = 155
 SYS_fsconfig = 431

@@ -7,6 +7,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
+from . import signals
+
 SANDBOX_UID = 1000  # the uid and gid inside every worker's user namespace
 SANDBOX_HOSTNAME = "sandbox"
 WORK_DIR = "/work"
@@ -67,7 +69,9 @@ class RuntimePlan:
     binary: str = ""  # the interpreter on the host (argv[0] is where the jail has it)
 
     def exec(self, argv: list[str]) -> None:
-        """execve the runtime; an error names the host's binary, not only the jail's path."""
+        """execve the runtime with the signal state a login shell gives (signals.py); an error
+        names the host's binary, not only the jail's path."""
+        signals.reset_for_exec()
         try:
             os.execve(argv[0], argv, dict(self.env))
         except OSError as e:
