@@ -36,7 +36,10 @@ CLIENT_OPTIONS = (("grpc.use_local_subchannel_pool", 1),)
 RPC_TIMEOUT_S = 120.0
 REFILL_PAUSE_S = 2.0  # before each burst: the pool boots its warm workers again
 SETTLE_S = 2.0  # after the daemon listens
-ASYNC_BYTES = 1024**3  # the tenant's share of async memory: 200 x (request + 3 MiB) fits
+# What the daemon reserves for each queued job, rounded up: with the default limits a hello
+# reserves about 19 MiB (its request, room for 3 x max_output_bytes of output and for its out/
+# files). The tenant's share and the node's --async-max-bytes are sized so the whole burst fits.
+ASYNC_BYTES_PER_JOB = 32 * 1024**2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -171,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
         max_concurrent=jobs,
         max_open_calls=2 * jobs + 16,
         max_queued_jobs=jobs,
-        max_async_bytes=ASYNC_BYTES,
+        max_async_bytes=jobs * ASYNC_BYTES_PER_JOB,
     )
     bwrap = {rt.name: BurstResult(rt.name, "bwrap", args.bwrap_concurrency) for rt in runtimes}
     results: list[BurstResult] = []
@@ -181,7 +184,14 @@ def run(args: argparse.Namespace) -> int:
     with bench_tenant(TENANT, quotas) as (tenants_path, key):
         for concurrency in node_concurrency:
             log(f"starting sandboxd serve --max-concurrent {concurrency}...")
-            settings = ("--tenants", str(tenants_path), "--max-concurrent", str(concurrency))
+            settings = (
+                "--tenants",
+                str(tenants_path),
+                "--max-concurrent",
+                str(concurrency),
+                "--async-max-bytes",
+                str(jobs * ASYNC_BYTES_PER_JOB),
+            )
             server: ServerProcess = start_daemon(args.warm_workers, python, node, *settings)
             mine = {rt.name: BurstResult(rt.name, "daemon", concurrency) for rt in runtimes}
             try:
