@@ -334,6 +334,7 @@ def run(args: argparse.Namespace) -> int:
     chosen = scenarios(names)
     results: dict[tuple[str, str], TargetResult] = {}
     floor: dict[str, LatencyRun] = {}
+    floor_paced: dict[str, LatencyRun] = {}
     bare: dict[tuple[str, int], ThroughputRun] = {}
     by_name = {rt.name: rt for rt in runtimes}
     echo = []
@@ -353,6 +354,13 @@ def run(args: argparse.Namespace) -> int:
                     settings.warmup,
                     settings.rounds,
                     0.0,
+                )
+                floor_paced = interleaved_latency(
+                    {t: cs.per_thread(floor_call) for t, cs in clients.items()},
+                    settings.floor_iterations,
+                    settings.warmup,
+                    settings.rounds,
+                    PAUSE_MS["python"] / 1000,
                 )
                 for scenario in chosen:
                     log(f"{scenario.title}...")
@@ -393,6 +401,7 @@ def run(args: argparse.Namespace) -> int:
         warm_workers=settings.warm_workers,
         results=results,
         floor=floor,
+        floor_paced=floor_paced,
         echo=echo,
         bare=bare,
         checks=evaluate(results, bare),

@@ -55,6 +55,8 @@ class E2EReport:
     warm_workers: int
     results: dict[tuple[str, str], TargetResult]  # (scenario key, target)
     floor: dict[str, LatencyRun] = field(default_factory=dict)  # target -> INVALID_ARGUMENT RPC
+    # The same, paced as the Python hello is (the servers idle between calls, as in x1 paced).
+    floor_paced: dict[str, LatencyRun] = field(default_factory=dict)
     # (scenario key, threads) -> bare spawns of the hello program, no gRPC (THROUGHPUT_THREADS)
     bare: dict[tuple[str, int], ThroughputRun] = field(default_factory=dict)
     echo: list[EchoResult] = field(default_factory=list)
@@ -250,19 +252,33 @@ def bare_line(report: E2EReport, scenario: str) -> str:
     )
 
 
-def floor_line(report: E2EReport) -> str:
+def _floor_parts(runs: dict[str, LatencyRun]) -> list[str]:
     parts = []
     for t in TARGETS:
-        run = report.floor.get(t)
+        run = runs.get(t)
         if run is None or run.stats is None:
             continue
         parts.append(f"{t} p50 {run.stats.p50_ms:.2f} ms, p99 {run.stats.p99_ms:.2f} ms")
+    return parts
+
+
+def floor_line(report: E2EReport) -> str:
+    parts = _floor_parts(report.floor)
     if not parts:
         return "gRPC round-trip floor: not measured."
-    return (
+    line = (
         "gRPC round-trip floor (Execute with 65 labels, rejected INVALID_ARGUMENT by the "
-        "servicer before any engine work; same client, sequential): " + "; ".join(parts) + "."
+        "servicer before any engine work; same client, sequential): back to back "
+        + "; ".join(parts)
     )
+    paced = _floor_parts(report.floor_paced)
+    if paced:
+        pause = report.pause_ms.get("python", 0.0)
+        line += (
+            f"; paced like the Python hello (a {pause:g} ms pause before each, so every "
+            "thread on the way has gone idle): " + "; ".join(paced)
+        )
+    return line + "."
 
 
 def echo_table(echo: list[EchoResult]) -> str:

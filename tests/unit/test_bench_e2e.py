@@ -102,6 +102,7 @@ def _report() -> E2EReport:
         warm_workers=8,
         results=results,
         floor={"daemon": _run(0.5), "bwrap": _run(0.6)},
+        floor_paced={"daemon": _run(1.5), "bwrap": _run(1.6)},
         echo=[EchoResult(1_000_000, {"sync": _run(1.0), "aio": _run(2.0)})],
         checks=evaluate(results),
         notes=["a note"],
@@ -113,7 +114,11 @@ def test_render_has_ratios_floor_echo_and_targets() -> None:
     assert text.startswith("## End to end over gRPC: `python -m bench e2e`")
     assert "| x1 paced | 2.00" in text
     assert "10.0x" in text  # bwrap p50 / daemon p50
-    assert "daemon p50 0.50 ms" in text
+    assert "back to back daemon p50 0.50 ms" in text
+    assert (
+        "(a 40 ms pause before each, so every thread on the way has gone idle): daemon p50 1.50 ms"
+        in text
+    )
     assert "| 1,000,000 B |" in text and "2.0x" in text
     assert "### Targets" in text and "- a note" in text
 

@@ -1,0 +1,133 @@
+"""CPU per single-use execution: where the pool's throughput ceiling comes from.
+
+    python -m bench.pool.cpu_cost [--duration-s 5] [--threads 2] [--runtimes python,javascript]
+
+Single-use throughput is bounded by the CPU each execution costs, since every execution
+consumes a worker that must be made and torn down. For each runtime this drives hello
+executions back to back from N threads for the duration, through: a bare spawn of the
+interpreter (no isolation), the pool, and the pool without cgroups (an empty cgroup root: the
+rlimit fallback), and reports executions/s and the machine's busy CPU per execution
+(/proc/stat, every process: caller, zygote, workers, kernel). Then it spawns `/bin/true` 300
+times plain and under `unshare` with each namespace the jail makes, to show what creating and
+tearing down the namespaces themselves costs. Prints one JSON line; docs/benchmarks.md
+quotes a run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+
+from sandboxd_pool import ExecutionRequest, Pool, PoolConfig, Runtime
+
+HELLO = {Runtime.PYTHON: "print('hello')", Runtime.JAVASCRIPT: "console.log('hello')"}
+NAMESPACES = {
+    "none": [],
+    "net": ["-n"],
+    "mount": ["-m"],
+    "ipc+uts": ["-i", "-u"],
+    "pid": ["-p", "-f"],
+    "all five": ["-n", "-m", "-i", "-u", "-p", "-f"],
+}
+
+
+def busy_ms() -> float:
+    """The machine's busy CPU time so far (all CPUs, ms): total minus idle and iowait."""
+    with open("/proc/stat") as f:
+        ticks = [int(v) for v in f.readline().split()[1:]]
+    return (sum(ticks) - ticks[3] - ticks[4]) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def drive(call: Callable[[], None], threads: int, duration_s: float) -> dict[str, float]:
+    end = time.monotonic() + duration_s
+    done = [0] * threads
+
+    def loop(i: int) -> None:
+        while time.monotonic() < end:
+            call()
+            done[i] += 1
+
+    cpu0, t0 = busy_ms(), time.monotonic()
+    workers = [threading.Thread(target=loop, args=(i,)) for i in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    elapsed, n = time.monotonic() - t0, sum(done)
+    return {"exec_s": round(n / elapsed, 1), "cpu_ms_per_exec": round((busy_ms() - cpu0) / n, 2)}
+
+
+def bare_argv(runtime: Runtime) -> list[str]:
+    if runtime is Runtime.PYTHON:
+        return [os.path.realpath(sys.executable), "-I", "-S", "-c", HELLO[runtime]]
+    return ["/usr/bin/node", "-e", HELLO[runtime]]
+
+
+def measure_runtime(runtime: Runtime, threads: int, duration_s: float) -> dict[str, object]:
+    argv = bare_argv(runtime)
+
+    def bare() -> None:
+        subprocess.run(argv, capture_output=True, env={"PATH": "/usr/bin:/bin"}, check=True)
+
+    result: dict[str, object] = {"bare spawn": drive(bare, threads, duration_s)}
+    with tempfile.TemporaryDirectory() as empty_root:
+        for name, extra in (("pool", {}), ("pool without cgroups", {"cgroup_root": empty_root})):
+            config = PoolConfig(warm_workers_per_runtime=8, runtimes=(runtime,), **extra)
+            with Pool(config) as pool:
+                assert pool.wait_until_ready(60), pool.health()
+                time.sleep(1)
+                request = ExecutionRequest(runtime=runtime, code=HELLO[runtime])
+
+                def pooled(pool: Pool = pool, request: ExecutionRequest = request) -> None:
+                    outcome = pool.execute(request)
+                    assert outcome.stdout == b"hello\n", outcome
+
+                result[name] = {
+                    **drive(pooled, threads, duration_s),
+                    "cgroups": pool.cgroups.version,
+                }
+    return result
+
+
+def measure_namespaces(n: int = 300) -> dict[str, float]:
+    """CPU ms per `/bin/true`, plain and under unshare with each namespace (teardown included:
+    a pause lets the kernel's deferred network-namespace cleanup run before the reading)."""
+    costs = {"/bin/true": ["/bin/true"]}
+    costs.update(
+        {f"unshare {name}": ["unshare", *flags, "/bin/true"] for name, flags in NAMESPACES.items()}
+    )
+    result = {}
+    for name, argv in costs.items():
+        time.sleep(0.5)
+        cpu0 = busy_ms()
+        for _ in range(n):
+            subprocess.run(argv, check=True)
+        time.sleep(0.5)
+        result[name] = round((busy_ms() - cpu0) / n, 2)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--duration-s", type=float, default=5.0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--runtimes", default="python,javascript")
+    args = parser.parse_args()
+    out: dict[str, object] = {"loadavg_start": os.getloadavg()}
+    for name in args.runtimes.split(","):
+        runtime = Runtime(name)
+        out[name] = measure_runtime(runtime, args.threads, args.duration_s)
+    out["namespaces (cpu ms per /bin/true)"] = measure_namespaces()
+    out["loadavg_end"] = os.getloadavg()
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
