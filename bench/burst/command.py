@@ -189,8 +189,8 @@ def run(args: argparse.Namespace) -> int:
                 str(tenants_path),
                 "--max-concurrent",
                 str(concurrency),
-                "--async-max-bytes",
-                str(jobs * ASYNC_BYTES_PER_JOB),
+                "--async-max-bytes",  # the node's room, as large as the tenant's share
+                str(quotas.max_async_bytes),
             )
             server: ServerProcess = start_daemon(args.warm_workers, python, node, *settings)
             mine = {rt.name: BurstResult(rt.name, "daemon", concurrency) for rt in runtimes}

@@ -43,6 +43,7 @@ from sandboxd_client import InvalidRequest as ClientInvalidRequest
 CLIENT_OPTIONS = (("grpc.use_local_subchannel_pool", 1),)
 RPC_TIMEOUT_S = 60.0
 PAUSE_MS = {"python": 40.0, "javascript": 80.0}
+FLOOR_PAUSE_MS = PAUSE_MS["python"]  # the paced floor idles as long as the Python hello does
 SETTLE_S = 1.0  # after the daemon listens: let the pool finish booting its warm workers
 
 
@@ -360,7 +361,7 @@ def run(args: argparse.Namespace) -> int:
                     settings.floor_iterations,
                     settings.warmup,
                     settings.rounds,
-                    PAUSE_MS["python"] / 1000,
+                    FLOOR_PAUSE_MS / 1000,
                 )
                 for scenario in chosen:
                     log(f"{scenario.title}...")
@@ -402,6 +403,7 @@ def run(args: argparse.Namespace) -> int:
         results=results,
         floor=floor,
         floor_paced=floor_paced,
+        floor_pause_ms=FLOOR_PAUSE_MS,
         echo=echo,
         bare=bare,
         checks=evaluate(results, bare),

@@ -55,8 +55,10 @@ class E2EReport:
     warm_workers: int
     results: dict[tuple[str, str], TargetResult]  # (scenario key, target)
     floor: dict[str, LatencyRun] = field(default_factory=dict)  # target -> INVALID_ARGUMENT RPC
-    # The same, paced as the Python hello is (the servers idle between calls, as in x1 paced).
+    # The same with an untimed pause of floor_pause_ms before each call (the servers idle
+    # between calls, as in x1 paced).
     floor_paced: dict[str, LatencyRun] = field(default_factory=dict)
+    floor_pause_ms: float = 0.0
     # (scenario key, threads) -> bare spawns of the hello program, no gRPC (THROUGHPUT_THREADS)
     bare: dict[tuple[str, int], ThroughputRun] = field(default_factory=dict)
     echo: list[EchoResult] = field(default_factory=list)
@@ -273,9 +275,8 @@ def floor_line(report: E2EReport) -> str:
     )
     paced = _floor_parts(report.floor_paced)
     if paced:
-        pause = report.pause_ms.get("python", 0.0)
         line += (
-            f"; paced like the Python hello (a {pause:g} ms pause before each, so every "
+            f"; paced (a {report.floor_pause_ms:g} ms pause before each, so every "
             "thread on the way has gone idle): " + "; ".join(paced)
         )
     return line + "."

@@ -4,9 +4,10 @@
 
 Single-use throughput is bounded by the CPU each execution costs, since every execution
 consumes a worker that must be made and torn down. For each runtime this drives hello
-executions back to back from N threads for the duration, through: a bare spawn of the
-interpreter (no isolation), the pool, and the pool without cgroups (an empty cgroup root: the
-rlimit fallback), and reports executions/s and the machine's busy CPU per execution
+executions back to back from N threads for the duration (bench/common/harness.py), through:
+a bare spawn of the interpreter (no isolation), the pool, and the pool without cgroups (an
+empty cgroup root: the rlimit fallback), and reports sustained executions/s and the machine's
+busy CPU per execution
 (/proc/stat, every process: caller, zygote, workers, kernel). Then it spawns `/bin/true` 300
 times plain and under `unshare` with each namespace the jail makes, to show what creating and
 tearing down the namespaces themselves costs. Prints one JSON line; docs/benchmarks.md
@@ -19,15 +20,17 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 
-from sandboxd_pool import ExecutionRequest, Pool, PoolConfig, Runtime
+import sandboxd_pool
+from bench.common import baselines
+from bench.common.harness import measure_throughput
+from bench.common.runtimes import BenchRuntime, select_runtimes
+from bench.common.stats import Attempt
+from bench.pool.engine import pool_runner
 
-HELLO = {Runtime.PYTHON: "print('hello')", Runtime.JAVASCRIPT: "console.log('hello')"}
 NAMESPACES = {
     "none": [],
     "net": ["-n"],
@@ -45,52 +48,36 @@ def busy_ms() -> float:
     return (sum(ticks) - ticks[3] - ticks[4]) * 1000 / os.sysconf("SC_CLK_TCK")
 
 
-def drive(call: Callable[[], None], threads: int, duration_s: float) -> dict[str, float]:
-    end = time.monotonic() + duration_s
-    done = [0] * threads
-
-    def loop(i: int) -> None:
-        while time.monotonic() < end:
-            call()
-            done[i] += 1
-
-    cpu0, t0 = busy_ms(), time.monotonic()
-    workers = [threading.Thread(target=loop, args=(i,)) for i in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    elapsed, n = time.monotonic() - t0, sum(done)
-    return {"exec_s": round(n / elapsed, 1), "cpu_ms_per_exec": round((busy_ms() - cpu0) / n, 2)}
+def drive(run_once: Callable[[], Attempt], threads: int, duration_s: float) -> dict[str, object]:
+    """The harness's sustained throughput, and the machine's CPU over the whole run divided by
+    every call it made."""
+    cpu0 = busy_ms()
+    run = measure_throughput(run_once, threads, duration_s)
+    calls = run.completed + run.failures
+    return {
+        "exec_s": round(run.per_s, 1),
+        "cpu_ms_per_exec": round((busy_ms() - cpu0) / max(calls, 1), 2),
+        "failures": run.failures,
+        **({"first_error": run.first_error} if run.first_error else {}),
+    }
 
 
-def bare_argv(runtime: Runtime) -> list[str]:
-    if runtime is Runtime.PYTHON:
-        return [os.path.realpath(sys.executable), "-I", "-S", "-c", HELLO[runtime]]
-    return ["/usr/bin/node", "-e", HELLO[runtime]]
-
-
-def measure_runtime(runtime: Runtime, threads: int, duration_s: float) -> dict[str, object]:
-    argv = bare_argv(runtime)
-
-    def bare() -> None:
-        subprocess.run(argv, capture_output=True, env={"PATH": "/usr/bin:/bin"}, check=True)
-
+def measure_runtime(runtime: BenchRuntime, threads: int, duration_s: float) -> dict[str, object]:
+    bare = baselines.spawn_runner(runtime.hello_argv, runtime.expected_stdout)
     result: dict[str, object] = {"bare spawn": drive(bare, threads, duration_s)}
     with tempfile.TemporaryDirectory() as empty_root:
         for name, extra in (("pool", {}), ("pool without cgroups", {"cgroup_root": empty_root})):
-            config = PoolConfig(warm_workers_per_runtime=8, runtimes=(runtime,), **extra)
-            with Pool(config) as pool:
+            config = sandboxd_pool.PoolConfig(
+                warm_workers_per_runtime=8,
+                runtimes=(sandboxd_pool.Runtime(runtime.name),),
+                **extra,
+            )
+            with sandboxd_pool.Pool(config) as pool:
                 assert pool.wait_until_ready(60), pool.health()
                 time.sleep(1)
-                request = ExecutionRequest(runtime=runtime, code=HELLO[runtime])
-
-                def pooled(pool: Pool = pool, request: ExecutionRequest = request) -> None:
-                    outcome = pool.execute(request)
-                    assert outcome.stdout == b"hello\n", outcome
-
+                run_once = pool_runner(sandboxd_pool, pool, runtime)
                 result[name] = {
-                    **drive(pooled, threads, duration_s),
+                    **drive(run_once, threads, duration_s),
                     "cgroups": pool.cgroups.version,
                 }
     return result
@@ -121,9 +108,8 @@ def main() -> None:
     parser.add_argument("--runtimes", default="python,javascript")
     args = parser.parse_args()
     out: dict[str, object] = {"loadavg_start": os.getloadavg()}
-    for name in args.runtimes.split(","):
-        runtime = Runtime(name)
-        out[name] = measure_runtime(runtime, args.threads, args.duration_s)
+    for runtime in select_runtimes(args.runtimes.split(",")):
+        out[runtime.name] = measure_runtime(runtime, args.threads, args.duration_s)
     out["namespaces (cpu ms per /bin/true)"] = measure_namespaces()
     out["loadavg_end"] = os.getloadavg()
     print(json.dumps(out))

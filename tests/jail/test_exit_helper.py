@@ -59,7 +59,8 @@ def fallback_pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pool]:
 # The helper is cloned before the worker says it is ready; on a busy host it may not have run
 # yet when the program starts. Each program first waits until it is in pause().
 # A wait that does not end in 5 s exits 1 with what it saw of the helper on stderr (so does
-# wait_state below; no braces in either: SIGNAL_PROGRAM is a format string), so that a failure names the helper's state instead of ending TIMEOUT.
+# wait_state below), so that a failure names the helper's state instead of ending TIMEOUT. No
+# braces in either: SIGNAL_PROGRAM is a format string.
 IN_PAUSE = (
     "import sys as _sys, time as _time\n"
     "def _helper_seen():\n"

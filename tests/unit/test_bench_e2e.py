@@ -103,6 +103,7 @@ def _report() -> E2EReport:
         results=results,
         floor={"daemon": _run(0.5), "bwrap": _run(0.6)},
         floor_paced={"daemon": _run(1.5), "bwrap": _run(1.6)},
+        floor_pause_ms=40.0,
         echo=[EchoResult(1_000_000, {"sync": _run(1.0), "aio": _run(2.0)})],
         checks=evaluate(results),
         notes=["a note"],
@@ -116,8 +117,8 @@ def test_render_has_ratios_floor_echo_and_targets() -> None:
     assert "10.0x" in text  # bwrap p50 / daemon p50
     assert "back to back daemon p50 0.50 ms" in text
     assert (
-        "(a 40 ms pause before each, so every thread on the way has gone idle): daemon p50 1.50 ms"
-        in text
+        "paced (a 40 ms pause before each, so every thread on the way has gone idle): "
+        "daemon p50 1.50 ms" in text
     )
     assert "| 1,000,000 B |" in text and "2.0x" in text
     assert "### Targets" in text and "- a note" in text
