@@ -1,2 +1,3 @@
 """`python -m bench pool`: the engine against per-request spawns (latency, throughput, PSS), and
-`python -m bench.pool.jail_modes` and `python -m bench.pool.cgroup_entry`."""
+`python -m bench.pool.jail_modes`, `python -m bench.pool.cgroup_entry`,
+`python -m bench.pool.cpu_cost` and `python -m bench.pool.cpu_roles`."""

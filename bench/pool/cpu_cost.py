@@ -11,7 +11,8 @@ busy CPU per execution
 (/proc/stat, every process: caller, zygote, workers, kernel). Then it spawns `/bin/true` 300
 times plain and under `unshare` with each namespace the jail makes, to show what creating and
 tearing down the namespaces themselves costs. Prints one JSON line; docs/benchmarks.md
-quotes a run.
+quotes a run. `bench.pool.cpu_roles` splits the pool's CPU per execution by process role
+(caller, zygote, template, worker processes, kernel threads), on the pool made here.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ import os
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import sandboxd_pool
 from bench.common import baselines
@@ -30,6 +33,8 @@ from bench.common.harness import measure_throughput
 from bench.common.runtimes import BenchRuntime, select_runtimes
 from bench.common.stats import Attempt
 from bench.pool.engine import pool_runner
+
+WARM_WORKERS = 8
 
 NAMESPACES = {
     "none": [],
@@ -62,19 +67,27 @@ def drive(run_once: Callable[[], Attempt], threads: int, duration_s: float) -> d
     }
 
 
+@contextmanager
+def warm_pool(runtime: BenchRuntime, **config: Any) -> Iterator[sandboxd_pool.Pool]:
+    """A pool of `runtime` alone (`config`: further PoolConfig fields), once its warm workers
+    are all ready and a second has passed for their boots' aftermath."""
+    pool_config = sandboxd_pool.PoolConfig(
+        warm_workers_per_runtime=WARM_WORKERS,
+        runtimes=(sandboxd_pool.Runtime(runtime.name),),
+        **config,
+    )
+    with sandboxd_pool.Pool(pool_config) as pool:
+        assert pool.wait_until_ready(60), pool.health()
+        time.sleep(1)
+        yield pool
+
+
 def measure_runtime(runtime: BenchRuntime, threads: int, duration_s: float) -> dict[str, object]:
     bare = baselines.spawn_runner(runtime.hello_argv, runtime.expected_stdout)
     result: dict[str, object] = {"bare spawn": drive(bare, threads, duration_s)}
     with tempfile.TemporaryDirectory() as empty_root:
         for name, extra in (("pool", {}), ("pool without cgroups", {"cgroup_root": empty_root})):
-            config = sandboxd_pool.PoolConfig(
-                warm_workers_per_runtime=8,
-                runtimes=(sandboxd_pool.Runtime(runtime.name),),
-                **extra,
-            )
-            with sandboxd_pool.Pool(config) as pool:
-                assert pool.wait_until_ready(60), pool.health()
-                time.sleep(1)
+            with warm_pool(runtime, **extra) as pool:
                 run_once = pool_runner(sandboxd_pool, pool, runtime)
                 result[name] = {
                     **drive(run_once, threads, duration_s),

@@ -1,0 +1,267 @@
+"""Where one single-use pool execution's CPU goes, and its page faults, by process role.
+
+    python -m bench.pool.cpu_roles [--duration-s 6] [--threads 2] [--runtimes python,javascript]
+
+`bench.pool.cpu_cost` gives the machine's busy CPU per pool execution; this splits it by the
+process it was spent in. The roles (root mode):
+
+    caller       this process: the harness's threads and the pool's (replenisher, ...)
+    zygote       pool.zygote_pid
+    template     Python: the zygote's long-lived child that the workers are forked from
+    confining child/init
+                 a worker's first process (made by the template with CLONE_PARENT, or by the
+                 zygote on the exec path: Node): it confines itself, then forks the program and
+                 stays behind as PID 1 of the worker's namespace
+    program      the init's child: runs the request (Python in place; Node exec'd, with its
+                 threads)
+    exit helper  Python: the program's CLONE_VM child, which runs no Python
+    kernel <x>   kernel threads, by comm prefix (kworker, ksoftirqd, rcu, ...)
+    perf         the measurement itself (not in the total)
+    other        anything else on the machine
+
+While the harness drives hello executions back to back from N threads (bench/common/
+harness.py) on cpu_cost's pool, after a second's ramp-up, `perf record -a` samples two windows
+one after the other (bench/pool/perf_record.py: both perf processes are started beforehand,
+their events off, and enabled in turn): CPU samples (`cpu-clock` at 1999 Hz on every CPU), then
+every page fault (`page-faults`, period 1) in a window of its own, so that recording ~200 000
+faults a second adds nothing to the CPU measured. perf's lines are classified in time order by
+bench/pool/perf_roles.py, the processes alive as a window opens being named from /proc (the
+caller, perf, the tree under the zygote, kernel threads). A window's executions are the
+harness's completions between its first and last sample (perf's timestamps are CLOCK_MONOTONIC,
+as time.monotonic()). Per execution: CPU ms by role (samples / 1999 Hz), page faults by role;
+and per role the median faults of one process, over the processes made and gone inside the
+window.
+
+Needs perf allowed to sample the whole system (root here): if perf is missing or refuses, this
+says why and exits 2, measuring nothing. Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import sandboxd_pool
+from bench.common.harness import measure_throughput
+from bench.common.runtimes import BenchRuntime, select_runtimes
+from bench.common.stats import Attempt, ThroughputRun
+from bench.pool.cpu_cost import warm_pool
+from bench.pool.engine import pool_runner
+from bench.pool.perf_record import PerfUnavailable, Recording, check, perf_binary, script
+from bench.pool.perf_roles import (
+    CALLER,
+    EXIT_HELPER,
+    IDLE,
+    INIT,
+    KERNEL,
+    PERF,
+    PROGRAM,
+    TEMPLATE,
+    ZYGOTE,
+    Lineage,
+    Tally,
+    classify,
+)
+
+FREQUENCY_HZ = 1999
+RAMP_S = 1.0  # the harness's ramp-up, before the first window
+TAIL_S = 0.25  # after the last window, before the harness's deadline
+CPU_EVENTS = ["-F", str(FREQUENCY_HZ), "-e", "cpu-clock"]
+FAULT_EVENTS = ["-e", "page-faults/period=1/"]
+
+
+def _parent(pid: int) -> int | None:
+    """The parent pid of a live process (/proc/<pid>/stat, after the comm in parentheses)."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(raw[raw.rfind(")") + 2 :].split()[1])
+
+
+def _pid_levels(pid: int) -> int:
+    """How many PID namespaces `pid` is seen in (NSpid): 1 in the host's alone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("NSpid:"):
+                return len(line.split()) - 1
+    except OSError:
+        pass
+    return 1
+
+
+def snapshot_roles(
+    caller: int, zygote: int, perf: tuple[int, ...], lineage: Lineage
+) -> dict[int, str]:
+    """Roles of the processes alive now, from /proc: the caller, perf, the zygote and the tree
+    under it (a child of the zygote in the host's PID namespace alone is a template, one in
+    a namespace of its own a confining child/init), and kernel threads (kthreadd's children)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (parent := _parent(int(entry))) is not None:
+            parents[int(entry)] = parent
+    children: dict[int, list[int]] = {}
+    for pid, parent in parents.items():
+        children.setdefault(parent, []).append(pid)
+    roles = {pid: KERNEL for pid, parent in parents.items() if pid == 2 or parent == 2}
+    roles[caller] = CALLER
+    roles.update(dict.fromkeys(perf, PERF))
+    roles[zygote] = ZYGOTE
+    for pid in children.get(zygote, []):
+        roles[pid] = TEMPLATE if _pid_levels(pid) == 1 else INIT
+        for program in children.get(pid, []) if roles[pid] == INIT else []:
+            roles[program] = PROGRAM
+            for nth, child in enumerate(sorted(children.get(program, [])), 1):
+                roles[child] = lineage.child_of(PROGRAM, nth)
+    return roles
+
+
+@dataclass
+class Window:
+    tally: Tally
+    executions: int  # the harness's completions between the window's first and last sample
+
+
+def ms_per_exec(samples: int, executions: int) -> float:
+    return round(samples * 1000 / FREQUENCY_HZ / max(executions, 1), 2)
+
+
+def report(cpu: Window, faults: Window) -> dict[str, object]:
+    busy = {role: n for role, n in cpu.tally.cpu_samples.items() if role not in (IDLE, PERF)}
+    by_role = {
+        role: ms_per_exec(n, cpu.executions)
+        for role, n in sorted(busy.items(), key=lambda item: -item[1])
+    }
+    counted = {role: n for role, n in faults.tally.faults.items() if role != PERF}
+    per_process = faults.tally.faults_per_process()
+    all_samples = sum(cpu.tally.cpu_samples.values())
+    return {
+        "cpu_window": {
+            "seconds": round(cpu.tally.window_s, 2),
+            "executions": cpu.executions,
+            "exec_s": round(cpu.executions / max(cpu.tally.window_s, 1e-9), 1),
+            "programs_made": cpu.tally.made(PROGRAM),
+            "busy_share": round(sum(busy.values()) / max(all_samples, 1), 3),
+            "lost_events": cpu.tally.lost,
+        },
+        "cpu_ms_per_exec": round(sum(by_role.values()), 2),
+        "cpu_ms_per_exec_by_role": by_role,
+        "perf_own_cpu_ms_per_exec": ms_per_exec(cpu.tally.cpu_samples[PERF], cpu.executions),
+        "fault_window": {
+            "seconds": round(faults.tally.window_s, 2),
+            "executions": faults.executions,
+            "exec_s": round(faults.executions / max(faults.tally.window_s, 1e-9), 1),
+            "programs_made": faults.tally.made(PROGRAM),
+            "lost_events": faults.tally.lost,
+        },
+        "faults_per_exec": round(sum(counted.values()) / max(faults.executions, 1), 1),
+        "faults_per_exec_by_role": {
+            role: round(n / max(faults.executions, 1), 1)
+            for role, n in sorted(counted.items(), key=lambda item: -item[1])
+        },
+        "faults_per_process": {
+            role: {"median": median, "processes": n} for role, (median, n) in per_process.items()
+        },
+    }
+
+
+def measure_runtime(
+    runtime: BenchRuntime, threads: int, duration_s: float, perf: str, directory: Path
+) -> dict[str, object]:
+    window_s = (duration_s - RAMP_S - TAIL_S) / 2
+    if window_s < 0.5:
+        raise SystemExit(f"--duration-s {duration_s}: too short for two windows of 0.5 s")
+    lineage = Lineage(
+        zygote_child=TEMPLATE if runtime.name == "python" else INIT,
+        program_first_child=EXIT_HELPER if runtime.name == "python" else PROGRAM,
+    )
+    finished: list[float] = []  # time.monotonic() of every OK completion
+    runs: list[ThroughputRun] = []
+    windows: list[tuple[Path, dict[int, str]]] = []
+    with (
+        warm_pool(runtime) as pool,
+        Recording(perf, CPU_EVENTS, directory, f"{runtime.name}-cpu") as cpu,
+        Recording(perf, FAULT_EVENTS, directory, f"{runtime.name}-faults") as faults,
+    ):
+        run_once = pool_runner(sandboxd_pool, pool, runtime)
+
+        def timed() -> Attempt:
+            attempt = run_once()
+            if attempt.ok:
+                finished.append(time.monotonic())
+            return attempt
+
+        cpu.wait_started()
+        faults.wait_started()
+        perf_pids = (cpu.pid, faults.pid)
+        harness = threading.Thread(
+            target=lambda: runs.append(measure_throughput(timed, threads, duration_s))
+        )
+        harness_deadline = time.monotonic() + duration_s
+        harness.start()
+        try:
+            time.sleep(RAMP_S)
+            for recording in (cpu, faults):
+                known = snapshot_roles(os.getpid(), pool.zygote_pid, perf_pids, lineage)
+                recording.enable()
+                known.update(snapshot_roles(os.getpid(), pool.zygote_pid, perf_pids, lineage))
+                time.sleep(window_s)
+                recording.disable()
+                windows.append((recording.data, known))
+        finally:
+            harness.join()
+        cpu.stop()
+        faults.stop()
+    # perf script reads the data once the pool is gone, in no window.
+    tallies = []
+    for data, known in windows:
+        tally = classify(script(perf, data), known, lineage)
+        data.unlink()
+        start, end = tally.first_time or 0.0, tally.last_time or 0.0
+        tallies.append(Window(tally, sum(start <= t <= end for t in finished)))
+    run = runs[0]
+    return {
+        "exec_s": round(run.per_s, 1),
+        "failures": run.failures,
+        **({"first_error": run.first_error} if run.first_error else {}),
+        "windows_inside_the_run": (tallies[-1].tally.last_time or 0.0) <= harness_deadline,
+        **report(tallies[0], tallies[1]),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--duration-s", type=float, default=6.0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--runtimes", default="python,javascript")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="sandboxd-cpu-roles-") as tmp:
+        try:
+            perf = perf_binary()
+            for events in (CPU_EVENTS, FAULT_EVENTS):
+                check(perf, events, Path(tmp))
+            out: dict[str, object] = {
+                "loadavg_start": os.getloadavg(),
+                "frequency_hz": FREQUENCY_HZ,
+                "cpus": os.cpu_count(),
+            }
+            for runtime in select_runtimes(args.runtimes.split(",")):
+                out[runtime.name] = measure_runtime(
+                    runtime, args.threads, args.duration_s, perf, Path(tmp)
+                )
+        except PerfUnavailable as e:
+            print(f"cpu_roles: cannot measure: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
+    out["loadavg_end"] = os.getloadavg()
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
