@@ -19,7 +19,8 @@ Redis. One subpackage per command, one module per concern:
                 `memory.py` (PSS), `targets.py`, `report.py`; `jail_modes.py` (root vs subuid),
                 `cgroup_entry.py` (clone to "in its cgroup" on cgroup v2), `cpu_cost.py` (CPU
                 per execution), `cpu_roles.py` (that CPU and the page faults by process role:
-                `perf_record.py` drives `perf record -a`, `perf_roles.py` classifies its lines)
+                `perf_record.py` drives `perf record -a`, `perf_roles.py` classifies its lines),
+                `overlay_cost.py` (what a worker's read-only layers cost, by how they are mounted)
 - `e2e/`        `command.py`, `scenarios.py`, `report.py`; `bwrap_server.py` (the baseline
                 service) and `echo.py` (sync vs aio gRPC)
 - `burst/`      `command.py` (Submits at once from one tenant, bwrap 2 at a time), `report.py`
