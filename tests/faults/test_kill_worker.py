@@ -62,12 +62,7 @@ def test_an_idle_warm_worker_killed_is_replaced_before_anyone_gets_it(
     daemon: Daemon, runtime: str
 ) -> None:
     warm(daemon, WARM)
-    before = footprint.tree(daemon.proc.pid, ())
-    victim = next(
-        pid
-        for pid in before.worker_pids
-        if ("node_boot.js" in footprint.worker_cmdline(pid)) == (runtime == "javascript")
-    )
+    victim = idle_worker(footprint.tree(daemon.proc.pid, ()), runtime)
     os.kill(victim, signal.SIGKILL)
     eventually(
         "the killed worker reaped and replaced",
@@ -81,3 +76,24 @@ def test_an_idle_warm_worker_killed_is_replaced_before_anyone_gets_it(
         for _ in range(WARM + 1):  # every warm worker of the runtime, and a fresh one
             r = hello(client, runtime)
             assert (r.verdict, r.stdout) == (Verdict.OK, b"hello\n"), r
+
+
+def idle_worker(report: footprint.TreeReport, runtime: str) -> int:
+    """The init of a warm `runtime` worker: its program is alive and holds its descriptors.
+    The worker of an execution that just ended is in the tree for a moment longer, its init
+    still there with at most the program's exit helper under it (which shares the program's
+    command line but holds no descriptor): it is gone by the time it would be killed."""
+    for pid in sorted(report.worker_pids):
+        live = [c for c in footprint.children_of(pid) if _holds_fds(c)]
+        if len(live) == 1 and ("node_boot.js" in footprint.cmdline(live[0])) == (
+            runtime == "javascript"
+        ):
+            return pid
+    raise AssertionError(f"no warm {runtime} worker in {report.describe(report.worker_pids)}")
+
+
+def _holds_fds(pid: int) -> bool:
+    try:
+        return bool(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return False
