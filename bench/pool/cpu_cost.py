@@ -35,6 +35,8 @@ from bench.common.stats import Attempt
 from bench.pool.engine import pool_runner
 
 WARM_WORKERS = 8
+READY_TIMEOUT_S = 60.0  # for a new pool's warm workers to be all ready
+BOOT_SETTLE_S = 1.0  # then, for the aftermath of their boots
 
 NAMESPACES = {
     "none": [],
@@ -70,15 +72,20 @@ def drive(run_once: Callable[[], Attempt], threads: int, duration_s: float) -> d
 @contextmanager
 def warm_pool(runtime: BenchRuntime, **config: Any) -> Iterator[sandboxd_pool.Pool]:
     """A pool of `runtime` alone (`config`: further PoolConfig fields), once its warm workers
-    are all ready and a second has passed for their boots' aftermath."""
+    are all ready and BOOT_SETTLE_S has passed for their boots' aftermath; RuntimeError, with
+    the pool's health, if they are not ready within READY_TIMEOUT_S."""
     pool_config = sandboxd_pool.PoolConfig(
         warm_workers_per_runtime=WARM_WORKERS,
         runtimes=(sandboxd_pool.Runtime(runtime.name),),
         **config,
     )
     with sandboxd_pool.Pool(pool_config) as pool:
-        assert pool.wait_until_ready(60), pool.health()
-        time.sleep(1)
+        if not pool.wait_until_ready(READY_TIMEOUT_S):
+            raise RuntimeError(
+                f"the {runtime.name} pool's warm workers were not ready in "
+                f"{READY_TIMEOUT_S:.0f} s: {pool.health()}"
+            )
+        time.sleep(BOOT_SETTLE_S)
         yield pool
 
 

@@ -25,15 +25,25 @@ one after the other (bench/pool/perf_record.py: both perf processes are started 
 their events off, and enabled in turn): CPU samples (`cpu-clock` at 1999 Hz on every CPU), then
 every page fault (`page-faults`, period 1) in a window of its own, so that recording ~200 000
 faults a second adds nothing to the CPU measured. perf's lines are classified in time order by
-bench/pool/perf_roles.py, the processes alive as a window opens being named from /proc (the
-caller, perf, the tree under the zygote, kernel threads). A window's executions are the
+bench/pool/perf_roles.py, the processes alive just before a window opens being named from
+/proc (the caller, perf, the tree under the zygote, kernel threads; kworkers by the workqueue
+in their name). A window's executions are the
 harness's completions between its first and last sample (perf's timestamps are CLOCK_MONOTONIC,
 as time.monotonic()). Per execution: CPU ms by role (samples / 1999 Hz), page faults by role;
 and per role the median faults of one process, over the processes made and gone inside the
 window.
 
-Needs perf allowed to sample the whole system (root here): if perf is missing or refuses, this
-says why and exits 2, measuring nothing. Prints one JSON line.
+The windows are timed back from the harness's deadline, the second closing TAIL_S before it;
+/proc is read before each window is enabled (perf, already running, tracks every process made
+after that), so that the reading costs no CPU inside a window.
+
+Needs perf allowed to sample the whole system (root here): if perf is missing or refuses, or
+is too old for the options used (checked by a short recording made the same way, before the
+pool starts), this says why and exits 2, measuring nothing. It exits 2 too, printing no
+figure, if the harness fails or a window is unusable: no sample of its event, no execution
+finished in it, events lost or lines of perf script not understood, or it is not inside the
+harness's run (perf_roles.check_window). Prints one JSON line: `machine` says what it ran on
+(date, kernel, commit, ...).
 """
 
 from __future__ import annotations
@@ -41,6 +51,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -50,6 +61,7 @@ from pathlib import Path
 
 import sandboxd_pool
 from bench.common.harness import measure_throughput
+from bench.common.machine import machine_info
 from bench.common.runtimes import BenchRuntime, select_runtimes
 from bench.common.stats import Attempt, ThroughputRun
 from bench.pool.cpu_cost import warm_pool
@@ -65,16 +77,25 @@ from bench.pool.perf_roles import (
     PROGRAM,
     TEMPLATE,
     ZYGOTE,
+    BadWindow,
     Lineage,
     Tally,
+    check_window,
     classify,
 )
 
 FREQUENCY_HZ = 1999
 RAMP_S = 1.0  # the harness's ramp-up, before the first window
-TAIL_S = 0.25  # after the last window, before the harness's deadline
-CPU_EVENTS = ["-F", str(FREQUENCY_HZ), "-e", "cpu-clock"]
-FAULT_EVENTS = ["-e", "page-faults/period=1/"]
+TAIL_S = 0.25  # after the last window closes, before the harness's deadline
+MIN_WINDOW_S = 0.5  # the shortest window measured
+VERSION_TIMEOUT_S = 10.0  # for `perf --version`
+CPU_EVENT, FAULT_EVENT = "cpu-clock", "page-faults"  # as perf script names them
+CPU_EVENTS = ["-F", str(FREQUENCY_HZ), "-e", CPU_EVENT]
+FAULT_EVENTS = ["-e", f"{FAULT_EVENT}/period=1/"]
+
+
+class MeasurementFailed(Exception):
+    """The run cannot give figures: the harness failed, or a window is unusable."""
 
 
 def _parent(pid: int) -> int | None:
@@ -130,10 +151,11 @@ class Window:
 
 
 def ms_per_exec(samples: int, executions: int) -> float:
-    return round(samples * 1000 / FREQUENCY_HZ / max(executions, 1), 2)
+    return round(samples * 1000 / FREQUENCY_HZ / executions, 2)
 
 
 def report(cpu: Window, faults: Window) -> dict[str, object]:
+    """The figures of two windows that passed check_window (executions > 0, window_s > 0)."""
     busy = {role: n for role, n in cpu.tally.cpu_samples.items() if role not in (IDLE, PERF)}
     by_role = {
         role: ms_per_exec(n, cpu.executions)
@@ -146,24 +168,26 @@ def report(cpu: Window, faults: Window) -> dict[str, object]:
         "cpu_window": {
             "seconds": round(cpu.tally.window_s, 2),
             "executions": cpu.executions,
-            "exec_s": round(cpu.executions / max(cpu.tally.window_s, 1e-9), 1),
+            "exec_s": round(cpu.executions / cpu.tally.window_s, 1),
             "programs_made": cpu.tally.made(PROGRAM),
-            "busy_share": round(sum(busy.values()) / max(all_samples, 1), 3),
+            "busy_share": round(sum(busy.values()) / all_samples, 3),
             "lost_events": cpu.tally.lost,
+            "unparsed_lines": cpu.tally.unparsed,
         },
-        "cpu_ms_per_exec": round(sum(by_role.values()), 2),
+        "cpu_ms_per_exec": ms_per_exec(sum(busy.values()), cpu.executions),
         "cpu_ms_per_exec_by_role": by_role,
         "perf_own_cpu_ms_per_exec": ms_per_exec(cpu.tally.cpu_samples[PERF], cpu.executions),
         "fault_window": {
             "seconds": round(faults.tally.window_s, 2),
             "executions": faults.executions,
-            "exec_s": round(faults.executions / max(faults.tally.window_s, 1e-9), 1),
+            "exec_s": round(faults.executions / faults.tally.window_s, 1),
             "programs_made": faults.tally.made(PROGRAM),
             "lost_events": faults.tally.lost,
+            "unparsed_lines": faults.tally.unparsed,
         },
-        "faults_per_exec": round(sum(counted.values()) / max(faults.executions, 1), 1),
+        "faults_per_exec": round(sum(counted.values()) / faults.executions, 1),
         "faults_per_exec_by_role": {
-            role: round(n / max(faults.executions, 1), 1)
+            role: round(n / faults.executions, 1)
             for role, n in sorted(counted.items(), key=lambda item: -item[1])
         },
         "faults_per_process": {
@@ -176,15 +200,18 @@ def measure_runtime(
     runtime: BenchRuntime, threads: int, duration_s: float, perf: str, directory: Path
 ) -> dict[str, object]:
     window_s = (duration_s - RAMP_S - TAIL_S) / 2
-    if window_s < 0.5:
-        raise SystemExit(f"--duration-s {duration_s}: too short for two windows of 0.5 s")
+    if window_s < MIN_WINDOW_S:
+        raise SystemExit(
+            f"--duration-s {duration_s}: too short for two windows of {MIN_WINDOW_S} s"
+        )
     lineage = Lineage(
         zygote_child=TEMPLATE if runtime.name == "python" else INIT,
         program_first_child=EXIT_HELPER if runtime.name == "python" else PROGRAM,
     )
     finished: list[float] = []  # time.monotonic() of every OK completion
     runs: list[ThroughputRun] = []
-    windows: list[tuple[Path, dict[int, str]]] = []
+    harness_errors: list[BaseException] = []
+    windows: list[tuple[str, str, Path, dict[int, str]]] = []
     with (
         warm_pool(runtime) as pool,
         Recording(perf, CPU_EVENTS, directory, f"{runtime.name}-cpu") as cpu,
@@ -198,40 +225,72 @@ def measure_runtime(
                 finished.append(time.monotonic())
             return attempt
 
+        def drive() -> None:
+            try:
+                runs.append(measure_throughput(timed, threads, duration_s))
+            except BaseException as e:  # reported after the join, in this thread
+                harness_errors.append(e)
+
         cpu.wait_started()
         faults.wait_started()
         perf_pids = (cpu.pid, faults.pid)
-        harness = threading.Thread(
-            target=lambda: runs.append(measure_throughput(timed, threads, duration_s))
-        )
-        harness_deadline = time.monotonic() + duration_s
+        harness = threading.Thread(target=drive)
+        # The harness's deadline is its start + duration_s, its start a little after this:
+        # the windows are timed back from this one, which is no later.
+        run_start_s = time.monotonic()
+        deadline_s = run_start_s + duration_s
+        closes_s = (deadline_s - TAIL_S - window_s, deadline_s - TAIL_S)
         harness.start()
         try:
             time.sleep(RAMP_S)
-            for recording in (cpu, faults):
+            for (name, event, recording), close_s in zip(
+                (("CPU", CPU_EVENT, cpu), ("page-fault", FAULT_EVENT, faults)),
+                closes_s,
+                strict=True,
+            ):
+                # Read /proc before the window: perf, running since wait_started(), tracks
+                # every process made from here on, so nothing this misses is unnamed.
                 known = snapshot_roles(os.getpid(), pool.zygote_pid, perf_pids, lineage)
+                if time.monotonic() >= close_s - MIN_WINDOW_S:
+                    raise MeasurementFailed(
+                        f"the {name} window would open less than {MIN_WINDOW_S} s before it "
+                        f"must close ({TAIL_S} s before the harness's deadline)"
+                    )
                 recording.enable()
-                known.update(snapshot_roles(os.getpid(), pool.zygote_pid, perf_pids, lineage))
-                time.sleep(window_s)
+                time.sleep(max(0.0, close_s - time.monotonic()))
                 recording.disable()
-                windows.append((recording.data, known))
+                if (late_s := time.monotonic() - deadline_s) > 0:
+                    raise MeasurementFailed(
+                        f"the {name} window closed {late_s:.3f} s after the harness's deadline"
+                    )
+                windows.append((name, event, recording.data, known))
         finally:
             harness.join()
         cpu.stop()
         faults.stop()
+    if harness_errors:
+        raise MeasurementFailed(f"the harness failed: {harness_errors[0]!r}")
+    if not runs:
+        raise MeasurementFailed("the harness returned no result")
     # perf script reads the data once the pool is gone, in no window.
     tallies = []
-    for data, known in windows:
-        tally = classify(script(perf, data), known, lineage)
+    for name, event, data, known in windows:
+        tally = classify(script(perf, data), known, lineage, CPU_EVENT, FAULT_EVENT)
         data.unlink()
-        start, end = tally.first_time or 0.0, tally.last_time or 0.0
-        tallies.append(Window(tally, sum(start <= t <= end for t in finished)))
+        start, end = tally.first_time_s, tally.last_time_s
+        executions = 0 if start is None or end is None else sum(start <= t <= end for t in finished)
+        try:
+            check_window(name, tally, event, executions, (run_start_s, deadline_s))
+        except BadWindow as e:
+            run = runs[0]
+            said = f" (the harness: {run.failures} failures, first: {run.first_error})"
+            raise MeasurementFailed(f"{e}{said if run.failures else ''}") from None
+        tallies.append(Window(tally, executions))
     run = runs[0]
     return {
         "exec_s": round(run.per_s, 1),
         "failures": run.failures,
         **({"first_error": run.first_error} if run.first_error else {}),
-        "windows_inside_the_run": (tallies[-1].tally.last_time or 0.0) <= harness_deadline,
         **report(tallies[0], tallies[1]),
     }
 
@@ -242,25 +301,38 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runtimes", default="python,javascript")
     args = parser.parse_args()
+    runtimes = select_runtimes(args.runtimes.split(","))
     with tempfile.TemporaryDirectory(prefix="sandboxd-cpu-roles-") as tmp:
         try:
             perf = perf_binary()
-            for events in (CPU_EVENTS, FAULT_EVENTS):
-                check(perf, events, Path(tmp))
+            check(perf, CPU_EVENTS, CPU_EVENT, Path(tmp), "probe-cpu")
+            check(perf, FAULT_EVENTS, FAULT_EVENT, Path(tmp), "probe-faults")
             out: dict[str, object] = {
-                "loadavg_start": os.getloadavg(),
+                "machine": machine_info(runtimes),
+                "perf": _perf_version(perf),
+                "duration_s": args.duration_s,
+                "threads": args.threads,
                 "frequency_hz": FREQUENCY_HZ,
-                "cpus": os.cpu_count(),
             }
-            for runtime in select_runtimes(args.runtimes.split(",")):
+            for runtime in runtimes:
                 out[runtime.name] = measure_runtime(
                     runtime, args.threads, args.duration_s, perf, Path(tmp)
                 )
-        except PerfUnavailable as e:
+        except (PerfUnavailable, MeasurementFailed) as e:
             print(f"cpu_roles: cannot measure: {e}", file=sys.stderr)
             raise SystemExit(2) from None
     out["loadavg_end"] = os.getloadavg()
     print(json.dumps(out))
+
+
+def _perf_version(perf: str) -> str:
+    try:
+        run = subprocess.run(
+            [perf, "--version"], capture_output=True, text=True, timeout=VERSION_TIMEOUT_S
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return run.stdout.strip() or "unknown"
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ busy machine, synthesizing every task alive), waits until perf answers, and is t
 disabled on command, so that a window begins and ends when the caller says. Timestamps are
 CLOCK_MONOTONIC (`-k`), the clock of time.monotonic(). perf keeps recording fork and exit
 records while its events are disabled (that is how it tracks tasks). `script()` returns the
-lines bench/pool/perf_roles.py reads.
+lines bench/pool/perf_roles.py reads. `check()` runs a short Recording of its own first, so that a
+perf that lacks an option or names an event differently fails before anything is measured.
 """
 
 from __future__ import annotations
@@ -15,9 +16,16 @@ import select
 import shutil
 import signal
 import subprocess
+import time
 from pathlib import Path
 
-ANSWER_TIMEOUT_S = 30.0
+from bench.pool.perf_roles import Sample, Task, parse_line
+
+ANSWER_TIMEOUT_S = 30.0  # for perf to acknowledge a command on its control fifo
+POLL_S = 0.1  # how often a wait for the acknowledgement checks that perf still runs
+STOP_TIMEOUT_S = 120.0  # for perf to write its data and exit after SIGINT
+SCRIPT_TIMEOUT_S = 600.0  # for `perf script` to print a recording
+PROBE_WINDOW_S = 0.1  # how long check() records, enabled, while a process is made
 # -B -N: no build-id collection at the end (nothing here resolves symbols); -m: a ring buffer
 # large enough for every page fault of two busy CPUs.
 RECORD = ["record", "-a", "-k", "CLOCK_MONOTONIC", "-B", "-N", "-m", "16M"]
@@ -42,25 +50,34 @@ def paranoid() -> str:
         return "unknown"
 
 
-def check(perf: str, events: list[str], directory: Path) -> None:
-    """Record `events` system-wide for `true` and read them back; PerfUnavailable, saying why,
-    if perf cannot (not root and perf_event_paranoid > -1, an event this kernel lacks, ...)."""
-    data = directory / "probe.data"
-    run = subprocess.run(
-        [perf, *RECORD, *events, "-o", str(data), "--", "true"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    if run.returncode != 0:
-        raise PerfUnavailable(
-            f"`perf record -a {' '.join(events)}` failed (exit {run.returncode}; "
-            f"kernel.perf_event_paranoid={paranoid()}, uid {os.getuid()}): "
-            f"{_said(run.stderr)}"
-        )
-    if not any("PERF_RECORD_FORK" in line for line in script(perf, data)):
-        raise PerfUnavailable("`perf script --show-task-events` shows no fork records")
+def check(perf: str, events: list[str], event: str, directory: Path, name: str) -> None:
+    """Record `events` system-wide as the benchmark does (a Recording: `-D -1`, its control
+    fifo), enabled for PROBE_WINDOW_S while `true` runs, and read them back; PerfUnavailable,
+    saying why, unless that shows fork records and samples whose event is `event` (not root
+    and perf_event_paranoid > -1, an event this kernel lacks, a perf without --control, an
+    event perf script names otherwise, ...)."""
+    what = f"`perf record -a -D -1 --control fifo:... {' '.join(events)}`"
+    with Recording(perf, events, directory, name) as probe:
+        probe.wait_started()
+        probe.enable()
+        try:
+            subprocess.run(["true"], check=True, timeout=PROBE_WINDOW_S + ANSWER_TIMEOUT_S)
+        except (OSError, subprocess.SubprocessError) as e:
+            raise PerfUnavailable(f"{what}: could not run `true` while recording: {e}") from e
+        time.sleep(PROBE_WINDOW_S)
+        probe.disable()
+        data = probe.stop()
+    lines = script(perf, data)
     data.unlink()
+    records = [parse_line(line) for line in lines]
+    if not any(isinstance(r, Task) and r.kind == "FORK" and r.time_s > 0 for r in records):
+        raise PerfUnavailable(f"{what}: `perf script --show-task-events` shows no fork records")
+    seen = {r.event for r in records if isinstance(r, Sample)}
+    if event not in seen:
+        raise PerfUnavailable(
+            f"{what}: no `{event}` sample in {PROBE_WINDOW_S} s "
+            f"(sample events perf script shows: {', '.join(sorted(seen)) or 'none'})"
+        )
 
 
 def _said(stderr: str) -> str:
@@ -70,12 +87,13 @@ def _said(stderr: str) -> str:
 
 
 def script(perf: str, data: Path) -> list[str]:
-    run = subprocess.run(
-        [perf, "script", "-i", str(data), *SCRIPT],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    argv = [perf, "script", "-i", str(data), *SCRIPT]
+    try:
+        run = subprocess.run(argv, capture_output=True, text=True, timeout=SCRIPT_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise PerfUnavailable(
+            f"`perf script -i {data}` did not finish in {SCRIPT_TIMEOUT_S:.0f} s"
+        ) from None
     if run.returncode != 0:
         raise PerfUnavailable(f"`perf script -i {data}` failed: {_said(run.stderr)}")
     return run.stdout.splitlines()
@@ -128,18 +146,20 @@ class Recording:
 
     def close(self) -> str:
         """Stop perf if it runs (SIGINT, then its end), once; what it wrote on stderr."""
-        if self.process.returncode is None:
-            self.process.send_signal(signal.SIGINT)
+        if self._stderr is None:
+            if self.process.poll() is None:
+                self.process.send_signal(signal.SIGINT)
             try:
-                _, self._stderr = self.process.communicate(timeout=120)
+                _, stderr = self.process.communicate(timeout=STOP_TIMEOUT_S)
             except subprocess.TimeoutExpired:
                 self.process.kill()
-                _, self._stderr = self.process.communicate()
+                _, stderr = self.process.communicate()
+            self._stderr = stderr or ""
         for fd in (self._control, self._ack):
             if fd >= 0:
                 os.close(fd)
         self._control = self._ack = -1
-        return self._stderr or ""
+        return self._stderr
 
     def __enter__(self) -> Recording:
         return self
@@ -148,11 +168,21 @@ class Recording:
         self.close()
 
     def _command(self, word: str) -> None:
+        """Send `word`; PerfUnavailable unless perf acknowledges it within ANSWER_TIMEOUT_S
+        (an older perf without --control, or one that refused its events, has exited: that is
+        seen within POLL_S)."""
         os.write(self._control, word.encode() + b"\n")
-        ready, _, _ = select.select([self._ack], [], [], ANSWER_TIMEOUT_S)
-        if not ready or not os.read(self._ack, 16).startswith(b"ack"):
-            stderr = self.close()
-            raise PerfUnavailable(
-                f"perf did not acknowledge `{word}` (exit {self.process.returncode}): "
-                f"{_said(stderr)}"
-            )
+        give_up = time.monotonic() + ANSWER_TIMEOUT_S
+        while time.monotonic() < give_up and self.process.poll() is None:
+            ready, _, _ = select.select([self._ack], [], [], POLL_S)
+            if ready:
+                if os.read(self._ack, 16).startswith(b"ack"):
+                    return
+                break
+        running = self.process.poll() is None
+        stderr = self.close()
+        raise PerfUnavailable(
+            f"`perf record -a {' '.join(self.events)}` did not acknowledge `{word}` "
+            + (f"in {ANSWER_TIMEOUT_S:.0f} s" if running else f"(exit {self.process.returncode})")
+            + f" (kernel.perf_event_paranoid={paranoid()}, uid {os.getuid()}): {_said(stderr)}"
+        )

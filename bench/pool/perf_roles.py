@@ -44,7 +44,7 @@ TEMPLATE = "template"  # the Python template (a child of the zygote)
 INIT = "confining child/init"  # the worker's first process, PID 1 of its namespace once confined
 PROGRAM = "program"  # the init's child that runs the request (Python, or exec'd node)
 EXIT_HELPER = "exit helper"  # the Python program's CLONE_VM child (runs no Python)
-KERNEL = "kernel"  # reported as "kernel <prefix>" by comm: "kernel kworker", ...
+KERNEL = "kernel"  # reported by comm (kernel_group): "kernel ksoftirqd", "kernel kworker ne", ...
 PERF = "perf"  # the measurement itself
 OTHER = "other"
 IDLE = "idle"  # pid 0: not busy CPU
@@ -75,12 +75,15 @@ _LINE = re.compile(
     r"^\s*(?P<comm>.*?)\s+(?P<pid>-?\d+)/(?P<tid>-?\d+)\s+(?:\[\d+\]\s+)?"
     r"(?P<time>\d+\.\d+):\s+(?P<rest>.*)$"
 )
+# kworker/<cpu>:<n>[H], kworker/u<pool>:<n>, kworker/R-<wq> (a rescuer), then +/- and the
+# workqueue last run (wq_worker_comm).
+_WORKQUEUE = re.compile(r"^kworker/[^+-]*[+-](.+)$")
 _TASK = re.compile(r"^PERF_RECORD_(?P<kind>FORK|EXIT)\((\d+):(\d+)\):\((\d+):(\d+)\)")
 
 
 @dataclass(frozen=True)
 class Sample:
-    time: float
+    time_s: float
     comm: str
     pid: int  # the process (tgid)
     tid: int
@@ -92,7 +95,7 @@ class Task:
     """A fork or exit record: task `tid` of process `pid`, made (fork) by task `parent_tid` of
     process `parent_pid` (for an exit: its parent process)."""
 
-    time: float
+    time_s: float
     comm: str  # the forking task's (an exit: the exiting task's)
     kind: str  # "FORK" or "EXIT"
     pid: int
@@ -103,37 +106,53 @@ class Task:
 
 @dataclass(frozen=True)
 class Lost:
-    time: float
+    time_s: float
     events: int  # how many the ring buffer dropped
 
 
-def parse_line(line: str) -> Sample | Task | Lost | None:
-    """One line of `perf script` output; None for anything else (comm changes, headers)."""
+@dataclass(frozen=True)
+class Ignored:
+    """A record read and not needed: PERF_RECORD_COMM (a comm change, an exec), ..."""
+
+    time_s: float
+    kind: str  # "PERF_RECORD_COMM", ...
+
+
+def parse_line(line: str) -> Sample | Task | Lost | Ignored | None:
+    """One line of `perf script` output; None for a line it cannot read."""
     match = _LINE.match(line)
     if match is None:
         return None
-    time = float(match["time"])
+    time_s = float(match["time"])
     rest = match["rest"].strip()
     if rest.startswith("PERF_RECORD_LOST"):
         count = re.search(r"(\d+)\s*$", rest)
-        return Lost(time, int(count[1]) if count else 1)
+        return Lost(time_s, int(count[1]) if count else 1)
     task = _TASK.match(rest)
     if task is not None:
         pid, tid, ppid, ptid = (int(task.group(i)) for i in range(2, 6))
-        return Task(time, match["comm"], task["kind"], pid, tid, ppid, ptid)
+        return Task(time_s, match["comm"], task["kind"], pid, tid, ppid, ptid)
     if rest.startswith("PERF_RECORD_"):
-        return None
+        return Ignored(time_s, rest.split(":", 1)[0].split()[0])
     event = rest.split(":", 1)[0].strip().split()[-1] if rest else ""
     event = event.split("/", 1)[0]  # page-faults/period=1/ -> page-faults
-    return Sample(time, match["comm"], int(match["pid"]), int(match["tid"]), event)
+    return Sample(time_s, match["comm"], int(match["pid"]), int(match["tid"]), event)
 
 
 def kernel_group(comm: str) -> str | None:
-    """The group of a kernel thread by its comm (kworker/1:2-events: "kernel kworker"), or None
-    if the comm starts with none of KERNEL_PREFIXES."""
+    """The group of a kernel thread by its comm, or None if the comm starts with none of
+    KERNEL_PREFIXES: "kernel ksoftirqd" for ksoftirqd/1; a kworker keeps the workqueue its name
+    carries after `+` (running one of its items) or `-` (last ran one): kworker/u8:1+netns is
+    "kernel kworker netns", kworker/1:2 "kernel kworker".
+
+    That suffix is the name the kernel gave /proc when perf named the thread (perf's start, or
+    the kworker's fork), not at each sample, and perf keeps 15 characters of a comm:
+    kworker/u8:1+netns reaches perf script as kworker/u8:1+ne, so "kernel kworker ne"."""
     for prefix in KERNEL_PREFIXES:
         if comm.startswith(prefix):
-            return f"{KERNEL} {prefix.rstrip('/')}"
+            group = f"{KERNEL} {prefix.rstrip('/')}"
+            workqueue = _WORKQUEUE.match(comm) if prefix == "kworker" else None
+            return f"{group} {workqueue[1]}" if workqueue else group
     return None
 
 
@@ -172,8 +191,8 @@ class Process:
 
     pid: int
     role: str
-    forked_at: float | None = None  # None: it existed before perf started tracking tasks
-    exited_at: float | None = None
+    forked_at_s: float | None = None  # None: it existed before perf started tracking tasks
+    exited_at_s: float | None = None
     children: int = 0
     faults: int = 0
 
@@ -185,32 +204,35 @@ class Tally:
     cpu_samples: Counter[str] = field(default_factory=Counter)  # by reported role
     faults: Counter[str] = field(default_factory=Counter)
     processes: list[Process] = field(default_factory=list)  # every process record, in order
-    first_time: float | None = None  # the window's first sample
-    last_time: float | None = None  # and its last
+    first_time_s: float | None = None  # the window's first sample
+    last_time_s: float | None = None  # and its last
+    samples: Counter[str] = field(default_factory=Counter)  # every sample line, by its event
     lost: int = 0  # events dropped (PERF_RECORD_LOST): the ring buffer overflowed
-    unparsed: int = 0
+    unparsed: int = 0  # non-empty lines parse_line could not read
 
     @property
     def window_s(self) -> float:
-        if self.first_time is None or self.last_time is None:
+        if self.first_time_s is None or self.last_time_s is None:
             return 0.0
-        return self.last_time - self.first_time
+        return self.last_time_s - self.first_time_s
 
-    def inside(self, time: float | None) -> bool:
+    def inside(self, time_s: float | None) -> bool:
         return (
-            time is not None
-            and self.first_time is not None
-            and self.last_time is not None
-            and self.first_time <= time <= self.last_time
+            time_s is not None
+            and self.first_time_s is not None
+            and self.last_time_s is not None
+            and self.first_time_s <= time_s <= self.last_time_s
         )
 
     def made(self, role: str) -> int:
         """Processes of `role` made inside the window."""
-        return sum(p.role == role and self.inside(p.forked_at) for p in self.processes)
+        return sum(p.role == role and self.inside(p.forked_at_s) for p in self.processes)
 
     def whole(self) -> list[Process]:
         """The processes made and exited inside the window: all their faults were seen."""
-        return [p for p in self.processes if self.inside(p.forked_at) and self.inside(p.exited_at)]
+        return [
+            p for p in self.processes if self.inside(p.forked_at_s) and self.inside(p.exited_at_s)
+        ]
 
     def faults_per_process(self) -> dict[str, tuple[float, int]]:
         """Per role: (median faults, how many processes) over the whole processes."""
@@ -250,26 +272,29 @@ def classify(
         if isinstance(record, Lost):
             tally.lost += record.events
             continue
-        if record.time == 0.0:  # what perf synthesized for the tasks alive at its start
+        if isinstance(record, Ignored):
+            continue
+        if record.time_s == 0.0:  # what perf synthesized for the tasks alive at its start
             continue
         if isinstance(record, Task):
             if record.kind == "FORK" and record.pid != record.parent_pid:
                 parent = process_of(record.parent_pid, record.comm)
                 parent.children += 1
                 role = lineage.child_of(parent.role, parent.children)
-                child = live[record.pid] = Process(record.pid, role, forked_at=record.time)
+                child = live[record.pid] = Process(record.pid, role, forked_at_s=record.time_s)
                 tally.processes.append(child)
             elif record.kind == "EXIT" and record.pid == record.tid and record.pid in live:
-                live[record.pid].exited_at = record.time
+                live[record.pid].exited_at_s = record.time_s
             continue
+        tally.samples[record.event] += 1
         if record.event not in (cpu_event, fault_event):
             continue
-        if tally.first_time is None:
-            tally.first_time = record.time
+        if tally.first_time_s is None:
+            tally.first_time_s = record.time_s
             for process in live.values():
                 if process.role == OTHER and process.pid in known:
                     process.role = known[process.pid]
-        tally.last_time = record.time
+        tally.last_time_s = record.time_s
         if record.pid == 0:
             if record.event == cpu_event:
                 tally.cpu_samples[IDLE] += 1
@@ -284,3 +309,42 @@ def classify(
             tally.faults[role] += 1
             process.faults += 1
     return tally
+
+
+class BadWindow(Exception):
+    """A window whose figures would be made up or wrong (see check_window)."""
+
+
+def check_window(
+    name: str,
+    tally: Tally,
+    event: str,
+    executions: int,
+    run_s: tuple[float, float],
+) -> None:
+    """BadWindow, saying why, unless the window `name` is measurable: it holds samples of
+    `event` (perf may name an event differently: then every sample is dropped) over a time
+    greater than 0, the harness finished executions inside it, perf dropped no event and every
+    line was read, and the window lies inside the harness's run `run_s` (start, deadline:
+    CLOCK_MONOTONIC seconds, as perf's timestamps)."""
+    problems = []
+    if tally.samples[event] == 0:
+        seen = ", ".join(f"{e} x{n}" for e, n in tally.samples.most_common()) or "none"
+        problems.append(f"no `{event}` sample (samples seen: {seen})")
+    elif tally.window_s <= 0:
+        problems.append("its samples span no time")
+    if executions == 0:
+        problems.append("no execution finished OK inside it")
+    if tally.lost:
+        problems.append(f"perf lost {tally.lost} events (its ring buffer overflowed)")
+    if tally.unparsed:
+        problems.append(f"{tally.unparsed} lines of perf script were not understood")
+    start_s, deadline_s = run_s
+    first, last = tally.first_time_s, tally.last_time_s
+    if first is not None and last is not None and not start_s <= first <= last <= deadline_s:
+        problems.append(
+            f"it is not inside the harness's run ({first:.3f}-{last:.3f} s, "
+            f"run {start_s:.3f}-{deadline_s:.3f} s)"
+        )
+    if problems:
+        raise BadWindow(f"the {name} window: " + "; ".join(problems))
