@@ -254,13 +254,16 @@ def test_a_thread_exit_leaves_its_process_alive() -> None:
         fork(1.2, "python3.11", 301, 301),  # a thread of it (tid 1301)
         "         python3   301/1301    1.300000: PERF_RECORD_EXIT(301:1301):(200:200)",
         fault(1.4, "python3.11", 301),  # the process still runs: its fault counts
-        leave(1.5, 301, ZYGOTE_PID),  # the process itself exits
-        cpu(1.6, "python3.11", CALLER_PID),
+        cpu(1.6, "python3.11", CALLER_PID),  # the window closes with 301 alive
     ]
     tally = classify(lines, KNOWN, Lineage())
     [init] = [p for p in tally.processes if p.pid == 301]
-    assert (init.role, init.exited_at_s, init.faults) == (INIT, 1.5, 1)
-    assert tally.faults_per_process() == {INIT: (1.0, 1)}
+    assert (init.role, init.exited_at_s, init.faults) == (INIT, None, 1)
+    assert tally.whole() == []  # 301 outlived the window: not whole
+    later = classify(
+        [*lines, leave(1.7, 301, ZYGOTE_PID), cpu(1.8, "x", CALLER_PID)], KNOWN, Lineage()
+    )
+    assert later.faults_per_process() == {INIT: (1.0, 1)}  # its own exit makes it whole
 
 
 # Real lines, byte for byte as printed on this project's VM (`perf --version`: perf version
