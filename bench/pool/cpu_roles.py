@@ -15,7 +15,8 @@ process it was spent in. The roles (root mode):
     program      the init's child: runs the request (Python in place; Node exec'd, with its
                  threads)
     exit helper  Python: the program's CLONE_VM child, which runs no Python
-    kernel <x>   kernel threads, by comm prefix (kworker, ksoftirqd, rcu, ...)
+    kernel <x>   kernel threads, by comm prefix (ksoftirqd, rcu, ...); a kworker with the
+                 workqueue in its name ("kernel kworker netns")
     perf         the measurement itself (not in the total)
     other        anything else on the machine
 
@@ -26,8 +27,9 @@ their events off, and enabled in turn): CPU samples (`cpu-clock` at 1999 Hz on e
 every page fault (`page-faults`, period 1) in a window of its own, so that recording ~200 000
 faults a second adds nothing to the CPU measured. perf's lines are classified in time order by
 bench/pool/perf_roles.py, the processes alive just before a window opens being named from
-/proc (the caller, perf, the tree under the zygote, kernel threads; kworkers by the workqueue
-in their name). A window's executions are the
+/proc (the caller, perf, the tree under the zygote, kernel threads; a kworker by the workqueue
+its name carried then: the one it was running or last ran as the window opened, not
+necessarily the one of each sample). A window's executions are the
 harness's completions between its first and last sample (perf's timestamps are CLOCK_MONOTONIC,
 as time.monotonic()). Per execution: CPU ms by role (samples / 1999 Hz), page faults by role;
 and per role the median faults of one process, over the processes made and gone inside the
@@ -82,6 +84,7 @@ from bench.pool.perf_roles import (
     Tally,
     check_window,
     classify,
+    kernel_group,
 )
 
 FREQUENCY_HZ = 1999
@@ -98,13 +101,15 @@ class MeasurementFailed(Exception):
     """The run cannot give figures: the harness failed, or a window is unusable."""
 
 
-def _parent(pid: int) -> int | None:
-    """The parent pid of a live process (/proc/<pid>/stat, after the comm in parentheses)."""
+def _stat(pid: int) -> tuple[int, str] | None:
+    """The parent pid and the name of a live process (/proc/<pid>/stat: the name in
+    parentheses, whole: a kworker's with the workqueue it runs or last ran)."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return int(raw[raw.rfind(")") + 2 :].split()[1])
+    close = raw.rfind(")")
+    return int(raw[close + 2 :].split()[1]), raw[raw.find("(") + 1 : close]
 
 
 def _pid_levels(pid: int) -> int:
@@ -123,15 +128,22 @@ def snapshot_roles(
 ) -> dict[int, str]:
     """Roles of the processes alive now, from /proc: the caller, perf, the zygote and the tree
     under it (a child of the zygote in the host's PID namespace alone is a template, one in
-    a namespace of its own a confining child/init), and kernel threads (kthreadd's children)."""
+    a namespace of its own a confining child/init), and kernel threads (kthreadd's children),
+    grouped by their name now (kernel_group): perf shows 15 characters of the name it read at
+    its start, /proc the whole name, a kworker's workqueue included."""
     parents: dict[int, int] = {}
+    names: dict[int, str] = {}
     for entry in os.listdir("/proc"):
-        if entry.isdigit() and (parent := _parent(int(entry))) is not None:
-            parents[int(entry)] = parent
+        if entry.isdigit() and (stat := _stat(int(entry))) is not None:
+            parents[int(entry)], names[int(entry)] = stat
     children: dict[int, list[int]] = {}
     for pid, parent in parents.items():
         children.setdefault(parent, []).append(pid)
-    roles = {pid: KERNEL for pid, parent in parents.items() if pid == 2 or parent == 2}
+    roles = {
+        pid: kernel_group(names[pid]) or KERNEL
+        for pid, parent in parents.items()
+        if pid == 2 or parent == 2
+    }
     roles[caller] = CALLER
     roles.update(dict.fromkeys(perf, PERF))
     roles[zygote] = ZYGOTE
