@@ -284,6 +284,12 @@ def measure_runtime(
         raise MeasurementFailed(f"the harness failed: {harness_errors[0]!r}")
     if not runs:
         raise MeasurementFailed("the harness returned no result")
+    if runs[0].failures:
+        # Their CPU and faults are in the windows, but a figure is per OK execution.
+        raise MeasurementFailed(
+            f"{runs[0].failures} executions failed (first: {runs[0].first_error}): a figure per "
+            "execution would count their cost against the others"
+        )
     # perf script reads the data once the pool is gone, in no window.
     tallies = []
     for name, event, data, known in windows:

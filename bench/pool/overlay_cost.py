@@ -8,8 +8,10 @@ jail (the pool's own plan: /usr/bin, /usr/lib, ..., the interpreter's prefix, th
 the jail package; file layers and the relocated-interpreter patch layer are left out), this
 process first makes a private mount namespace holding a read-only stage bind of each layer,
 as the Python template's does; then it forks n children per variant, one after another, each
-of which makes a new mount namespace (a copy of that one, as a template child's is), mounts
-a tmpfs, does the variant's mounts and exits:
+of which makes a new mount namespace (a copy of that one, as a template child copies the
+template's), mounts a tmpfs, does the variant's mounts and exits. The namespace they copy is
+this process's, larger than a template's: only the differences between the rows carry over to
+a worker.
 
   namespace only             nothing more: the floor, and what a Python template child did
                              before issue 12 (it kept the template's root and built nothing)
@@ -38,6 +40,7 @@ bench/pool/cpu_roles.py). Prints one JSON line.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import tempfile
@@ -130,7 +133,9 @@ def measure(
     """Per variant, CPU and wall ms per child over n children, in `rounds` alternating batches.
     Runs in this process's own mount namespace (made by main), where `stage` holds the stage
     binds (stage_layers)."""
-    per_batch = max(1, n // rounds)
+    if n < rounds:
+        raise SystemExit(f"overlay_cost: -n {n} is fewer children than --rounds {rounds}")
+    per_batch = n // rounds
     cpu = dict.fromkeys(variants, 0.0)
     wall = dict.fromkeys(variants, 0.0)
     for turn in range(rounds):
@@ -164,15 +169,16 @@ def measure_runtime(runtime: Runtime, n: int, rounds: int, stage: str) -> dict[s
     outside = sorted({p for p in layers if mount_point_of(p) != "/"})
     if outside:
         variants.remove(ONE_OVERLAY)
-    stage_layers(layers, stage)
     try:
+        stage_layers(layers, stage)
         rows: dict[str, object] = {"layers": len(layers)}
         rows.update(measure(layers, variants, n, rounds, stage))
         if outside:
             rows[ONE_OVERLAY] = f"not measured: not in the root mount: {', '.join(outside)}"
         return rows
     finally:
-        mounts.umount(stage, mounts.MNT_DETACH)
+        if os.path.ismount(stage):
+            mounts.umount(stage, mounts.MNT_DETACH)
 
 
 def directory_layers(runtime: Runtime) -> list[str]:
@@ -221,7 +227,8 @@ def main() -> None:
         for runtime in runtimes:
             out[runtime.name] = measure_runtime(Runtime(runtime.name), args.n, args.rounds, stage)
     finally:
-        os.rmdir(stage)  # empty: its tmpfs is detached
+        with contextlib.suppress(OSError):  # never in place of the error that got here
+            os.rmdir(stage)  # empty: its tmpfs is detached
     out["loadavg_end"] = os.getloadavg()
     print(json.dumps(out))
 
