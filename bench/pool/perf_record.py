@@ -154,6 +154,7 @@ class Recording:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 _, stderr = self.process.communicate()
+                stderr = f"did not exit within {STOP_TIMEOUT_S:.0f} s of SIGINT (killed); {stderr}"
             self._stderr = stderr or ""
         for fd in (self._control, self._ack):
             if fd >= 0:
@@ -173,16 +174,23 @@ class Recording:
         seen within POLL_S)."""
         os.write(self._control, word.encode() + b"\n")
         give_up = time.monotonic() + ANSWER_TIMEOUT_S
+        answer = b""
         while time.monotonic() < give_up and self.process.poll() is None:
             ready, _, _ = select.select([self._ack], [], [], POLL_S)
             if ready:
-                if os.read(self._ack, 16).startswith(b"ack"):
+                answer = os.read(self._ack, 16)
+                if answer.startswith(b"ack"):
                     return
                 break
         running = self.process.poll() is None
         stderr = self.close()
+        if answer:
+            how = f"but answered {answer!r}"
+        elif running:
+            how = f"in {ANSWER_TIMEOUT_S:.0f} s"
+        else:
+            how = f"(exit {self.process.returncode})"
         raise PerfUnavailable(
-            f"`perf record -a {' '.join(self.events)}` did not acknowledge `{word}` "
-            + (f"in {ANSWER_TIMEOUT_S:.0f} s" if running else f"(exit {self.process.returncode})")
-            + f" (kernel.perf_event_paranoid={paranoid()}, uid {os.getuid()}): {_said(stderr)}"
+            f"`perf record -a {' '.join(self.events)}` did not acknowledge `{word}` {how}"
+            f" (kernel.perf_event_paranoid={paranoid()}, uid {os.getuid()}): {_said(stderr)}"
         )
