@@ -300,9 +300,7 @@ def measure_runtime(
         try:
             check_window(name, tally, event, executions, (run_start_s, deadline_s))
         except BadWindow as e:
-            run = runs[0]
-            said = f" (the harness: {run.failures} failures, first: {run.first_error})"
-            raise MeasurementFailed(f"{e}{said if run.failures else ''}") from None
+            raise MeasurementFailed(str(e)) from None
         tallies.append(Window(tally, executions))
     run = runs[0]
     return {

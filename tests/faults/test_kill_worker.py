@@ -84,16 +84,9 @@ def idle_worker(report: footprint.TreeReport, runtime: str) -> int:
     still there with at most the program's exit helper under it (which shares the program's
     command line but holds no descriptor): it is gone by the time it would be killed."""
     for pid in sorted(report.worker_pids):
-        live = [c for c in footprint.children_of(pid) if _holds_fds(c)]
+        live = [c for c in footprint.children_of(pid) if footprint.open_fds(c)]
         if len(live) == 1 and ("node_boot.js" in footprint.cmdline(live[0])) == (
             runtime == "javascript"
         ):
             return pid
     raise AssertionError(f"no warm {runtime} worker in {report.describe(report.worker_pids)}")
-
-
-def _holds_fds(pid: int) -> bool:
-    try:
-        return bool(os.listdir(f"/proc/{pid}/fd"))
-    except OSError:
-        return False

@@ -144,11 +144,12 @@ def worker_cmdline(init_pid: int) -> str:
     return cmdline(next(iter(programs))) if len(programs) == 1 else cmdline(init_pid)
 
 
-def _holds_no_fd(pid: int) -> bool:
+def open_fds(pid: int) -> int | None:
+    """How many descriptors a process holds; None once it is gone (or unreadable)."""
     try:
-        return not os.listdir(f"/proc/{pid}/fd")
+        return len(os.listdir(f"/proc/{pid}/fd"))
     except OSError:
-        return False
+        return None
 
 
 def descendants(pid: int) -> set[int]:
@@ -210,7 +211,7 @@ def tree(daemon_pid: int, zygote_pids: Iterable[int]) -> TreeReport:
         for pid in programs
         if "python_boot.py" in cmdline(pid) or TEMPLATE_SCRIPT in cmdline(pid)
         for c in children_of(pid)
-        if _holds_no_fd(c)
+        if open_fds(c) == 0
     }
     strays = everything - {zygote} - templates - workers - programs - helpers
     in_cgroups = processes_in_worker_cgroups([*zygote_pids, zygote])
